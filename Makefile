@@ -1,0 +1,46 @@
+# Aegis: every target is a thin call to uv. `make help` lists them.
+SHELL := /bin/bash
+PACKAGES := aegis-core aegis-adapters-openai aegis-adapters-gemini aegis-proxy
+UV := $(shell command -v uv 2>/dev/null || echo "$$HOME/.local/bin/uv")
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := all
+.PHONY: all install uv lint typecheck test bench build lock format help
+
+all: lint test ## lint, type-check and test: what CI runs
+
+uv: ## install uv when it is missing
+	@command -v uv >/dev/null 2>&1 || test -x "$(UV)" || python3 -m pip install --quiet uv || python3 -m pip install --quiet --user uv
+
+install: uv ## install every package and the dev tools into .venv
+	$(UV) sync --frozen --all-packages --all-groups
+
+lint: install ## ruff (format and lint), mypy --strict, and the namespace guard
+	$(UV) run ruff format --check
+	$(UV) run ruff check
+	$(UV) run mypy
+	@! find packages -path '*/src/aegis/__init__.py' -o -path '*/src/aegis/adapters/__init__.py' | grep . \
+		|| (echo 'aegis/ and aegis/adapters/ must stay PEP 420 namespaces' && exit 1)
+
+typecheck: install ## mypy --strict only
+	$(UV) run mypy
+
+test: install ## install what the tests need, then run the whole suite
+	$(UV) run pytest $(PYTEST_ARGS)
+
+bench: install ## run the benchmarks under bench/ and print their tables
+	$(UV) run python -m bench
+
+build: uv ## build a wheel and an sdist of every package into dist/
+	rm -rf dist
+	for p in $(PACKAGES); do $(UV) build --package $$p --out-dir dist || exit 1; done
+
+lock: uv ## re-resolve uv.lock after a pyproject change
+	$(UV) lock
+
+format: install ## rewrite files with ruff
+	$(UV) run ruff format
+	$(UV) run ruff check --fix --fix-only
+
+help: ## this list
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'

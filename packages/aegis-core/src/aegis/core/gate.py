@@ -1,0 +1,504 @@
+"""The Gate: policy check, reservation, execution, reconciliation, commit, receipt.
+
+Every governed call goes through :meth:`Gate.admit` (which reserves the worst-case cost against
+every budget that applies, or denies) and then exactly one of :meth:`Gate.settle` (charge the
+real usage, or release when nothing was used). Each decision leaves one signed receipt.
+:meth:`Gate.call` wraps both in an ``async with`` block for in-process callers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final, Literal
+
+from aegis.core.clock import Clock, SystemClock
+from aegis.core.errors import (
+    AegisError,
+    BudgetExceeded,
+    Denied,
+    DuplicateRequest,
+    LedgerError,
+    LedgerUnavailable,
+    PolicyDenied,
+    ReceiptError,
+    ReceiptSinkUnavailable,
+    UnknownModelDenied,
+)
+from aegis.core.ledger import Account, Ledger, Settlement
+from aegis.core.money import format_usd
+from aegis.core.policy import Policy, PolicyProvider
+from aegis.core.pricing import ModelPrice, PricingTable, Usage
+from aegis.core.receipts import (
+    Decision,
+    Receipt,
+    ReceiptChain,
+    ReceiptSink,
+    ReceiptStatus,
+    Signer,
+    new_receipt_id,
+)
+from aegis.core.windows import window_span
+
+__all__ = ["Gate", "GovernedCall", "Permit", "UsageSource"]
+
+logger = logging.getLogger(__name__)
+
+UsageSource = Literal["reported", "counted", "reservation", "none"]
+RUN_RETENTION_S: Final = 7 * 86_400
+"""A run's spend is remembered this long after its last call."""
+
+
+@dataclass(frozen=True, slots=True)
+class Permit:
+    """An admitted call: what was reserved, and the limits the call must respect."""
+
+    receipt_id: str
+    tenant_id: str
+    request_id: str
+    run_id: str | None
+    provider: str
+    model: str
+    capability: str
+    input_tokens: int
+    """Upper bound of the input used for the estimate."""
+    max_output_tokens: int
+    """The output limit the call must be sent with (lowered when the policy clamps)."""
+    clamped: bool
+    """``max_output_tokens`` was lowered to fit the remaining budget."""
+    estimated_nanos: int
+    reserved_nanos: int
+    policy: Policy
+    price: ModelPrice
+    started_at: float
+    started_mono: float
+    body_sha256: str | None = None
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class Gate:
+    """Governs calls for many tenants against one ledger, price table and receipt trail."""
+
+    def __init__(
+        self,
+        *,
+        policy_provider: PolicyProvider,
+        ledger: Ledger,
+        pricing: PricingTable,
+        signer: Signer,
+        sink: ReceiptSink,
+        clock: Clock | None = None,
+        chain_id: str | None = None,
+    ) -> None:
+        self.policy_provider = policy_provider
+        self.ledger = ledger
+        self.pricing = pricing
+        self.sink = sink
+        self.clock = clock or SystemClock()
+        self._chain = ReceiptChain(signer) if chain_id is None else ReceiptChain(signer, chain_id)
+        self._chain_ready = False
+        self._chain_lock = asyncio.Lock()
+
+    # -- admission -----------------------------------------------------------------------
+
+    async def admit(
+        self,
+        *,
+        tenant_id: str,
+        request_id: str,
+        provider: str,
+        model: str,
+        input_tokens: int,
+        max_output_tokens: int | None = None,
+        run_id: str | None = None,
+        capability: str = "llm:invoke",
+        body_sha256: str | None = None,
+    ) -> Permit:
+        """Check policy and reserve the worst-case cost, or deny with a receipt.
+
+        Raises :class:`Denied` (``PolicyDenied``, ``UnknownModelDenied``, ``BudgetExceeded``),
+        :class:`DuplicateRequest`, :class:`LedgerUnavailable` or
+        :class:`ReceiptSinkUnavailable`; every refusal is receipted first.
+        """
+        now = self.clock.time()
+        mono = self.clock.monotonic()
+        receipt_id = new_receipt_id()
+
+        def refuse(
+            error: AegisError,
+            reason: str,
+            budget: str | None = None,
+            policy: Policy | None = None,
+            estimated: int = 0,
+        ) -> Receipt:
+            return self._receipt(
+                receipt_id=receipt_id,
+                request_id=request_id,
+                tenant_id=tenant_id,
+                run_id=run_id,
+                provider=provider,
+                model=model,
+                capability=capability,
+                decision=Decision(False, reason, budget),
+                status="denied",
+                usage=None,
+                usage_source="none",
+                estimated=estimated,
+                reserved=0,
+                actual=0,
+                policy=policy,
+                started=now,
+                started_mono=mono,
+                error=error.message,
+                body_sha256=body_sha256,
+            )
+
+        policy = await self.policy_provider.get_policy(tenant_id=tenant_id)
+        if policy is None:
+            err: Denied = PolicyDenied(
+                f"unknown tenant {tenant_id!r}", tenant_id=tenant_id, reason="unknown_tenant"
+            )
+            await self._write(refuse(err, "unknown_tenant"))
+            raise err
+        if capability not in policy.capabilities:
+            err = PolicyDenied(
+                f"capability {capability!r} is not allowed for tenant {tenant_id!r}",
+                tenant_id=tenant_id,
+                reason="capability_not_allowed",
+            )
+            await self._write(refuse(err, err.reason, policy=policy))
+            raise err
+        if not policy.allows_model(model):
+            err = PolicyDenied(
+                f"model {model!r} is not allowed for tenant {tenant_id!r}",
+                tenant_id=tenant_id,
+                reason="model_not_allowed",
+            )
+            await self._write(refuse(err, err.reason, policy=policy))
+            raise err
+        price = self.pricing.get(model)
+        if price is None:
+            err = UnknownModelDenied(
+                f"model {model!r} has no price, so its cost cannot be budgeted",
+                tenant_id=tenant_id,
+                reason="unknown_model",
+            )
+            await self._write(refuse(err, err.reason, policy=policy))
+            raise err
+
+        output_tokens = price.max_output_tokens if max_output_tokens is None else max_output_tokens
+        estimated = price.worst_case_nanos(input_tokens, output_tokens)
+        accounts = self._accounts(policy, run_id or request_id, now)
+        clamped = False
+        try:
+            try:
+                await self.ledger.reserve(
+                    tenant_id=tenant_id,
+                    hold_id=request_id,
+                    amount_nanos=estimated,
+                    accounts=accounts,
+                    ttl_s=policy.reservation_ttl_s,
+                )
+            except BudgetExceeded as exc:
+                affordable = price.output_tokens_affordable(input_tokens, exc.available_nanos)
+                if (
+                    not policy.clamp_max_tokens
+                    or capability == "embeddings:create"
+                    or affordable < policy.min_output_tokens
+                ):
+                    raise
+                # Another call may take the budget meanwhile; then the second reserve denies.
+                output_tokens = min(output_tokens, affordable)
+                clamped = True
+                estimated = price.worst_case_nanos(input_tokens, output_tokens)
+                await self.ledger.reserve(
+                    tenant_id=tenant_id,
+                    hold_id=request_id,
+                    amount_nanos=estimated,
+                    accounts=accounts,
+                    ttl_s=policy.reservation_ttl_s,
+                )
+        except BudgetExceeded as exc:
+            await self._write(refuse(exc, "budget_exceeded", exc.budget, policy, estimated))
+            raise
+        except DuplicateRequest as exc:
+            await self._write(refuse(exc, "duplicate_request", policy=policy, estimated=estimated))
+            raise
+        except LedgerError as exc:
+            await self._write(refuse(exc, "ledger_unavailable", policy=policy, estimated=estimated))
+            raise
+        except Exception as exc:
+            wrapped = LedgerUnavailable(f"ledger failed: {type(exc).__name__}: {exc}")
+            await self._write(refuse(wrapped, "ledger_unavailable", policy=policy))
+            raise wrapped from exc
+        return Permit(
+            receipt_id=receipt_id,
+            tenant_id=tenant_id,
+            request_id=request_id,
+            run_id=run_id,
+            provider=provider,
+            model=model,
+            capability=capability,
+            input_tokens=input_tokens,
+            max_output_tokens=output_tokens,
+            clamped=clamped,
+            estimated_nanos=estimated,
+            reserved_nanos=estimated,
+            policy=policy,
+            price=price,
+            started_at=now,
+            started_mono=mono,
+            body_sha256=body_sha256,
+        )
+
+    @staticmethod
+    def _accounts(policy: Policy, run_id: str, now: float) -> list[Account]:
+        accounts = []
+        if policy.per_run_nanos is not None:
+            accounts.append(
+                Account(
+                    key=f"run:{run_id}",
+                    budget="per_run",
+                    limit_nanos=policy.per_run_nanos,
+                    hard_stop=True,
+                    expires_at=now + RUN_RETENTION_S,
+                )
+            )
+        for budget in policy.per_window:
+            key, end = window_span(budget.window, now)
+            accounts.append(
+                Account(
+                    key=key,
+                    budget=budget.window,
+                    limit_nanos=budget.limit_nanos,
+                    hard_stop=budget.hard_stop,
+                    expires_at=end,
+                    resets_at=end,
+                )
+            )
+        return accounts
+
+    # -- settlement ----------------------------------------------------------------------
+
+    async def settle(
+        self,
+        permit: Permit,
+        *,
+        status: ReceiptStatus = "ok",
+        usage: Usage | None = None,
+        usage_source: UsageSource | None = None,
+        upstream_status: int | None = None,
+        error: str | None = None,
+    ) -> Receipt:
+        """Resolve the permit's reservation once and write its receipt.
+
+        With ``usage``, its cost is charged (even above the reservation: the overage is posted
+        and flagged, never dropped). Without ``usage``, a successful call is charged its full
+        reservation (its usage is unknown, and the reservation is an upper bound), and a failed
+        or cancelled one releases the reservation.
+        """
+        settlement: Settlement | None = None
+        try:
+            if usage is not None:
+                charge = permit.price.cost_nanos(usage)
+                source: UsageSource = usage_source or "reported"
+            elif status == "ok":
+                charge = permit.reserved_nanos
+                source = "reservation"
+            else:
+                charge = 0
+                source = "none"
+            if source == "none":
+                await self.ledger.release(tenant_id=permit.tenant_id, hold_id=permit.request_id)
+            else:
+                settlement = await self.ledger.commit(
+                    tenant_id=permit.tenant_id,
+                    hold_id=permit.request_id,
+                    amount_nanos=charge,
+                )
+        except LedgerError:
+            raise
+        except Exception as exc:
+            # The hold expires by its TTL; the charge must be reconciled from the receipt.
+            raise LedgerUnavailable(f"ledger failed to settle: {type(exc).__name__}") from exc
+        receipt = self._receipt(
+            receipt_id=permit.receipt_id,
+            request_id=permit.request_id,
+            tenant_id=permit.tenant_id,
+            run_id=permit.run_id,
+            provider=permit.provider,
+            model=permit.model,
+            capability=permit.capability,
+            decision=Decision(True),
+            status=status,
+            usage=usage,
+            usage_source=source,
+            estimated=permit.estimated_nanos,
+            reserved=permit.reserved_nanos,
+            actual=charge,
+            policy=permit.policy,
+            started=permit.started_at,
+            started_mono=permit.started_mono,
+            upstream_status=upstream_status,
+            error=error,
+            body_sha256=permit.body_sha256,
+            late=settlement is not None and settlement.late,
+        )
+        return await self._write(receipt)
+
+    @asynccontextmanager
+    async def call(
+        self,
+        *,
+        tenant_id: str,
+        request_id: str,
+        provider: str,
+        model: str,
+        input_tokens: int,
+        max_output_tokens: int | None = None,
+        run_id: str | None = None,
+        capability: str = "llm:invoke",
+        body_sha256: str | None = None,
+    ) -> AsyncIterator[GovernedCall]:
+        """Admit, run the block, settle: an exception or cancellation releases the reservation
+        (or charges the usage recorded so far) and propagates unchanged."""
+        permit = await self.admit(
+            tenant_id=tenant_id,
+            request_id=request_id,
+            provider=provider,
+            model=model,
+            input_tokens=input_tokens,
+            max_output_tokens=max_output_tokens,
+            run_id=run_id,
+            capability=capability,
+            body_sha256=body_sha256,
+        )
+        call = GovernedCall(permit)
+        try:
+            yield call
+        except BaseException as exc:
+            # CancelledError and GeneratorExit are BaseExceptions: they must settle too.
+            cancelled = isinstance(exc, asyncio.CancelledError | GeneratorExit)
+            status: ReceiptStatus = "cancelled" if cancelled else "upstream_error"
+            error = call.error or ("cancelled" if cancelled else f"{type(exc).__name__}")
+            call.receipt = await asyncio.shield(
+                self.settle(
+                    permit,
+                    status=status,
+                    usage=call.usage,
+                    usage_source=call.usage_source,
+                    upstream_status=call.upstream_status,
+                    error=error,
+                )
+            )
+            raise
+        call.receipt = await self.settle(
+            permit,
+            status=call.status,
+            usage=call.usage,
+            usage_source=call.usage_source,
+            upstream_status=call.upstream_status,
+            error=call.error,
+        )
+
+    # -- receipts ------------------------------------------------------------------------
+
+    def _receipt(
+        self,
+        *,
+        receipt_id: str,
+        request_id: str,
+        tenant_id: str,
+        run_id: str | None,
+        provider: str,
+        model: str,
+        capability: str,
+        decision: Decision,
+        status: ReceiptStatus,
+        usage: Usage | None,
+        usage_source: UsageSource,
+        estimated: int,
+        reserved: int,
+        actual: int,
+        policy: Policy | None,
+        started: float,
+        started_mono: float,
+        upstream_status: int | None = None,
+        error: str | None = None,
+        body_sha256: str | None = None,
+        late: bool = False,
+    ) -> Receipt:
+        finished = self.clock.time()
+        return Receipt(
+            receipt_id=receipt_id,
+            request_id=request_id,
+            tenant_id=tenant_id,
+            run_id=run_id,
+            provider=provider,
+            model=model,
+            capability=capability,
+            decision=decision,
+            status=status,
+            usage=usage,
+            usage_source=usage_source,
+            estimated_usd=format_usd(estimated),
+            reserved_usd=format_usd(reserved),
+            actual_usd=format_usd(actual),
+            overage=actual > reserved and decision.allowed,
+            late=late,
+            pricing_version=self.pricing.version,
+            pricing_as_of=self.pricing.as_of.isoformat(),
+            policy_version=None if policy is None else policy.version,
+            started_at=_iso(started),
+            finished_at=_iso(finished),
+            latency_us=max(0, round((self.clock.monotonic() - started_mono) * 1_000_000)),
+            upstream_status=upstream_status,
+            error=error,
+            body_sha256=body_sha256,
+        )
+
+    async def _write(self, receipt: Receipt) -> Receipt:
+        if not self._chain_ready:
+            async with self._chain_lock:
+                if not self._chain_ready:
+                    last = await self.sink.tail()
+                    if last is not None:
+                        self._chain.resume(last)
+                    self._chain_ready = True
+        sealed = self._chain.seal(receipt)
+        try:
+            await self.sink.write(sealed)
+        except ReceiptError:
+            raise
+        except Exception as exc:
+            logger.error("receipt sink failed: %s", type(exc).__name__)
+            raise ReceiptSinkUnavailable(f"receipt sink failed: {type(exc).__name__}") from exc
+        return sealed
+
+
+class GovernedCall:
+    """The running call inside :meth:`Gate.call`: record what it used."""
+
+    __slots__ = ("error", "permit", "receipt", "status", "upstream_status", "usage", "usage_source")
+
+    def __init__(self, permit: Permit) -> None:
+        self.permit = permit
+        self.usage: Usage | None = None
+        self.usage_source: UsageSource | None = None
+        self.status: ReceiptStatus = "ok"
+        self.upstream_status: int | None = None
+        self.error: str | None = None
+        self.receipt: Receipt | None = None
+        """Set when the block has exited and the call is settled."""
+
+    def record(self, usage: Usage, *, source: UsageSource = "reported") -> None:
+        """Record the call's usage (replacing any earlier record: usage is cumulative)."""
+        self.usage = usage
+        self.usage_source = source

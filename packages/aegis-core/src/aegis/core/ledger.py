@@ -1,0 +1,161 @@
+"""The reservation ledger: two-phase holds against every budget a call touches.
+
+A call *reserves* its worst-case cost against each of its budget accounts at once (the run and
+each window), all or nothing. It then *commits* the real cost, which releases the rest of the
+hold, or *releases* the whole hold. A hold resolves once; one whose holder died expires after
+its TTL and stops counting. Spend in an account is committed plus outstanding holds, so with
+upper-bound estimates committed spend never passes a hard-stop limit, however many calls race.
+
+Hold ids are the callers' request ids, scoped by tenant, which makes them idempotency keys: a
+request id that was charged is never charged again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal, Protocol
+
+from aegis.core.errors import BudgetExceeded
+
+__all__ = [
+    "Account",
+    "Balance",
+    "Hold",
+    "HoldState",
+    "Ledger",
+    "Settlement",
+    "check_admission",
+]
+
+HoldState = Literal["pending", "committed", "released", "expired"]
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """One budget a reservation is checked against."""
+
+    key: str
+    """Ledger key within the tenant: ``run:<id>``, ``day:2026-11-26``, ``month:2026-11`` ..."""
+    budget: str
+    """The budget's name in errors and receipts: ``per_run``, ``day`` ..."""
+    limit_nanos: int
+    hard_stop: bool
+    expires_at: float
+    """Epoch second after which the account's spend no longer matters (window end)."""
+    resets_at: float | None = None
+    """When the budget starts afresh (a window's end); ``None`` for budgets that never reset."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A live reservation."""
+
+    tenant_id: str
+    hold_id: str
+    amount_nanos: int
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """How a hold was resolved by a commit."""
+
+    hold_id: str
+    reserved_nanos: int
+    charged_nanos: int
+    late: bool
+    """The hold had expired before the commit arrived; the charge was posted anyway."""
+
+    @property
+    def overage_nanos(self) -> int:
+        """How much the charge exceeded the hold (an estimate that was not an upper bound)."""
+        return max(0, self.charged_nanos - self.reserved_nanos)
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """An account's spend: what is committed and what is held."""
+
+    committed_nanos: int = 0
+    pending_nanos: int = 0
+
+    @property
+    def spent_nanos(self) -> int:
+        """Committed plus outstanding reservations: what admission checks against."""
+        return self.committed_nanos + self.pending_nanos
+
+
+class Ledger(Protocol):
+    """Store of budget accounts and holds; every method is atomic on its own.
+
+    Implementations must raise :class:`~aegis.core.errors.BudgetExceeded` when any hard-stop
+    account cannot take the hold (and then hold nothing),
+    :class:`~aegis.core.errors.DuplicateRequest` when ``hold_id`` is pending or committed, and
+    :class:`~aegis.core.errors.LedgerUnavailable` when the store cannot be reached.
+    """
+
+    async def reserve(
+        self,
+        *,
+        tenant_id: str,
+        hold_id: str,
+        amount_nanos: int,
+        accounts: Sequence[Account],
+        ttl_s: float,
+    ) -> Hold:
+        """Hold ``amount_nanos`` on every account, or on none."""
+        ...
+
+    async def commit(self, *, tenant_id: str, hold_id: str, amount_nanos: int) -> Settlement:
+        """Post the real cost and release the rest; a late commit still posts."""
+        ...
+
+    async def release(self, *, tenant_id: str, hold_id: str) -> None:
+        """Release the whole hold; releasing an expired hold is a no-op."""
+        ...
+
+    async def renew(self, *, tenant_id: str, hold_id: str, ttl_s: float) -> Hold:
+        """Push a pending hold's expiry to ``ttl_s`` from now (for long streams)."""
+        ...
+
+    async def balances(self, *, tenant_id: str, keys: Sequence[str]) -> dict[str, Balance]:
+        """Current spend of the named accounts (missing accounts read as zero)."""
+        ...
+
+    async def close(self) -> None:
+        """Release resources; the ledger is unusable afterwards."""
+        ...
+
+
+def check_admission(
+    tenant_id: str,
+    amount_nanos: int,
+    accounts: Sequence[Account],
+    spent: Sequence[int],
+) -> None:
+    """Raise :class:`BudgetExceeded` for the tightest hard-stop account that cannot take
+    ``amount_nanos`` on top of ``spent`` (committed + pending, one per account).
+
+    Shared by every ledger so they agree on the rule and on which budget is named.
+    """
+    worst: tuple[int, Account] | None = None
+    for account, used in zip(accounts, spent, strict=True):
+        if account.hard_stop and used + amount_nanos > account.limit_nanos:
+            available = max(0, account.limit_nanos - used)
+            if worst is None or available < worst[0]:
+                worst = (available, account)
+    if worst is not None:
+        available, account = worst
+        resets = (
+            None if account.resets_at is None else datetime.fromtimestamp(account.resets_at, UTC)
+        )
+        raise BudgetExceeded(
+            tenant_id=tenant_id,
+            budget=account.budget,
+            requested_nanos=amount_nanos,
+            available_nanos=available,
+            limit_nanos=account.limit_nanos,
+            resets_at=resets,
+        )

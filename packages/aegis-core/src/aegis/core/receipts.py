@@ -1,0 +1,282 @@
+"""Receipts: one signed, hash-chained record of every Gate decision.
+
+A receipt is signed over its canonical bytes without the ``signature`` field, and chained by
+the SHA-256 of the previous receipt's canonical bytes *with* its signature. Canonical bytes are
+JSON with sorted keys, no insignificant white space, UTF-8, and only strings, integers below
+2**53, booleans, null, objects and arrays, so they coincide with RFC 8785 (JCS) output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Final, Literal, Protocol
+
+from aegis.core.pricing import Usage
+
+__all__ = [
+    "GENESIS_HASH",
+    "Decision",
+    "MemoryReceiptSink",
+    "Receipt",
+    "ReceiptChain",
+    "ReceiptSink",
+    "ReceiptStatus",
+    "Signature",
+    "Signer",
+    "canonical_bytes",
+    "new_receipt_id",
+]
+
+ReceiptStatus = Literal["ok", "upstream_error", "cancelled", "denied"]
+GENESIS_HASH: Final = "0" * 64
+"""``prev_hash`` of the first receipt of a chain (``seq`` 0)."""
+RECEIPT_VERSION: Final = 1
+
+
+def new_receipt_id() -> str:
+    """A UUIDv7-style id: 48 bits of milliseconds then 80 random bits, so ids sort by time."""
+    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
+
+
+def canonical_bytes(data: Any) -> bytes:
+    """The canonical JSON bytes of plain data (see the module docstring)."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the Gate decided, and why."""
+
+    allowed: bool
+    reason: str | None = None
+    """Why a call was denied: ``budget_exceeded``, ``model_not_allowed`` ..."""
+    budget: str | None = None
+    """The budget that denied it (``per_run``, ``day`` ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """A receipt's signature over its canonical bytes without this field."""
+
+    alg: str
+    """``HS256`` or ``EdDSA``."""
+    key_id: str
+    sig: str
+    """Base64url without padding."""
+
+
+class Signer(Protocol):
+    """Signs receipt bytes. Implementations must be safe to call from the event loop."""
+
+    @property
+    def alg(self) -> str:
+        """The JOSE algorithm name written into receipts."""
+        ...
+
+    @property
+    def key_id(self) -> str:
+        """Names the key so a verifier can hold several (rotation)."""
+        ...
+
+    def sign(self, payload: bytes) -> str:
+        """Base64url (no padding) signature of ``payload``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """The audit record of one Gate decision. Amounts are exact USD decimal strings."""
+
+    receipt_id: str
+    request_id: str
+    tenant_id: str
+    run_id: str | None
+    provider: str | None
+    model: str | None
+    capability: str
+    decision: Decision
+    status: ReceiptStatus
+    usage: Usage | None
+    """``None`` when no usage is known (denied, failed before any output)."""
+    usage_source: Literal["reported", "counted", "reservation", "none"]
+    """Where ``actual_usd`` came from: the provider's usage, Aegis's own count of what was
+    streamed, the full reservation (usage unknown), or nothing was charged."""
+    estimated_usd: str
+    reserved_usd: str
+    actual_usd: str
+    overage: bool
+    """The charge exceeded the reservation (the estimate was not an upper bound)."""
+    late: bool
+    """The reservation had expired before the charge was posted."""
+    pricing_version: str | None
+    pricing_as_of: str | None
+    policy_version: str | None
+    started_at: str
+    finished_at: str
+    latency_us: int
+    upstream_status: int | None = None
+    error: str | None = None
+    body_sha256: str | None = None
+    chain_id: str = ""
+    seq: int = -1
+    prev_hash: str = ""
+    signature: Signature | None = None
+    v: int = RECEIPT_VERSION
+
+    def to_dict(self, *, signed: bool = True) -> dict[str, Any]:
+        """Plain data; ``signed=False`` leaves out the signature (the bytes that are signed)."""
+        usage = self.usage
+        data: dict[str, Any] = {
+            "v": self.v,
+            "receipt_id": self.receipt_id,
+            "request_id": self.request_id,
+            "tenant_id": self.tenant_id,
+            "run_id": self.run_id,
+            "provider": self.provider,
+            "model": self.model,
+            "capability": self.capability,
+            "decision": {
+                "allowed": self.decision.allowed,
+                "reason": self.decision.reason,
+                "budget": self.decision.budget,
+            },
+            "status": self.status,
+            "usage": None
+            if usage is None
+            else {
+                "input": usage.input_tokens,
+                "cached_input": usage.cached_input_tokens,
+                "output": usage.output_tokens,
+                "reasoning": usage.reasoning_tokens,
+            },
+            "usage_source": self.usage_source,
+            "estimated_usd": self.estimated_usd,
+            "reserved_usd": self.reserved_usd,
+            "actual_usd": self.actual_usd,
+            "overage": self.overage,
+            "late": self.late,
+            "pricing_version": self.pricing_version,
+            "pricing_as_of": self.pricing_as_of,
+            "policy_version": self.policy_version,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "latency_us": self.latency_us,
+            "upstream_status": self.upstream_status,
+            "error": self.error,
+            "body_sha256": self.body_sha256,
+            "chain_id": self.chain_id,
+            "seq": self.seq,
+            "prev_hash": self.prev_hash,
+        }
+        if signed:
+            sig = self.signature
+            data["signature"] = (
+                None if sig is None else {"alg": sig.alg, "key_id": sig.key_id, "sig": sig.sig}
+            )
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Receipt:
+        """Load a receipt from its plain data (as read back from a sink)."""
+        usage = data["usage"]
+        sig = data.get("signature")
+        fields = {k: v for k, v in data.items() if k not in ("decision", "usage", "signature")}
+        return cls(
+            **fields,
+            decision=Decision(**data["decision"]),
+            usage=None
+            if usage is None
+            else Usage(
+                input_tokens=usage["input"],
+                cached_input_tokens=usage["cached_input"],
+                output_tokens=usage["output"],
+                reasoning_tokens=usage["reasoning"],
+            ),
+            signature=None if sig is None else Signature(**sig),
+        )
+
+    def signing_bytes(self) -> bytes:
+        """The bytes the signature covers."""
+        return canonical_bytes(self.to_dict(signed=False))
+
+    def chain_hash(self) -> str:
+        """Hex SHA-256 of the signed receipt's canonical bytes: the next receipt's ``prev_hash``."""
+        return hashlib.sha256(canonical_bytes(self.to_dict())).hexdigest()
+
+
+@dataclass(slots=True)
+class ReceiptChain:
+    """Seals receipts into one chain: assigns ``seq`` and ``prev_hash``, then signs.
+
+    Sealing is synchronous, so receipts are chained in the order :meth:`seal` is called; sinks
+    must persist them in the order they are given.
+    """
+
+    signer: Signer
+    chain_id: str = field(default_factory=lambda: os.urandom(8).hex())
+    next_seq: int = 0
+    head_hash: str = GENESIS_HASH
+
+    def resume(self, last: Receipt) -> None:
+        """Continue the chain that ``last`` ended (after a restart)."""
+        self.chain_id = last.chain_id
+        self.next_seq = last.seq + 1
+        self.head_hash = last.chain_hash()
+
+    def seal(self, receipt: Receipt) -> Receipt:
+        """Place ``receipt`` at the head of the chain and sign it."""
+        placed = replace(
+            receipt, chain_id=self.chain_id, seq=self.next_seq, prev_hash=self.head_hash
+        )
+        signature = Signature(self.signer.alg, self.signer.key_id, "")
+        signed = replace(
+            placed,
+            signature=replace(signature, sig=self.signer.sign(placed.signing_bytes())),
+        )
+        self.next_seq += 1
+        self.head_hash = signed.chain_hash()
+        return signed
+
+
+class ReceiptSink(Protocol):
+    """Where receipts go.
+
+    Contract: ``write`` records the receipt's place in order before its first suspension point
+    (receipts must be stored in call order, which is chain order) and returns once the receipt
+    is as durable as the sink promises. It raises :class:`~aegis.core.errors.ReceiptError` when
+    it cannot write, so the Gate can fail closed.
+    """
+
+    async def write(self, receipt: Receipt) -> None:
+        """Persist one sealed receipt."""
+        ...
+
+    async def tail(self) -> Receipt | None:
+        """The last receipt written, so a restarted writer can continue its chain."""
+        ...
+
+    async def close(self) -> None:
+        """Flush and release resources."""
+        ...
+
+
+class MemoryReceiptSink:
+    """Receipts in a list; for tests and demos."""
+
+    __slots__ = ("receipts",)
+
+    def __init__(self) -> None:
+        self.receipts: list[Receipt] = []
+
+    async def write(self, receipt: Receipt) -> None:
+        self.receipts.append(receipt)
+
+    async def tail(self) -> Receipt | None:
+        return self.receipts[-1] if self.receipts else None
+
+    async def close(self) -> None:
+        return None

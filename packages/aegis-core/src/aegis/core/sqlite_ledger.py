@@ -1,0 +1,289 @@
+"""The embedded default ledger: SQLite in WAL mode, shared safely by processes on one machine.
+
+Every operation is one ``BEGIN IMMEDIATE`` transaction, so the read-check-write of a reservation
+is serialized across processes (a deferred transaction could not upgrade to a write lock under
+WAL). Calls run on one worker thread per ledger, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from pathlib import Path
+from typing import Final, Literal, TypeVar
+
+from aegis.core.clock import Clock, SystemClock
+from aegis.core.errors import (
+    DuplicateRequest,
+    HoldAlreadyResolved,
+    HoldNotFound,
+    LedgerError,
+    LedgerUnavailable,
+)
+from aegis.core.ledger import Account, Balance, Hold, Settlement, check_admission
+
+__all__ = ["SqliteLedger"]
+
+T = TypeVar("T")
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS aegis_accounts (
+    tenant TEXT NOT NULL,
+    key TEXT NOT NULL,
+    committed INTEGER NOT NULL DEFAULT 0,
+    pending INTEGER NOT NULL DEFAULT 0,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (tenant, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS aegis_holds (
+    tenant TEXT NOT NULL,
+    id TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    keys TEXT NOT NULL,
+    state TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    charged INTEGER NOT NULL DEFAULT 0,
+    resolved_at REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS aegis_holds_expiry ON aegis_holds (expires_at)
+    WHERE state = 'pending';
+"""
+
+# Bounded so a backlog of dead holds never makes one reservation slow.
+_SWEEP_BATCH: Final = 256
+
+
+class SqliteLedger:
+    """Accounts and holds in one SQLite file.
+
+    ``synchronous="full"`` (the default) makes every operation durable against power loss;
+    ``"normal"`` is durable against a process crash only and saves an fsync per operation.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        clock: Clock | None = None,
+        synchronous: Literal["full", "normal"] = "full",
+        busy_timeout_ms: int = 10_000,
+        retention_s: float = 86_400.0,
+    ) -> None:
+        self.path = Path(path)
+        self._clock = clock or SystemClock()
+        self._retention_s = retention_s
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aegis-sqlite")
+        self._connection: sqlite3.Connection | None = None
+        self._synchronous = synchronous
+        self._busy_timeout_ms = busy_timeout_ms
+        self._closed = False
+        self._next_prune = 0.0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(self._open()) as conn:
+            conn.executescript(_SCHEMA)
+
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
+        return conn
+
+    def _conn(self) -> sqlite3.Connection:
+        # Only the single worker thread gets here, so no lock is needed.
+        if self._connection is None:
+            self._connection = self._open()
+        return self._connection
+
+    async def _run(self, fn: Callable[[sqlite3.Connection, float], T]) -> T:
+        if self._closed:
+            raise LedgerUnavailable("ledger is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._transaction, fn)
+
+    def _transaction(self, fn: Callable[[sqlite3.Connection, float], T]) -> T:
+        try:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise LedgerUnavailable(f"sqlite ledger {self.path}: {exc}") from exc
+        try:
+            now = self._clock.time()
+            self._sweep(conn, now)
+            result = fn(conn, now)
+            conn.execute("COMMIT")
+        except LedgerError:
+            conn.execute("ROLLBACK")
+            raise
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise LedgerUnavailable(f"sqlite ledger {self.path}: {exc}") from exc
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return result
+
+    def _sweep(self, conn: sqlite3.Connection, now: float) -> None:
+        expired = conn.execute(
+            "SELECT tenant, id, amount, keys FROM aegis_holds "
+            "WHERE state = 'pending' AND expires_at <= ? LIMIT ?",
+            (now, _SWEEP_BATCH),
+        ).fetchall()
+        for tenant, hold_id, amount, keys in expired:
+            conn.executemany(
+                "UPDATE aegis_accounts SET pending = pending - ? WHERE tenant = ? AND key = ?",
+                [(amount, tenant, key) for key in json.loads(keys)],
+            )
+            conn.execute(
+                "UPDATE aegis_holds SET state = 'expired', resolved_at = ? "
+                "WHERE tenant = ? AND id = ?",
+                (now, tenant, hold_id),
+            )
+        if now >= self._next_prune:
+            self._next_prune = now + 60.0
+            conn.execute("DELETE FROM aegis_accounts WHERE pending = 0 AND expires_at <= ?", (now,))
+            conn.execute(
+                "DELETE FROM aegis_holds WHERE state != 'pending' AND resolved_at <= ?",
+                (now - self._retention_s,),
+            )
+
+    async def reserve(
+        self,
+        *,
+        tenant_id: str,
+        hold_id: str,
+        amount_nanos: int,
+        accounts: Sequence[Account],
+        ttl_s: float,
+    ) -> Hold:
+        def op(conn: sqlite3.Connection, now: float) -> Hold:
+            row = conn.execute(
+                "SELECT state FROM aegis_holds WHERE tenant = ? AND id = ?", (tenant_id, hold_id)
+            ).fetchone()
+            if row is not None and row[0] in ("pending", "committed"):
+                raise DuplicateRequest(hold_id, "in flight" if row[0] == "pending" else "charged")
+            spent = []
+            for account in accounts:
+                got = conn.execute(
+                    "SELECT committed + pending FROM aegis_accounts WHERE tenant = ? AND key = ?",
+                    (tenant_id, account.key),
+                ).fetchone()
+                spent.append(0 if got is None else int(got[0]))
+            check_admission(tenant_id, amount_nanos, accounts, spent)
+            conn.executemany(
+                "INSERT INTO aegis_accounts (tenant, key, pending, expires_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (tenant, key) DO UPDATE SET pending = pending + excluded.pending, "
+                "expires_at = max(expires_at, excluded.expires_at)",
+                [(tenant_id, a.key, amount_nanos, a.expires_at) for a in accounts],
+            )
+            expires_at = now + ttl_s
+            conn.execute(
+                "INSERT OR REPLACE INTO aegis_holds (tenant, id, amount, keys, state, expires_at) "
+                "VALUES (?, ?, ?, ?, 'pending', ?)",
+                (
+                    tenant_id,
+                    hold_id,
+                    amount_nanos,
+                    json.dumps([a.key for a in accounts]),
+                    expires_at,
+                ),
+            )
+            return Hold(tenant_id, hold_id, amount_nanos, expires_at)
+
+        return await self._run(op)
+
+    @staticmethod
+    def _get(conn: sqlite3.Connection, tenant_id: str, hold_id: str) -> tuple[int, list[str], str]:
+        row = conn.execute(
+            "SELECT amount, keys, state FROM aegis_holds WHERE tenant = ? AND id = ?",
+            (tenant_id, hold_id),
+        ).fetchone()
+        if row is None:
+            raise HoldNotFound(f"no reservation {hold_id!r} for tenant {tenant_id!r}")
+        return int(row[0]), json.loads(row[1]), str(row[2])
+
+    async def commit(self, *, tenant_id: str, hold_id: str, amount_nanos: int) -> Settlement:
+        def op(conn: sqlite3.Connection, now: float) -> Settlement:
+            amount, keys, state = self._get(conn, tenant_id, hold_id)
+            if state in ("committed", "released"):
+                raise HoldAlreadyResolved(hold_id, state)
+            late = state == "expired"
+            conn.executemany(
+                "INSERT INTO aegis_accounts (tenant, key, committed, pending, expires_at) "
+                "VALUES (?, ?, ?, 0, ?) ON CONFLICT (tenant, key) DO UPDATE SET "
+                "committed = committed + excluded.committed, pending = pending - ?",
+                [(tenant_id, k, amount_nanos, now, 0 if late else amount) for k in keys],
+            )
+            conn.execute(
+                "UPDATE aegis_holds SET state = 'committed', charged = ?, resolved_at = ? "
+                "WHERE tenant = ? AND id = ?",
+                (amount_nanos, now, tenant_id, hold_id),
+            )
+            return Settlement(hold_id, amount, amount_nanos, late)
+
+        return await self._run(op)
+
+    async def release(self, *, tenant_id: str, hold_id: str) -> None:
+        def op(conn: sqlite3.Connection, now: float) -> None:
+            amount, keys, state = self._get(conn, tenant_id, hold_id)
+            if state == "expired":
+                return
+            if state != "pending":
+                raise HoldAlreadyResolved(hold_id, state)
+            conn.executemany(
+                "UPDATE aegis_accounts SET pending = pending - ? WHERE tenant = ? AND key = ?",
+                [(amount, tenant_id, k) for k in keys],
+            )
+            conn.execute(
+                "UPDATE aegis_holds SET state = 'released', resolved_at = ? "
+                "WHERE tenant = ? AND id = ?",
+                (now, tenant_id, hold_id),
+            )
+
+        await self._run(op)
+
+    async def renew(self, *, tenant_id: str, hold_id: str, ttl_s: float) -> Hold:
+        def op(conn: sqlite3.Connection, now: float) -> Hold:
+            amount, _, state = self._get(conn, tenant_id, hold_id)
+            if state != "pending":
+                raise HoldAlreadyResolved(hold_id, state)
+            conn.execute(
+                "UPDATE aegis_holds SET expires_at = ? WHERE tenant = ? AND id = ?",
+                (now + ttl_s, tenant_id, hold_id),
+            )
+            return Hold(tenant_id, hold_id, amount, now + ttl_s)
+
+        return await self._run(op)
+
+    async def balances(self, *, tenant_id: str, keys: Sequence[str]) -> dict[str, Balance]:
+        def op(conn: sqlite3.Connection, now: float) -> dict[str, Balance]:
+            result = {}
+            for key in keys:
+                row = conn.execute(
+                    "SELECT committed, pending FROM aegis_accounts WHERE tenant = ? AND key = ?",
+                    (tenant_id, key),
+                ).fetchone()
+                result[key] = Balance() if row is None else Balance(int(row[0]), int(row[1]))
+            return result
+
+        return await self._run(op)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+
+        def close_conn() -> None:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, close_conn)
+        self._executor.shutdown(wait=True)
