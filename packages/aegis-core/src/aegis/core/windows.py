@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Final, Literal, get_args
 
 __all__ = ["WINDOWS", "Window", "window_span"]
@@ -21,16 +22,27 @@ def window_span(window: Window, now_s: float) -> tuple[str, float]:
     """
     size = _SECONDS.get(window)
     if size is not None:
-        start = int(now_s // size) * size
-        stamp = datetime.fromtimestamp(start, UTC)
-        if window == "day":
-            label = stamp.strftime("%Y-%m-%d")
-        elif window == "hour":
-            label = stamp.strftime("%Y-%m-%dT%H")
-        else:
-            label = stamp.strftime("%Y-%m-%dT%H:%M")
-        return f"{window}:{label}", float(start + size)
-    now = datetime.fromtimestamp(now_s, UTC)
+        return _fixed_span(window, int(now_s // size) * size, size)
+    return _month_span(
+        datetime.fromtimestamp(now_s, UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    )
+
+
+# Every call in a window asks for the same span: remember the last few.
+@lru_cache(maxsize=64)
+def _fixed_span(window: str, start: int, size: int) -> tuple[str, float]:
+    stamp = datetime.fromtimestamp(start, UTC)
+    if window == "day":
+        label = stamp.strftime("%Y-%m-%d")
+    elif window == "hour":
+        label = stamp.strftime("%Y-%m-%dT%H")
+    else:
+        label = stamp.strftime("%Y-%m-%dT%H:%M")
+    return f"{window}:{label}", float(start + size)
+
+
+@lru_cache(maxsize=16)
+def _month_span(now: datetime) -> tuple[str, float]:
     year, month = (now.year + 1, 1) if now.month == 12 else (now.year, now.month + 1)
     end = datetime(year, month, 1, tzinfo=UTC).timestamp()
     return f"month:{now.year:04d}-{now.month:02d}", end
