@@ -1,7 +1,10 @@
 # Aegis: every target is a thin call to uv. `make help` lists them.
 SHELL := /bin/bash
 PACKAGES := aegis-core aegis-adapters-openai aegis-adapters-gemini aegis-proxy
-UV := $(shell command -v uv 2>/dev/null || echo "$$HOME/.local/bin/uv")
+UV ?= $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := python3 -m uv
+endif
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := all
@@ -10,7 +13,8 @@ PYTEST_ARGS ?=
 all: lint test ## lint, type-check and test: what CI runs
 
 uv: ## install uv when it is missing
-	@command -v uv >/dev/null 2>&1 || test -x "$(UV)" || python3 -m pip install --quiet uv || python3 -m pip install --quiet --user uv
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv \
+		|| python3 -m pip install --quiet --break-system-packages uv
 
 install: uv ## install every package and the dev tools into .venv
 	$(UV) sync --frozen --all-packages --all-groups
