@@ -1,5 +1,83 @@
-"""Governed Gemini calls through google-genai, and OpenAI <-> Gemini translation."""
+"""Governed Gemini calls through google-genai, and OpenAI <-> Gemini translation.
+
+Pure modules over Gemini's REST JSON (no SDK needed, for the proxy's hot path): worst-case
+estimates (:func:`estimate_generate_content`, :func:`estimate_embed_content`), output limits
+(:func:`output_limits`, :func:`with_output_limits`), usage (:func:`usage_from_response`,
+:class:`StreamUsage`), the stream parser (:class:`SseParser`), error mapping
+(:func:`parse_error_body`, :func:`openai_error_body`), and the OpenAI chat-completions
+translation (:func:`chat_request_to_gemini`, :func:`gemini_response_to_chat`,
+:class:`ChatStreamTranslator`). SDK-backed: :func:`generate_content_via_gate`,
+:func:`generate_content_stream_via_gate`, :func:`embed_content_via_gate`.
+"""
 
 from __future__ import annotations
 
-__all__: tuple[str, ...] = ()
+from .chat_request import GeminiChatRequest, chat_request_to_gemini
+from .chat_response import (
+    finish_reason_to_openai,
+    gemini_response_to_chat,
+    new_completion_id,
+    openai_usage,
+)
+from .chat_stream import SSE_DONE, ChatStreamTranslator, sse_event, stream_error_event
+from .errors import GeminiAdapterError, ResponseTranslationError, TranslationError, WireError
+from .estimate import (
+    MEDIA_PART_MIN_TOKENS,
+    GenerateEstimate,
+    OutputLimits,
+    estimate_embed_content,
+    estimate_generate_content,
+    is_thinking_model,
+    output_limits,
+    with_output_limits,
+)
+from .governed import (
+    PROVIDER,
+    GovernedResponse,
+    GovernedStream,
+    embed_content_via_gate,
+    generate_content_stream_via_gate,
+    generate_content_via_gate,
+)
+from .sse import SseParser
+from .upstream_errors import GOOGLE_STATUS, GeminiError, openai_error_body, parse_error_body
+from .usage import StreamUsage, usage_from_metadata, usage_from_response
+
+__all__ = [
+    "GOOGLE_STATUS",
+    "MEDIA_PART_MIN_TOKENS",
+    "PROVIDER",
+    "SSE_DONE",
+    "ChatStreamTranslator",
+    "GeminiAdapterError",
+    "GeminiChatRequest",
+    "GeminiError",
+    "GenerateEstimate",
+    "GovernedResponse",
+    "GovernedStream",
+    "OutputLimits",
+    "ResponseTranslationError",
+    "SseParser",
+    "StreamUsage",
+    "TranslationError",
+    "WireError",
+    "chat_request_to_gemini",
+    "embed_content_via_gate",
+    "estimate_embed_content",
+    "estimate_generate_content",
+    "finish_reason_to_openai",
+    "gemini_response_to_chat",
+    "generate_content_stream_via_gate",
+    "generate_content_via_gate",
+    "is_thinking_model",
+    "new_completion_id",
+    "openai_error_body",
+    "openai_usage",
+    "output_limits",
+    "parse_error_body",
+    "sse_event",
+    "stream_error_event",
+    "usage_from_metadata",
+    "usage_from_response",
+    "with_output_limits",
+]

@@ -1,0 +1,342 @@
+"""Governed google-genai calls: admit, call the SDK, settle from ``usage_metadata``, receipt.
+
+Each function turns the SDK arguments into the REST body the SDK will send (with the SDK's own
+converters), bounds it with :mod:`.estimate`, reserves through :meth:`Gate.call`, sends the
+request with the permit's output limit (``max_output_tokens``, plus an explicit thinking budget
+when the Gate clamped a thinking model), and charges the reported usage read by :mod:`.usage`.
+
+One governed call is one upstream request, so the SDK's automatic function calling and
+automatic continuation (which would send more requests under the same reservation) are turned
+off; function calls come back to the caller.
+
+``google.genai.errors.APIError`` (and subclasses) release the reservation, leave a receipt with
+the upstream status, and propagate unchanged; so does any other failure. A stream that ends
+early (the caller stops, or the connection breaks) is charged the best upper bound of what it
+used (:meth:`StreamUsage.upper_bound`), recorded as ``counted``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Final, Generic, TypeVar
+
+from google import genai
+from google.genai import errors as genai_errors, types
+
+from aegis.core import Gate, GovernedCall, Permit, Receipt
+
+from ._sdk_wire import embed_body, generate_body, to_wire
+from .estimate import (
+    GenerateEstimate,
+    OutputLimits,
+    estimate_embed_content,
+    estimate_generate_content,
+    output_limits,
+)
+from .usage import StreamUsage, usage_from_metadata
+
+__all__ = [
+    "PROVIDER",
+    "GovernedResponse",
+    "GovernedStream",
+    "embed_content_via_gate",
+    "generate_content_stream_via_gate",
+    "generate_content_via_gate",
+]
+
+logger = logging.getLogger(__name__)
+
+PROVIDER: Final = "gemini"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class GovernedResponse(Generic[T]):
+    """An SDK response and the receipt of the governed call that produced it."""
+
+    response: T
+    receipt: Receipt
+
+
+def _config(
+    config: types.GenerateContentConfigOrDict | None,
+) -> types.GenerateContentConfig:
+    if config is None:
+        parsed = types.GenerateContentConfig()
+    elif isinstance(config, types.GenerateContentConfig):
+        parsed = config
+    else:
+        parsed = types.GenerateContentConfig.model_validate(config)
+    return parsed.model_copy(
+        update={
+            "automatic_function_calling": types.AutomaticFunctionCallingConfig(disable=True),
+            "automatic_continuation": False,
+        }
+    )
+
+
+def _limited(
+    config: types.GenerateContentConfig, limits: OutputLimits
+) -> types.GenerateContentConfig:
+    update: dict[str, object] = {"max_output_tokens": limits.max_output_tokens}
+    if limits.thinking_budget is not None:
+        thinking = config.thinking_config or types.ThinkingConfig()
+        update["thinking_config"] = thinking.model_copy(
+            update={"thinking_budget": limits.thinking_budget, "thinking_level": None}
+        )
+    return config.model_copy(update=update)
+
+
+def _estimate(
+    gate: Gate,
+    client: genai.Client,
+    model: str,
+    contents: types.ContentListUnion | types.ContentListUnionDict,
+    config: types.GenerateContentConfig,
+) -> GenerateEstimate:
+    price = gate.pricing.get(model)
+    return estimate_generate_content(
+        generate_body(client, model, contents, config),
+        model=model,
+        model_max_output_tokens=0 if price is None else price.max_output_tokens,
+        context_window=0 if price is None else price.context_window,
+    )
+
+
+@asynccontextmanager
+async def _upstream(call: GovernedCall) -> AsyncIterator[None]:
+    """Record the upstream outcome of the block on ``call``."""
+    try:
+        yield
+    except genai_errors.APIError as exc:
+        call.upstream_status = exc.code
+        call.error = f"{type(exc).__name__}: {exc.code} {exc.status}"
+        logger.info("gemini call %s failed upstream: %s", call.permit.request_id, exc.code)
+        raise
+    call.upstream_status = 200
+
+
+async def generate_content_via_gate(
+    *,
+    gate: Gate,
+    client: genai.Client,
+    tenant_id: str,
+    request_id: str,
+    model: str,
+    contents: types.ContentListUnion | types.ContentListUnionDict,
+    config: types.GenerateContentConfigOrDict | None = None,
+    run_id: str | None = None,
+) -> GovernedResponse[types.GenerateContentResponse]:
+    """``client.aio.models.generate_content`` under the Gate (capability ``llm:invoke``).
+
+    Raises the Gate's :class:`~aegis.core.Denied` before any request is sent, and the SDK's
+    errors unchanged after settling.
+    """
+    cfg = _config(config)
+    estimate = _estimate(gate, client, model, contents, cfg)
+    async with gate.call(
+        tenant_id=tenant_id,
+        request_id=request_id,
+        provider=PROVIDER,
+        model=model,
+        input_tokens=estimate.input_tokens,
+        max_output_tokens=estimate.output_tokens,
+        run_id=run_id,
+        capability="llm:invoke",
+    ) as call:
+        sent = _limited(cfg, output_limits(estimate, call.permit.max_output_tokens))
+        async with _upstream(call):
+            response = await client.aio.models.generate_content(
+                model=model, contents=contents, config=sent
+            )
+        if response.usage_metadata is not None:
+            call.record(usage_from_metadata(to_wire(response.usage_metadata)))
+    assert call.receipt is not None  # set by Gate.call on exit
+    return GovernedResponse(response, call.receipt)
+
+
+class _StreamState:
+    __slots__ = ("call",)
+
+    def __init__(self) -> None:
+        self.call: GovernedCall | None = None
+
+
+class GovernedStream:
+    """The chunks of a governed stream, as they arrive; settles when it ends or is closed.
+
+    Use it in ``async with`` (or call :meth:`aclose`) when you may stop early, so the
+    reservation is settled at once; an abandoned stream is settled when it is collected.
+    """
+
+    __slots__ = ("_agen", "_state")
+
+    def __init__(
+        self,
+        agen: AsyncGenerator[types.GenerateContentResponse | None, None],
+        state: _StreamState,
+    ) -> None:
+        self._agen = agen
+        self._state = state
+
+    @property
+    def permit(self) -> Permit:
+        """What the Gate admitted (the output limit the request was sent with)."""
+        assert self._state.call is not None
+        return self._state.call.permit
+
+    @property
+    def receipt(self) -> Receipt | None:
+        """The receipt, once the stream has ended or been closed."""
+        assert self._state.call is not None
+        return self._state.call.receipt
+
+    def __aiter__(self) -> GovernedStream:
+        return self
+
+    async def __anext__(self) -> types.GenerateContentResponse:
+        chunk = await self._agen.__anext__()
+        assert chunk is not None  # only the admission step yields None
+        return chunk
+
+    async def aclose(self) -> None:
+        """Stop reading: close the upstream response and settle what was used so far."""
+        await self._agen.aclose()
+
+    async def __aenter__(self) -> GovernedStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+async def _stream(
+    state: _StreamState,
+    *,
+    gate: Gate,
+    client: genai.Client,
+    tenant_id: str,
+    request_id: str,
+    model: str,
+    contents: types.ContentListUnion | types.ContentListUnionDict,
+    cfg: types.GenerateContentConfig,
+    estimate: GenerateEstimate,
+    run_id: str | None,
+) -> AsyncGenerator[types.GenerateContentResponse | None, None]:
+    async with gate.call(
+        tenant_id=tenant_id,
+        request_id=request_id,
+        provider=PROVIDER,
+        model=model,
+        input_tokens=estimate.input_tokens,
+        max_output_tokens=estimate.output_tokens,
+        run_id=run_id,
+        capability="llm:stream",
+    ) as call:
+        state.call = call
+        yield None  # admitted; nothing has been sent yet
+        sent = _limited(cfg, output_limits(estimate, call.permit.max_output_tokens))
+        tracker = StreamUsage()
+        async with _upstream(call):
+            upstream = await client.aio.models.generate_content_stream(
+                model=model, contents=contents, config=sent
+            )
+            try:
+                async for chunk in upstream:
+                    tracker.observe(to_wire(chunk))
+                    call.record(tracker.upper_bound(estimate.input_tokens), source="counted")
+                    yield chunk
+            finally:
+                aclose = getattr(upstream, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+        if tracker.reported is not None:
+            call.record(tracker.reported, source="reported")
+
+
+async def generate_content_stream_via_gate(
+    *,
+    gate: Gate,
+    client: genai.Client,
+    tenant_id: str,
+    request_id: str,
+    model: str,
+    contents: types.ContentListUnion | types.ContentListUnionDict,
+    config: types.GenerateContentConfigOrDict | None = None,
+    run_id: str | None = None,
+) -> GovernedStream:
+    """``client.aio.models.generate_content_stream`` under the Gate (capability ``llm:stream``).
+
+    Admission happens here, so a denial raises before any request is sent; the request goes
+    out when the stream is first read. The charge is the last cumulative ``usage_metadata``.
+    """
+    cfg = _config(config)
+    estimate = _estimate(gate, client, model, contents, cfg)
+    state = _StreamState()
+    agen = _stream(
+        state,
+        gate=gate,
+        client=client,
+        tenant_id=tenant_id,
+        request_id=request_id,
+        model=model,
+        contents=contents,
+        cfg=cfg,
+        estimate=estimate,
+        run_id=run_id,
+    )
+    await agen.__anext__()
+    return GovernedStream(agen, state)
+
+
+async def embed_content_via_gate(
+    *,
+    gate: Gate,
+    client: genai.Client,
+    tenant_id: str,
+    request_id: str,
+    model: str,
+    contents: types.ContentListUnion | types.ContentListUnionDict,
+    config: types.EmbedContentConfigOrDict | None = None,
+    run_id: str | None = None,
+) -> GovernedResponse[types.EmbedContentResponse]:
+    """``client.aio.models.embed_content`` under the Gate (capability ``embeddings:create``).
+
+    Charged the reported prompt tokens when Gemini reports them, else the reservation.
+    """
+    if config is None or isinstance(config, types.EmbedContentConfig):
+        cfg = config
+    else:
+        cfg = types.EmbedContentConfig.model_validate(config)
+    price = gate.pricing.get(model)
+    input_tokens = estimate_embed_content(
+        embed_body(client, model, contents, cfg),
+        context_window=0 if price is None else price.context_window,
+    )
+    async with gate.call(
+        tenant_id=tenant_id,
+        request_id=request_id,
+        provider=PROVIDER,
+        model=model,
+        input_tokens=input_tokens,
+        max_output_tokens=0,
+        run_id=run_id,
+        capability="embeddings:create",
+    ) as call:
+        async with _upstream(call):
+            response = await client.aio.models.embed_content(
+                model=model, contents=contents, config=cfg
+            )
+        if response.usage_metadata is not None:
+            call.record(usage_from_metadata(to_wire(response.usage_metadata)))
+    assert call.receipt is not None
+    return GovernedResponse(response, call.receipt)
