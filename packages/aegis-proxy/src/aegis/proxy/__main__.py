@@ -1,2 +1,102 @@
-def main() -> None:
-    raise SystemExit("not yet")
+"""``aegis-proxy``: serve, make keys, check a config file."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from aegis.proxy.app import create_app
+from aegis.proxy.auth import hash_key, new_key
+from aegis.proxy.config import ConfigProblems, Settings, load_settings, settings_from_env
+from aegis.proxy.reload import watch_config
+
+__all__ = ["main"]
+
+
+def _settings(config: str | None) -> Settings:
+    path = config or os.environ.get("AEGIS_CONFIG")
+    if path:
+        return load_settings(path)
+    return settings_from_env()
+
+
+def serve(config: str | None, host: str | None, port: int | None) -> int:
+    try:
+        settings = _settings(config)
+    except ConfigProblems as exc:
+        for problem in exc.problems:
+            print(f"{exc.source}: {problem}", file=sys.stderr)
+        return 2
+    if not settings.tenants:
+        print(
+            "aegis-proxy: no tenants are configured, so every call will be refused (401).\n"
+            "Make a key with:  aegis-proxy keys create --tenant my-team\n"
+            "and put the printed lines in your config (or .aegis/tenants.toml).",
+            file=sys.stderr,
+        )
+    app = create_app(settings)
+    if settings.source is not None:
+        app.cleanup_ctx.append(watch_config(settings.source))  # type: ignore[arg-type]
+    web.run_app(
+        app,
+        host=host or settings.server.host,
+        port=port if port is not None else settings.server.port,
+        shutdown_timeout=settings.server.drain_timeout_s,
+        access_log=None,
+        print=lambda msg: print(msg, file=sys.stderr, flush=True),
+    )
+    return 0
+
+
+def keys_create(tenant: str) -> int:
+    key = new_key()
+    print(f"New API key for tenant {tenant!r} (shown once, store it now):\n\n    {key}\n")
+    print("Put its hash in the config (only the hash is stored):\n")
+    print(f'[tenants.{tenant}]\napi_keys = ["{hash_key(key)}"]')
+    return 0
+
+
+def check_config(path: str) -> int:
+    try:
+        settings = load_settings(path)
+    except ConfigProblems as exc:
+        for problem in exc.problems:
+            print(f"{exc.source}: {problem}")
+        return 1
+    print(f"{path}: ok ({len(settings.providers)} providers, {len(settings.tenants)} tenants)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="aegis-proxy", description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+    p_serve = sub.add_parser("serve", help="run the proxy (the default)")
+    for p in (parser, p_serve):
+        p.add_argument("--config", help="TOML config file (default: $AEGIS_CONFIG)")
+        p.add_argument("--host")
+        p.add_argument("--port", type=int)
+    p_keys = sub.add_parser("keys", help="manage virtual API keys")
+    keys_sub = p_keys.add_subparsers(dest="keys_command", required=True)
+    p_create = keys_sub.add_parser("create", help="make a new key for a tenant")
+    p_create.add_argument("--tenant", required=True)
+    p_check = sub.add_parser("check-config", help="validate a config file")
+    p_check.add_argument("path", type=Path)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("AEGIS_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    if args.command == "keys":
+        return keys_create(args.tenant)
+    if args.command == "check-config":
+        return check_config(str(args.path))
+    return serve(args.config, args.host, args.port)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""The proxy application: ``create_app(settings)``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import suppress
+
+from aiohttp import web
+
+from aegis.core import InMemoryPolicyProvider
+from aegis.proxy import health, openai_api
+from aegis.proxy.auth import KeyIndex
+from aegis.proxy.config import Settings
+from aegis.proxy.errors import error_middleware
+from aegis.proxy.governance import build_gate, build_pricing, open_ledger, open_sink
+from aegis.proxy.idempotency import IdempotencyStore
+from aegis.proxy.routing import Router
+from aegis.proxy.state import GATE, IDEMPOTENCY, KEYS, POLICIES, ROUTER, SETTINGS, UPSTREAMS
+from aegis.proxy.upstream import open_upstream
+
+__all__ = ["apply_settings", "create_app"]
+
+logger = logging.getLogger(__name__)
+
+
+def apply_settings(app: web.Application, settings: Settings) -> None:
+    """Swap in new tenants, keys and policies atomically (hot reload); requests in flight keep
+    the objects they already hold."""
+    app[POLICIES].replace({t.tenant_id: t.policy for t in settings.tenants.values()})
+    app[KEYS] = KeyIndex.from_settings(settings)
+
+
+async def _governance(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    ledger = open_ledger(settings)
+    sink = open_sink(settings)
+    gate = build_gate(settings, ledger, sink, app[POLICIES], app[ROUTER].pricing)
+    app[GATE] = gate
+    yield
+    with suppress(Exception):
+        await sink.close()
+    await ledger.close()
+
+
+async def _upstreams(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[UPSTREAMS] = {
+        name: open_upstream(provider, settings.server)
+        for name, provider in settings.providers.items()
+    }
+    yield
+    await asyncio.gather(*(u.close() for u in app[UPSTREAMS].values()))
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The proxy as an aiohttp application (tests call this directly)."""
+    app = web.Application(
+        middlewares=[error_middleware], client_max_size=settings.server.max_body_bytes
+    )
+    app[SETTINGS] = settings
+    pricing = build_pricing(settings)
+    app[ROUTER] = Router(settings.providers, pricing, settings.default_provider)
+    app[POLICIES] = InMemoryPolicyProvider()
+    app[IDEMPOTENCY] = IdempotencyStore()
+    apply_settings(app, settings)
+    app.cleanup_ctx.append(_governance)
+    app.cleanup_ctx.append(_upstreams)
+    app.add_routes(health.routes())
+    app.add_routes(openai_api.routes())
+    return app

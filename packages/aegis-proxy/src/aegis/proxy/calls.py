@@ -1,0 +1,66 @@
+"""What every governed endpoint does first: authenticate, read and parse the body, name the
+request and the run."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Final
+
+from aiohttp import web
+
+from aegis.proxy.errors import BadRequest, PayloadTooLarge
+from aegis.proxy.state import KEYS, SETTINGS
+
+__all__ = ["IncomingCall", "read_call"]
+
+_MAX_ID_LENGTH: Final = 200
+
+
+@dataclass(slots=True)
+class IncomingCall:
+    """A request that passed authentication and parsing."""
+
+    tenant_id: str
+    request_id: str
+    run_id: str | None
+    raw: bytes
+    """The body as the client sent it (forwarded byte for byte where nothing changes)."""
+    body: dict[str, Any]
+
+
+def _header_id(request: web.Request, name: str) -> str | None:
+    value = request.headers.get(name)
+    if value is None:
+        return None
+    if not value or len(value) > _MAX_ID_LENGTH or not value.isprintable():
+        raise BadRequest(f"{name} must be 1-{_MAX_ID_LENGTH} printable characters", param=name)
+    return value
+
+
+async def read_call(request: web.Request) -> IncomingCall:
+    """Authenticate and parse; raises 400/401/413 in OpenAI's error shape."""
+    tenant_id = request.app[KEYS].authenticate(request)
+    limit = request.app[SETTINGS].server.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"request body is larger than {limit} bytes", code="body_too_large")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(
+            f"request body is larger than {limit} bytes", code="body_too_large"
+        ) from None
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object", code="invalid_json")
+    return IncomingCall(
+        tenant_id=tenant_id,
+        request_id=_header_id(request, "x-request-id") or os.urandom(12).hex(),
+        run_id=_header_id(request, "x-run-id"),
+        raw=raw,
+        body=body,
+    )

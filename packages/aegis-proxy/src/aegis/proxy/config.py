@@ -1,0 +1,347 @@
+"""The proxy's configuration: one TOML file, validated whole, every problem reported with its
+place. With no file at all, settings come from the seed's environment variables.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from aegis.core import Policy, PolicyError
+
+__all__ = [
+    "AuthSettings",
+    "ConfigProblems",
+    "LedgerSettings",
+    "ProviderSettings",
+    "ReceiptSettings",
+    "ServerSettings",
+    "Settings",
+    "TenantSettings",
+    "load_settings",
+    "settings_from_env",
+]
+
+ProviderType = Literal["openai", "gemini"]
+DEFAULT_BASE_URLS: Final = {
+    "openai": "https://api.openai.com/v1",
+    "gemini": "https://generativelanguage.googleapis.com",
+}
+DEFAULT_KEY_ENVS: Final = {"openai": "OPENAI_API_KEY", "gemini": "GEMINI_API_KEY"}
+
+
+class ConfigProblems(ValueError):
+    """A configuration file has problems; ``problems`` lists each with its place."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        super().__init__(f"{source}: " + "; ".join(problems))
+        self.source = source
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8787
+    max_body_bytes: int = 20 * 1024 * 1024
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 600.0
+    drain_timeout_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    trust_tenant_header: bool = False
+    """Honour ``x-tenant-id`` (only behind a gateway that authenticates callers itself)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerSettings:
+    backend: Literal["memory", "sqlite"] = "sqlite"
+    path: Path = Path(".aegis/ledger.db")
+    synchronous: Literal["full", "normal"] = "full"
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptSettings:
+    sink: Literal["file", "sqlite", "memory"] = "file"
+    path: Path = Path(".aegis/receipts")
+    key_id: str = "aegis-1"
+    secret_env: str = "AEGIS_RECEIPT_SECRET"
+    group_commit_ms: float = 0.0
+    """0: fsync every receipt before answering; >0: batch fsyncs, losing at most this window."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSettings:
+    name: str
+    type: ProviderType
+    base_url: str
+    api_key_env: str
+    models: tuple[str, ...] = ()
+    """Glob patterns of models this provider serves, beyond what the price list says."""
+
+
+@dataclass(frozen=True, slots=True)
+class TenantSettings:
+    tenant_id: str
+    api_key_hashes: tuple[str, ...]
+    policy: Policy
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    ledger: LedgerSettings = field(default_factory=LedgerSettings)
+    receipts: ReceiptSettings = field(default_factory=ReceiptSettings)
+    providers: Mapping[str, ProviderSettings] = field(default_factory=dict)
+    tenants: Mapping[str, TenantSettings] = field(default_factory=dict)
+    pricing_overrides: Path | None = None
+    default_provider: str | None = None
+    """Serves models that no provider claims, for tenants without a ``primary_provider``."""
+    source: Path | None = None
+    """The file these settings came from (``None``: the environment)."""
+
+
+_SECTIONS: Final = {
+    "server": frozenset(ServerSettings.__dataclass_fields__),
+    "auth": frozenset(AuthSettings.__dataclass_fields__),
+    "ledger": frozenset(LedgerSettings.__dataclass_fields__),
+    "receipts": frozenset(ReceiptSettings.__dataclass_fields__),
+    "pricing": frozenset({"overrides"}),
+    "routing": frozenset({"default_provider"}),
+}
+_PROVIDER_KEYS: Final = frozenset({"type", "base_url", "api_key_env", "models"})
+
+
+class _Reader:
+    def __init__(self, base: Path) -> None:
+        self.problems: list[str] = []
+        self.base = base
+
+    def problem(self, where: str, what: str) -> None:
+        self.problems.append(f"{where}: {what}")
+
+    def table(self, data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+        value = data.get(name, {})
+        if not isinstance(value, Mapping):
+            self.problem(name, "must be a table")
+            return {}
+        return value
+
+    def known(self, table: Mapping[str, Any], where: str, allowed: frozenset[str]) -> None:
+        for key in table:
+            if key not in allowed:
+                self.problem(f"{where}.{key}", f"unknown key (known: {', '.join(sorted(allowed))})")
+
+    def typed(
+        self,
+        table: Mapping[str, Any],
+        key: str,
+        where: str,
+        kind: type | tuple[type, ...],
+        default: Any,
+    ) -> Any:
+        if key not in table:
+            return default
+        value = table[key]
+        if isinstance(value, bool) and kind is not bool:
+            self.problem(f"{where}.{key}", f"expected {_kind(kind)}, got {value!r}")
+            return default
+        if not isinstance(value, kind):
+            self.problem(f"{where}.{key}", f"expected {_kind(kind)}, got {value!r}")
+            return default
+        return value
+
+    def choice(
+        self, table: Mapping[str, Any], key: str, where: str, choices: tuple[str, ...], default: str
+    ) -> Any:
+        value = self.typed(table, key, where, str, default)
+        if value not in choices:
+            self.problem(f"{where}.{key}", f"expected one of {list(choices)}, got {value!r}")
+            return default
+        return value
+
+    def path(self, value: str) -> Path:
+        path = Path(value)
+        return path if path.is_absolute() else self.base / path
+
+
+def _kind(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {
+        bool: "true or false",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+    }
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def load_settings(path: str | Path) -> Settings:
+    """Read and validate a config file; raises :class:`ConfigProblems` listing every problem."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigProblems(str(path), [f"cannot read: {exc.strerror}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigProblems(str(path), [f"not valid TOML: {exc}"]) from None
+    return parse_settings(data, source=path)
+
+
+def parse_settings(data: Mapping[str, Any], *, source: Path | None = None) -> Settings:
+    """Validate already-parsed config data (paths resolve against the file's folder)."""
+    r = _Reader(source.parent if source else Path.cwd())
+    r.known(data, "(top level)", frozenset({*_SECTIONS, "providers", "tenants"}))
+    for section, keys in _SECTIONS.items():
+        r.known(r.table(data, section), section, keys)
+
+    s = r.table(data, "server")
+    server = ServerSettings(
+        host=r.typed(s, "host", "server", str, "127.0.0.1"),
+        port=r.typed(s, "port", "server", int, 8787),
+        max_body_bytes=r.typed(s, "max_body_bytes", "server", int, 20 * 1024 * 1024),
+        connect_timeout_s=float(r.typed(s, "connect_timeout_s", "server", (int, float), 5.0)),
+        read_timeout_s=float(r.typed(s, "read_timeout_s", "server", (int, float), 600.0)),
+        drain_timeout_s=float(r.typed(s, "drain_timeout_s", "server", (int, float), 30.0)),
+    )
+    if not 0 <= server.port <= 65535:
+        r.problem("server.port", f"must be 0-65535, got {server.port}")
+
+    a = r.table(data, "auth")
+    auth = AuthSettings(trust_tenant_header=r.typed(a, "trust_tenant_header", "auth", bool, False))
+
+    lg = r.table(data, "ledger")
+    ledger = LedgerSettings(
+        backend=r.choice(lg, "backend", "ledger", ("memory", "sqlite"), "sqlite"),
+        path=r.path(r.typed(lg, "path", "ledger", str, ".aegis/ledger.db")),
+        synchronous=r.choice(lg, "synchronous", "ledger", ("full", "normal"), "full"),
+    )
+
+    rc = r.table(data, "receipts")
+    receipts = ReceiptSettings(
+        sink=r.choice(rc, "sink", "receipts", ("file", "sqlite", "memory"), "file"),
+        path=r.path(r.typed(rc, "path", "receipts", str, ".aegis/receipts")),
+        key_id=r.typed(rc, "key_id", "receipts", str, "aegis-1"),
+        secret_env=r.typed(rc, "secret_env", "receipts", str, "AEGIS_RECEIPT_SECRET"),
+        group_commit_ms=float(r.typed(rc, "group_commit_ms", "receipts", (int, float), 0.0)),
+    )
+
+    default_provider = r.typed(r.table(data, "routing"), "default_provider", "routing", str, None)
+    pr = r.table(data, "pricing")
+    overrides = r.typed(pr, "overrides", "pricing", str, None)
+
+    providers: dict[str, ProviderSettings] = {}
+    for name, body in r.table(data, "providers").items():
+        where = f"providers.{name}"
+        if not isinstance(body, Mapping):
+            r.problem(where, "must be a table")
+            continue
+        r.known(body, where, _PROVIDER_KEYS)
+        kind = r.choice(body, "type", where, ("openai", "gemini"), "openai")
+        if "type" not in body:
+            r.problem(f"{where}.type", 'is required ("openai" or "gemini")')
+        base_url = r.typed(body, "base_url", where, str, DEFAULT_BASE_URLS[kind])
+        if not base_url.startswith(("http://", "https://")):
+            r.problem(f"{where}.base_url", f"must be an http(s) URL, got {base_url!r}")
+        models = r.typed(body, "models", where, list, [])
+        if not all(isinstance(m, str) for m in models):
+            r.problem(f"{where}.models", "must be a list of strings")
+            models = []
+        providers[name] = ProviderSettings(
+            name=name,
+            type=kind,
+            base_url=base_url.rstrip("/"),
+            api_key_env=r.typed(body, "api_key_env", where, str, DEFAULT_KEY_ENVS[kind]),
+            models=tuple(models),
+        )
+
+    tenants: dict[str, TenantSettings] = {}
+    for tenant_id, body in r.table(data, "tenants").items():
+        where = f"tenants.{tenant_id}"
+        if not isinstance(body, Mapping):
+            r.problem(where, "must be a table")
+            continue
+        keys = r.typed(body, "api_keys", where, list, [])
+        for i, key in enumerate(keys):
+            if not (isinstance(key, str) and key.startswith("sha256:") and len(key) == 71):
+                r.problem(
+                    f"{where}.api_keys[{i}]",
+                    'must be a key hash "sha256:<64 hex>" (make one with '
+                    "`aegis-proxy keys create`), never a key itself",
+                )
+        policy_data = {k: v for k, v in body.items() if k != "api_keys"}
+        try:
+            policy = Policy.from_dict(tenant_id, policy_data)
+        except PolicyError as exc:
+            r.problem(f"{where}.{exc.field}", exc.problem)
+            continue
+        for provider in (policy.routing.primary_provider, *policy.routing.fallback_providers):
+            if provider is not None and provider not in providers:
+                r.problem(f"{where}.routing", f"provider {provider!r} is not configured")
+        tenants[tenant_id] = TenantSettings(tenant_id, tuple(keys), policy)
+
+    if default_provider is not None and default_provider not in providers:
+        r.problem("routing.default_provider", f"provider {default_provider!r} is not configured")
+    seen: dict[str, str] = {}
+    for tenant in tenants.values():
+        for key in tenant.api_key_hashes:
+            if key in seen and seen[key] != tenant.tenant_id:
+                r.problem(
+                    f"tenants.{tenant.tenant_id}.api_keys",
+                    f"a key hash is also listed for tenant {seen[key]!r}",
+                )
+            seen[key] = tenant.tenant_id
+
+    if r.problems:
+        raise ConfigProblems(str(source) if source else "config", r.problems)
+    return Settings(
+        server=server,
+        auth=auth,
+        ledger=ledger,
+        receipts=receipts,
+        providers=providers,
+        tenants=tenants,
+        pricing_overrides=None if overrides is None else r.path(overrides),
+        default_provider=default_provider,
+        source=source,
+    )
+
+
+def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings with no file: providers from ``OPENAI_API_KEY``/``GEMINI_API_KEY``, SQLite
+    ledger and receipts under ``./.aegis/``, and tenants (with key hashes) from
+    ``.aegis/tenants.toml`` when it exists. Without tenants nobody can call: never open."""
+    env = os.environ if environ is None else environ
+    providers = {
+        kind: ProviderSettings(
+            name=kind,
+            type=kind,
+            base_url=DEFAULT_BASE_URLS[kind],
+            api_key_env=DEFAULT_KEY_ENVS[kind],
+        )
+        for kind in ("openai", "gemini")
+        if env.get(DEFAULT_KEY_ENVS[kind])
+    }
+    default = env.get("AEGIS_DEFAULT_PROVIDER") or next(iter(providers), None)
+    if default is not None and default not in providers:
+        raise ConfigProblems("environment", [f"AEGIS_DEFAULT_PROVIDER: {default!r} has no API key"])
+    tenants: dict[str, TenantSettings] = {}
+    tenants_file = Path(".aegis/tenants.toml")
+    if tenants_file.exists():
+        data = tomllib.loads(tenants_file.read_text())
+        loaded = parse_settings(
+            {
+                "tenants": data.get("tenants", {}),
+                "providers": {p.name: {"type": p.type} for p in providers.values()},
+            }
+        )
+        tenants = dict(loaded.tenants)
+    return Settings(providers=providers, tenants=tenants, default_provider=default)

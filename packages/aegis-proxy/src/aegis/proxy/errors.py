@@ -1,0 +1,141 @@
+"""The proxy's errors, and the one place they become HTTP answers.
+
+::
+
+    ProxyError(AegisError)
+    ├── BadRequest           400, names the field (``param``)
+    ├── Unauthorized         401
+    ├── NotFound             404
+    ├── Conflict             409  (idempotency key in use)
+    ├── PayloadTooLarge      413
+    ├── Unprocessable        422  (idempotency key reused with another body)
+    └── UpstreamUnavailable  502/503/504 when every provider failed
+
+Errors of aegis-core map as :func:`aegis.adapters.openai.error_for` shapes them
+(``BudgetExceeded`` → 429 with ``x-should-retry: false``, ``Denied`` → 403,
+``DuplicateRequest`` → 409, ledger or receipt trouble → 503). Bodies use OpenAI's error shape
+``{"error": {"message", "type", "param", "code"}}`` so SDKs surface them well.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from aegis.adapters.openai import error_for
+from aegis.core import AegisError
+
+__all__ = [
+    "BadRequest",
+    "Conflict",
+    "NotFound",
+    "PayloadTooLarge",
+    "ProxyError",
+    "Unauthorized",
+    "Unprocessable",
+    "UpstreamUnavailable",
+    "error_middleware",
+    "error_response",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class ProxyError(AegisError):
+    """An answer the proxy gives instead of a provider's."""
+
+    status = 500
+    type = "server_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+        self.code = code
+
+
+class BadRequest(ProxyError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class Unauthorized(ProxyError):
+    status = 401
+    type = "authentication_error"
+
+
+class NotFound(ProxyError):
+    status = 404
+    type = "not_found_error"
+
+
+class Conflict(ProxyError):
+    status = 409
+    type = "conflict_error"
+
+
+class PayloadTooLarge(ProxyError):
+    status = 413
+    type = "invalid_request_error"
+
+
+class Unprocessable(ProxyError):
+    status = 422
+    type = "invalid_request_error"
+
+
+class UpstreamUnavailable(ProxyError):
+    """Every provider that could serve the call failed."""
+
+    type = "upstream_error"
+
+    def __init__(self, message: str, *, status: int = 502) -> None:
+        super().__init__(message, code="upstream_unavailable")
+        self.status = status
+
+
+def error_response(
+    status: int,
+    message: str,
+    *,
+    type: str,
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    """An answer in OpenAI's error shape."""
+    body = {"error": {"message": message, "type": type, "param": param, "code": code}}
+    return web.Response(
+        status=status,
+        body=json.dumps(body).encode(),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def response_for(exc: AegisError) -> web.Response:
+    """Map any Aegis error to its HTTP answer (core errors as the OpenAI adapter shapes them)."""
+    if isinstance(exc, ProxyError):
+        return error_response(
+            exc.status, exc.message, type=exc.type, param=exc.param, code=exc.code
+        )
+    wire = error_for(exc)
+    return web.Response(
+        status=wire.status, body=wire.body, headers=wire.headers, content_type="application/json"
+    )
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn Aegis errors (and stray exceptions) into OpenAI-shaped answers."""
+    try:
+        return await handler(request)
+    except AegisError as exc:
+        return response_for(exc)
+    except web.HTTPException:
+        raise
+    except Exception:
+        logger.exception("unhandled error on %s", request.path)
+        return error_response(500, "internal error", type="server_error")

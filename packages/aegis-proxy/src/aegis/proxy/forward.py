@@ -1,0 +1,266 @@
+"""Governed forwarding to OpenAI-compatible upstreams: reserve, send, stream bytes through,
+meter, settle, receipt.
+
+Bytes pass through untouched except where governance must change them: the output limit the
+Gate reserved for, ``stream_options.include_usage`` (whose usage chunk is withheld when the
+client did not ask for it), and a stream that runs past its limit is ended cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Mapping
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Any, Final
+
+import aiohttp
+from aiohttp import web
+
+from aegis.adapters.openai import (
+    OutputMeter,
+    RequestEstimate,
+    RequestRewrite,
+    SseParser,
+)
+from aegis.core import Gate, Permit, Receipt, ReceiptStatus, Usage
+from aegis.proxy.calls import IncomingCall
+from aegis.proxy.routing import Attempt, is_retryable_status
+from aegis.proxy.upstream import Upstream
+
+__all__ = ["AttemptFailed", "Endpoint", "forward_json", "forward_stream", "success_headers"]
+
+logger = logging.getLogger(__name__)
+
+# Hop-by-hop and length headers are the proxy's own business, not the upstream's.
+_DROP_HEADERS: Final = frozenset(
+    {
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "content-encoding",
+        "date",
+        "server",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One OpenAI endpoint as governance sees it."""
+
+    path: str
+    capability: str
+    estimate: Callable[[Mapping[str, Any]], RequestEstimate]
+    rewrite: Callable[[Mapping[str, Any], int], RequestRewrite] | None
+    usage_from_response: Callable[[Any], Usage | None]
+    observe: Callable[[OutputMeter, Any], bool] | None = None
+
+
+class AttemptFailed(Exception):
+    """The upstream failed in a way the next provider may fix."""
+
+    def __init__(self, status: int, body: bytes, headers: Mapping[str, str], reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.body = body
+        self.headers = dict(headers)
+        self.reason = reason
+
+
+def success_headers(call: IncomingCall, receipt_id: str, cost_usd: str | None) -> dict[str, str]:
+    headers = {"x-request-id": call.request_id, "x-aegis-receipt-id": receipt_id}
+    if cost_usd is not None:
+        headers["x-aegis-cost-usd"] = cost_usd
+    return headers
+
+
+def _passthrough(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k.lower() not in _DROP_HEADERS}
+
+
+async def _settle(gate: Gate, permit: Permit, **kwargs: Any) -> Receipt:
+    # Settling must finish even if the handler is being cancelled (client gone, shutdown).
+    return await asyncio.shield(gate.settle(permit, **kwargs))
+
+
+async def _send(upstream: Upstream, path: str, payload: bytes) -> aiohttp.ClientResponse:
+    headers = {**upstream.auth_headers, "Content-Type": "application/json"}
+    return await upstream.session.post(upstream.url(path), data=payload, headers=headers)
+
+
+async def forward_json(
+    gate: Gate,
+    upstream: Upstream,
+    attempt: Attempt,
+    endpoint: Endpoint,
+    call: IncomingCall,
+    permit: Permit,
+    payload: bytes,
+) -> web.Response:
+    """A non-streamed call: send, read, settle from the response's usage, answer."""
+    try:
+        response = await _send(upstream, endpoint.path, payload)
+        async with response:
+            data = await response.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        reason = f"{type(exc).__name__} from {attempt.provider}"
+        await _settle(gate, permit, status="upstream_error", error=reason)
+        raise AttemptFailed(502, b"", {}, reason) from exc
+    except asyncio.CancelledError:
+        await _settle(gate, permit, status="cancelled", error="client disconnected")
+        raise
+    if response.status >= 400:
+        await _settle(
+            gate,
+            permit,
+            status="upstream_error",
+            upstream_status=response.status,
+            error=f"upstream answered {response.status}",
+        )
+        if is_retryable_status(response.status):
+            raise AttemptFailed(
+                response.status,
+                data,
+                response.headers,
+                f"{attempt.provider} answered {response.status}",
+            )
+        return web.Response(
+            status=response.status, body=data, headers=_passthrough(response.headers)
+        )
+    usage: Usage | None = None
+    try:
+        usage = endpoint.usage_from_response(json.loads(data))
+    except ValueError:
+        logger.warning("unparseable %s response from %s", endpoint.path, attempt.provider)
+    receipt = await _settle(gate, permit, status="ok", usage=usage, upstream_status=response.status)
+    headers = _passthrough(response.headers)
+    headers.update(success_headers(call, receipt.receipt_id, receipt.actual_usd))
+    return web.Response(status=response.status, body=data, headers=headers)
+
+
+async def forward_stream(
+    request: web.Request,
+    gate: Gate,
+    upstream: Upstream,
+    attempt: Attempt,
+    endpoint: Endpoint,
+    call: IncomingCall,
+    permit: Permit,
+    payload: bytes,
+    *,
+    per_choice_limit: int,
+    n: int,
+    withhold_usage: bool,
+) -> web.StreamResponse:
+    """A streamed call: events are forwarded as they arrive; the bill comes from the usage
+    event, or from what was counted when the stream ends without one."""
+    try:
+        response = await _send(upstream, endpoint.path, payload)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        reason = f"{type(exc).__name__} from {attempt.provider}"
+        await _settle(gate, permit, status="upstream_error", error=reason)
+        raise AttemptFailed(502, b"", {}, reason) from exc
+    except asyncio.CancelledError:
+        await _settle(gate, permit, status="cancelled", error="client disconnected")
+        raise
+    if response.status >= 400:
+        async with response:
+            data = await response.read()
+        await _settle(
+            gate,
+            permit,
+            status="upstream_error",
+            upstream_status=response.status,
+            error=f"upstream answered {response.status}",
+        )
+        if is_retryable_status(response.status):
+            raise AttemptFailed(
+                response.status,
+                data,
+                response.headers,
+                f"{attempt.provider} answered {response.status}",
+            )
+        return web.Response(
+            status=response.status, body=data, headers=_passthrough(response.headers)
+        )
+
+    meter = OutputMeter(max_output_tokens=per_choice_limit, n=n)
+    observe = endpoint.observe
+    parser = SseParser()
+    out = web.StreamResponse(status=200, headers=success_headers(call, permit.receipt_id, None))
+    out.content_type = "text/event-stream"
+    out.headers["Cache-Control"] = "no-cache"
+    status: ReceiptStatus = "ok"
+    error: str | None = None
+    finished = False
+    try:
+        await out.prepare(request)
+        async with response:
+            async for data in response.content.iter_any():
+                chunk = bytearray()
+                for event in parser.feed(data):
+                    payload_bytes = event.data
+                    if payload_bytes is None or payload_bytes == b"[DONE]":
+                        finished = finished or payload_bytes == b"[DONE]"
+                        chunk += event.raw
+                        continue
+                    try:
+                        parsed = json.loads(payload_bytes)
+                    except ValueError:
+                        status, error = "upstream_error", "upstream sent an unparseable event"
+                        break
+                    if observe is not None and not observe(meter, parsed):
+                        # The upstream ignores the limit we reserved for: end the stream here.
+                        status, error = "ok", "output limit reached; stream ended by aegis"
+                        chunk += b"data: [DONE]\n\n"
+                        finished = True
+                        break
+                    if withhold_usage and _is_usage_only(parsed):
+                        continue
+                    chunk += event.raw
+                if chunk:
+                    await out.write(bytes(chunk))
+                if error is not None:
+                    break
+        # Chat streams end with [DONE]; Responses streams with a terminal event.
+        if not finished and error is None and endpoint.path == "/chat/completions":
+            status, error = "upstream_error", "stream ended without [DONE]"
+    except asyncio.CancelledError:
+        status, error = "cancelled", "client disconnected"
+        await _settle_stream(gate, permit, meter, status, error)
+        raise
+    except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+        status, error = "cancelled", "client disconnected"
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        status, error = "upstream_error", f"stream broke: {type(exc).__name__}"
+    await _settle_stream(gate, permit, meter, status, error)
+    if status != "cancelled":
+        with suppress(ConnectionResetError, aiohttp.ClientConnectionResetError):
+            await out.write_eof()
+    return out
+
+
+def _is_usage_only(chunk: Any) -> bool:
+    return isinstance(chunk, dict) and chunk.get("usage") is not None and not chunk.get("choices")
+
+
+async def _settle_stream(
+    gate: Gate, permit: Permit, meter: OutputMeter, status: ReceiptStatus, error: str | None
+) -> None:
+    # Once the request went upstream its input is billed, even if nothing came back: without
+    # reported usage the bill is the input bound plus what was counted.
+    if meter.usage is not None:
+        await _settle(gate, permit, status=status, usage=meter.usage, error=error)
+    else:
+        await _settle(
+            gate,
+            permit,
+            status=status,
+            usage=meter.counted_usage(permit.input_tokens),
+            usage_source="counted",
+            error=error,
+        )

@@ -1,0 +1,90 @@
+"""Builds the Gate and its parts from settings: prices, policies, ledger, signer, receipt sink."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from aegis.core import (
+    Gate,
+    HmacSha256Signer,
+    InMemoryPolicyProvider,
+    Ledger,
+    MemoryLedger,
+    MemoryReceiptSink,
+    PricingTable,
+    ReceiptSink,
+    SqliteLedger,
+    default_pricing_table,
+)
+from aegis.proxy.config import Settings
+
+__all__ = ["build_gate", "build_pricing", "open_ledger", "open_sink", "receipt_signer"]
+
+logger = logging.getLogger(__name__)
+
+
+def build_pricing(settings: Settings) -> PricingTable:
+    table = default_pricing_table()
+    if settings.pricing_overrides is not None:
+        table = table.with_overrides_file(settings.pricing_overrides)
+    return table
+
+
+def open_ledger(settings: Settings) -> Ledger:
+    if settings.ledger.backend == "memory":
+        return MemoryLedger()
+    return SqliteLedger(settings.ledger.path, synchronous=settings.ledger.synchronous)
+
+
+def receipt_signer(settings: Settings) -> HmacSha256Signer:
+    """The receipt signer; its secret comes from the environment variable the config names.
+
+    Without one (the zero-config start), a secret is generated once and kept, readable only by
+    its owner, beside the receipts, so the trail stays verifiable across restarts.
+    """
+    cfg = settings.receipts
+    secret = os.environ.get(cfg.secret_env)
+    if not secret:
+        key_file = cfg.path.parent / f"{cfg.key_id}.secret"
+        if not key_file.exists():
+            key_file.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(32))
+            logger.warning(
+                "no %s set: generated a receipt signing secret in %s", cfg.secret_env, key_file
+            )
+        secret = Path(key_file).read_text().strip()
+    return HmacSha256Signer(key_id=cfg.key_id, secret=secret)
+
+
+def open_sink(settings: Settings) -> ReceiptSink:
+    cfg = settings.receipts
+    if cfg.sink == "memory":
+        return MemoryReceiptSink()
+    import aegis.core as core
+
+    if cfg.sink == "sqlite":
+        sink: ReceiptSink = core.SqliteReceiptSink(cfg.path)  # type: ignore[attr-defined]
+    else:
+        sink = core.FileReceiptSink(cfg.path)  # type: ignore[attr-defined]
+    return sink
+
+
+def build_gate(
+    settings: Settings,
+    ledger: Ledger,
+    sink: ReceiptSink,
+    policies: InMemoryPolicyProvider,
+    pricing: PricingTable,
+) -> Gate:
+    return Gate(
+        policy_provider=policies,
+        ledger=ledger,
+        pricing=pricing,
+        signer=receipt_signer(settings),
+        sink=sink,
+    )

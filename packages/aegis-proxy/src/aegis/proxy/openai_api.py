@@ -1,0 +1,233 @@
+"""OpenAI's API on the proxy: ``/v1/chat/completions``, ``/v1/responses``, ``/v1/embeddings``,
+``/v1/models``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any, Final
+
+from aiohttp import web
+
+from aegis.adapters.openai import (
+    InvalidRequestBody,
+    estimate_chat_request,
+    estimate_embeddings_request,
+    estimate_responses_request,
+    observe_chat_chunk,
+    observe_responses_event,
+    rewrite_chat_request,
+    rewrite_responses_request,
+    usage_from_chat_completion,
+    usage_from_embeddings,
+    usage_from_responses_object,
+)
+from aegis.core import Gate, Policy
+from aegis.proxy.calls import IncomingCall, read_call
+from aegis.proxy.errors import BadRequest, UpstreamUnavailable
+from aegis.proxy.forward import AttemptFailed, Endpoint, forward_json, forward_stream
+from aegis.proxy.idempotency import StoredResponse
+from aegis.proxy.routing import Attempt
+from aegis.proxy.state import GATE, IDEMPOTENCY, KEYS, ROUTER, UPSTREAMS
+
+__all__ = ["routes"]
+
+CHAT: Final = Endpoint(
+    path="/chat/completions",
+    capability="llm:invoke",
+    estimate=estimate_chat_request,
+    rewrite=lambda body, limit: rewrite_chat_request(body, max_output_tokens=limit),
+    usage_from_response=usage_from_chat_completion,
+    observe=observe_chat_chunk,
+)
+RESPONSES: Final = Endpoint(
+    path="/responses",
+    capability="llm:invoke",
+    estimate=estimate_responses_request,
+    rewrite=lambda body, limit: rewrite_responses_request(body, max_output_tokens=limit),
+    usage_from_response=usage_from_responses_object,
+    observe=observe_responses_event,
+)
+EMBEDDINGS: Final = Endpoint(
+    path="/embeddings",
+    capability="embeddings:create",
+    estimate=estimate_embeddings_request,
+    rewrite=None,
+    usage_from_response=usage_from_embeddings,
+)
+
+
+async def _policy(gate: Gate, tenant_id: str, request_id: str, model: str) -> Policy:
+    policy = await gate.policy_provider.get_policy(tenant_id=tenant_id)
+    if policy is None:
+        # Only reachable through a trusted x-tenant-id: let the Gate deny it, with a receipt.
+        await gate.admit(
+            tenant_id=tenant_id, request_id=request_id, provider="-", model=model, input_tokens=0
+        )
+        raise AssertionError("the Gate admitted a tenant without a policy")
+    return policy
+
+
+async def governed(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
+    """The whole governed path of one OpenAI-format call, fallback included."""
+    call = await read_call(request)
+    idem_key = request.headers.get("idempotency-key")
+    stream = call.body.get("stream") is True
+    if idem_key is None or stream:
+        return await _governed(request, endpoint, call)
+    store = request.app[IDEMPOTENCY]
+    stored = store.begin(call.tenant_id, idem_key, call.raw)
+    if stored is not None:
+        return web.Response(
+            status=stored.status,
+            body=stored.body,
+            headers={**stored.headers, "x-aegis-idempotent-replay": "true"},
+        )
+    response: web.StreamResponse | None = None
+    try:
+        response = await _governed(request, endpoint, call)
+    finally:
+        stored = None
+        if isinstance(response, web.Response) and isinstance(response.body, bytes):
+            stored = StoredResponse(response.status, response.body, dict(response.headers))
+        # Nothing stored (a refusal or a crash): the key stays free for a retry.
+        store.finish(call.tenant_id, idem_key, stored)
+    return response
+
+
+async def _governed(
+    request: web.Request, endpoint: Endpoint, call: IncomingCall
+) -> web.StreamResponse:
+    gate = request.app[GATE]
+    stream = call.body.get("stream") is True
+    model = call.body.get("model")
+    if not isinstance(model, str) or not model:
+        raise BadRequest("'model' is required and must be a string", param="model")
+    if stream and endpoint.observe is None:
+        raise BadRequest(f"{endpoint.path} does not stream", param="stream")
+    try:
+        estimate = endpoint.estimate(call.body)
+    except InvalidRequestBody as exc:
+        raise BadRequest(exc.message, param=exc.param) from None
+    policy = await _policy(gate, call.tenant_id, call.request_id, model)
+    plan = request.app[ROUTER].plan(model, policy, cross_type=False)
+    body_sha256 = hashlib.sha256(call.raw).hexdigest()
+    last: AttemptFailed | None = None
+    for number, attempt in enumerate(plan):
+        try:
+            return await _attempt(
+                request, gate, endpoint, call, attempt, number, estimate, stream, body_sha256
+            )
+        except AttemptFailed as failed:
+            last = failed
+    assert last is not None
+    if last.status >= 400 and last.body:
+        return web.Response(
+            status=last.status,
+            body=last.body,
+            headers={"Content-Type": "application/json", "x-request-id": call.request_id},
+        )
+    raise UpstreamUnavailable(f"every provider failed; last: {last.reason}")
+
+
+async def _attempt(
+    request: web.Request,
+    gate: Gate,
+    endpoint: Endpoint,
+    call: IncomingCall,
+    attempt: Attempt,
+    number: int,
+    estimate: Any,
+    stream: bool,
+    body_sha256: str,
+) -> web.StreamResponse:
+    upstream = request.app[UPSTREAMS][attempt.provider]
+    price = gate.pricing.get(attempt.model)
+    model_max = price.max_output_tokens if price is not None else 0
+    permit = await gate.admit(
+        tenant_id=call.tenant_id,
+        # Each attempt is reserved and receipted on its own; the first keeps the client's id.
+        request_id=call.request_id if number == 0 else f"{call.request_id}~{number}",
+        run_id=call.run_id,
+        provider=attempt.provider,
+        model=attempt.model,
+        input_tokens=estimate.input_tokens,
+        max_output_tokens=None if endpoint.rewrite is None else estimate.output_tokens(model_max),
+        capability="llm:stream" if stream else endpoint.capability,
+        body_sha256=body_sha256,
+    )
+    body = (
+        call.body if attempt.model == call.body["model"] else {**call.body, "model": attempt.model}
+    )
+    n = max(estimate.n, 1)
+    per_choice = max(1, (permit.max_output_tokens - estimate.extra_output_tokens) // n)
+    withhold_usage = False
+    if endpoint.rewrite is None:
+        payload = call.raw if body is call.body else _dumps(body)
+    else:
+        rewrite = endpoint.rewrite(body, per_choice)
+        payload = rewrite.to_bytes(call.raw if body is call.body else None)
+        withhold_usage = stream and not rewrite.client_wants_usage
+    if stream:
+        return await forward_stream(
+            request,
+            gate,
+            upstream,
+            attempt,
+            endpoint,
+            call,
+            permit,
+            payload,
+            per_choice_limit=per_choice,
+            n=n,
+            withhold_usage=withhold_usage,
+        )
+    return await forward_json(gate, upstream, attempt, endpoint, call, permit, payload)
+
+
+def _dumps(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    return await governed(request, CHAT)
+
+
+async def responses(request: web.Request) -> web.StreamResponse:
+    return await governed(request, RESPONSES)
+
+
+async def embeddings(request: web.Request) -> web.StreamResponse:
+    return await governed(request, EMBEDDINGS)
+
+
+async def models(request: web.Request) -> web.Response:
+    """The models the calling tenant may use (priced, allowed, and served by a provider)."""
+    tenant_id = request.app[KEYS].authenticate(request)
+    gate = request.app[GATE]
+    policy = await gate.policy_provider.get_policy(tenant_id=tenant_id)
+    if policy is None:
+        return web.json_response({"object": "list", "data": []})
+    router = request.app[ROUTER]
+    created = int(time.time())
+    data = [
+        {
+            "id": model,
+            "object": "model",
+            "created": created,
+            "owned_by": router.owner(model, policy) or "aegis",
+        }
+        for model in gate.pricing.models()
+        if policy.allows_model(model) and router.owner(model, policy) is not None
+    ]
+    return web.json_response({"object": "list", "data": data})
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.post("/v1/chat/completions", chat_completions),
+        web.post("/v1/responses", responses),
+        web.post("/v1/embeddings", embeddings),
+        web.get("/v1/models", models),
+    ]

@@ -1,0 +1,22 @@
+"""Typed application state: every ``web.AppKey`` the proxy uses, in one place."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from aegis.core import Gate, InMemoryPolicyProvider
+from aegis.proxy.auth import KeyIndex
+from aegis.proxy.config import Settings
+from aegis.proxy.idempotency import IdempotencyStore
+from aegis.proxy.routing import Router
+from aegis.proxy.upstream import Upstream
+
+__all__ = ["GATE", "IDEMPOTENCY", "KEYS", "POLICIES", "ROUTER", "SETTINGS", "UPSTREAMS"]
+
+SETTINGS = web.AppKey("settings", Settings)
+GATE = web.AppKey("gate", Gate)
+POLICIES = web.AppKey("policies", InMemoryPolicyProvider)
+KEYS = web.AppKey("keys", KeyIndex)
+ROUTER = web.AppKey("router", Router)
+IDEMPOTENCY = web.AppKey("idempotency", IdempotencyStore)
+UPSTREAMS = web.AppKey("upstreams", dict[str, Upstream])
