@@ -1,0 +1,159 @@
+"""OpenAI's error body, the adapter's own error, and the retry rules the SDK applies.
+
+Every error OpenAI sends, and every error a faithful OpenAI-compatible server sends, has the
+body ``{"error": {"message", "type", "param", "code"}}``; the SDK reads ``body.get("error",
+body)`` and raises one exception class per status (400, 401, 403, 404, 409, 422, 429, >=500).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from aegis.core import AegisError, BudgetExceeded, Denied, DuplicateRequest, LedgerError
+
+__all__ = [
+    "MAX_RETRY_AFTER_S",
+    "InvalidRequestBody",
+    "OpenAIErrorInfo",
+    "WireError",
+    "error_body",
+    "error_for",
+    "parse_error_body",
+    "retry_after_s",
+    "should_retry",
+]
+
+MAX_RETRY_AFTER_S: Final = 120.0
+"""The SDK ignores a server's retry-after above this and backs off on its own."""
+
+
+class InvalidRequestBody(AegisError, ValueError):
+    """A request body the adapter cannot bound the cost of (the proxy answers 400)."""
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAIErrorInfo:
+    """The fields of an OpenAI error body."""
+
+    message: str
+    type: str | None = None
+    param: str | None = None
+    code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WireError:
+    """An error as an OpenAI-compatible server sends it: status, JSON body, headers."""
+
+    status: int
+    body: bytes
+    headers: Mapping[str, str]
+
+
+def error_body(
+    message: str, *, type: str, code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
+    """The JSON body OpenAI sends with an error status."""
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def parse_error_body(body: bytes | str | Mapping[str, Any] | None) -> OpenAIErrorInfo:
+    """Read an error body the way the SDK does (``body.get("error", body)``), tolerating junk."""
+    data: Any = body
+    if isinstance(body, bytes | str):
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raw = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+            return OpenAIErrorInfo(message=raw.strip() or "unknown error")
+    if not isinstance(data, Mapping):
+        return OpenAIErrorInfo(message="unknown error")
+    inner = data.get("error", data)
+    if not isinstance(inner, Mapping):
+        return OpenAIErrorInfo(message=str(inner))
+
+    def text(key: str) -> str | None:
+        value = inner.get(key)
+        return None if value is None else str(value)
+
+    return OpenAIErrorInfo(
+        message=text("message") or "unknown error",
+        type=text("type"),
+        param=text("param"),
+        code=text("code"),
+    )
+
+
+def error_for(exc: AegisError) -> WireError:
+    """The OpenAI-shaped error for an Aegis refusal.
+
+    Refusals carry ``x-should-retry: false``: the SDK would otherwise retry a 429 twice, and a
+    budget that is spent stays spent. A budget refusal adds ``x-aegis-budget`` and, when the
+    budget resets, ``x-aegis-resets-at`` (ISO 8601).
+    """
+    headers = {"x-should-retry": "false"}
+    if isinstance(exc, BudgetExceeded):
+        status, kind, code = 429, "insufficient_quota", "budget_exceeded"
+        headers["x-aegis-budget"] = exc.budget
+        if exc.resets_at is not None:
+            headers["x-aegis-resets-at"] = exc.resets_at.isoformat()
+    elif isinstance(exc, Denied):
+        status, kind, code = 403, "permission_error", exc.code
+    elif isinstance(exc, InvalidRequestBody):
+        body = error_body(exc.message, type="invalid_request_error", param=exc.param)
+        return WireError(400, json.dumps(body).encode(), headers)
+    elif isinstance(exc, DuplicateRequest):
+        status, kind, code = 409, "invalid_request_error", "duplicate_request"
+    elif isinstance(exc, LedgerError):
+        status, kind, code = 503, "server_error", "ledger_unavailable"
+    else:
+        status, kind, code = 503, "server_error", "governance_unavailable"
+    body = error_body(exc.message, type=kind, code=code)
+    return WireError(status, json.dumps(body).encode(), headers)
+
+
+def retry_after_s(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """The delay a server asks for: ``retry-after-ms``, then ``retry-after`` (seconds or an
+    HTTP date), as the SDK parses them; ``None`` when absent or unparseable."""
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms is not None:
+        try:
+            return float(raw_ms) / 1000
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    return when.timestamp() - (time.time() if now is None else now)
+
+
+def should_retry(status: int, headers: Mapping[str, str]) -> bool:
+    """Whether the SDK retries this status: ``x-should-retry`` decides when present; then
+    408, 409, 429 and every 5xx are retried."""
+    delay = retry_after_s(headers)
+    if delay is not None and math.isfinite(delay) and delay > MAX_RETRY_AFTER_S:
+        return False
+    explicit = headers.get("x-should-retry")
+    if explicit == "true":
+        return True
+    if explicit == "false":
+        return False
+    return status in (408, 409, 429) or status >= 500
