@@ -356,9 +356,9 @@ def _tools(tools: Sequence[Any]) -> tuple[list[dict[str, Any]], set[str]]:
     for i, raw in enumerate(tools):
         where = f"tools[{i}]"
         tool = _mapping(raw, where)
-        _only_keys(tool, frozenset({"type", "function"}), where)
         if tool.get("type") != "function":
             _unsupported(f"{where}.type", "only function tools are supported")
+        _only_keys(tool, frozenset({"type", "function"}), where)
         function = _mapping(tool.get("function"), f"{where}.function")
         _only_keys(
             function,
