@@ -49,9 +49,11 @@ __all__ = [
     "FakeGemini",
     "FakeGeminiProcess",
     "FakeGeminiServer",
+    "InvalidRequest",
     "RecordedRequest",
     "Reply",
     "create_app",
+    "validate_generate_request",
 ]
 
 STATUS_NAMES: Final = {
@@ -109,7 +111,9 @@ def _snake(name: str) -> str:
     return re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), name)
 
 
-class _BadRequest(Exception):
+class InvalidRequest(Exception):
+    """A body the Gemini API would answer with 400 INVALID_ARGUMENT."""
+
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
@@ -118,18 +122,18 @@ class _BadRequest(Exception):
 def _fields(obj: Any, allowed: set[str], where: str) -> dict[str, Any]:
     """Normalise a proto3-JSON object to lowerCamelCase, rejecting unknown or doubled fields."""
     if not isinstance(obj, dict):
-        raise _BadRequest(f"Invalid value at '{where}': expected an object")
+        raise InvalidRequest(f"Invalid value at '{where}': expected an object")
     by_spelling = {name: name for name in allowed} | {_snake(name): name for name in allowed}
     out: dict[str, Any] = {}
     for key, value in obj.items():
         name = by_spelling.get(key)
         if name is None:
-            raise _BadRequest(
+            raise InvalidRequest(
                 f"Invalid JSON payload received. Unknown name \"{key}\" at '{where}': "
                 "Cannot find field."
             )
         if name in out:
-            raise _BadRequest(f"Invalid JSON payload received. Field {name!r} given twice")
+            raise InvalidRequest(f"Invalid JSON payload received. Field {name!r} given twice")
         out[name] = value
     return out
 
@@ -274,19 +278,20 @@ def _usage(reply: Reply, prompt: int, candidates: int) -> dict[str, Any]:
     return meta
 
 
-def _validate_generate(body: Any) -> tuple[dict[str, Any], int]:
-    """Check a generateContent body; returns it normalised and its prompt token count."""
+def validate_generate_request(body: Any) -> tuple[dict[str, Any], int]:
+    """Check a generateContent body as the API would; returns it normalised and its prompt
+    token count, or raises :class:`InvalidRequest` with the API's message."""
     top = _fields(body, _TOP_FIELDS["generateContent"], "")
     contents = top.get("contents")
     if not isinstance(contents, list) or not contents:
-        raise _BadRequest("* GenerateContentRequest.contents: contents is not specified")
+        raise InvalidRequest("* GenerateContentRequest.contents: contents is not specified")
     prompt = 0
     for i, content in enumerate(contents):
         content = _fields(content, {"role", "parts"}, f"contents[{i}]")
         if content.get("role", "user") not in ("user", "model", "function"):
-            raise _BadRequest(f"Please use a valid role: user, model. (contents[{i}])")
+            raise InvalidRequest(f"Please use a valid role: user, model. (contents[{i}])")
         if not content.get("parts"):
-            raise _BadRequest(f"* contents[{i}].parts: contents.parts must not be empty.")
+            raise InvalidRequest(f"* contents[{i}].parts: contents.parts must not be empty.")
         prompt += _content_tokens(content)
     system = top.get("systemInstruction")
     if system is not None:
@@ -296,14 +301,14 @@ def _validate_generate(body: Any) -> tuple[dict[str, Any], int]:
     config = _fields(top.get("generationConfig") or {}, _GENERATION_FIELDS, "generation_config")
     limit = config.get("maxOutputTokens")
     if limit is not None and (not isinstance(limit, int) or limit < 1):
-        raise _BadRequest("max_output_tokens must be positive")
+        raise InvalidRequest("max_output_tokens must be positive")
     thinking = config.get("thinkingConfig")
     if thinking is not None:
         thinking = _fields(
             thinking, {"thinkingBudget", "thinkingLevel", "includeThoughts"}, "thinking_config"
         )
         if "thinkingBudget" in thinking and "thinkingLevel" in thinking:
-            raise _BadRequest("You can only set only one of thinking budget and thinking level.")
+            raise InvalidRequest("You can only set only one of thinking budget and thinking level.")
     top["generationConfig"] = config
     return top, prompt
 
@@ -409,11 +414,11 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         return _error_reply(reply)
     try:
         if action == "generateContent":
-            top, prompt = _validate_generate(body)
+            top, prompt = validate_generate_request(body)
             n = top["generationConfig"].get("candidateCount") or 1
             return web.json_response(_response(reply, prompt, model, n))
         if action == "streamGenerateContent":
-            _, prompt = _validate_generate(body)
+            _, prompt = validate_generate_request(body)
             return await _stream(request, reply, _stream_chunks(reply, prompt, model))
         if action == "embedContent":
             item = _fields(body, _TOP_FIELDS["embedContent"], "")
@@ -425,12 +430,12 @@ async def _handle(request: web.Request) -> web.StreamResponse:
                 for i, r in enumerate(top.get("requests") or [])
             ]
             if not items:
-                raise _BadRequest("* BatchEmbedContentsRequest.requests: must not be empty")
+                raise InvalidRequest("* BatchEmbedContentsRequest.requests: must not be empty")
             return web.json_response(_embed(items, reply, single=False))
         if action == "countTokens":
             contents = _fields(body, _TOP_FIELDS["countTokens"], "").get("contents") or []
             return web.json_response({"totalTokens": sum(_content_tokens(c) for c in contents)})
-    except _BadRequest as exc:
+    except InvalidRequest as exc:
         return _error(400, exc.message)
     return _error(404, f"Method {action} not found for model {model}.")
 
