@@ -177,6 +177,7 @@ class FakeOpenAI:
         self.requests: list[RecordedRequest] = []
         self._queue: deque[Action] = deque()
         self._ids = itertools.count(1)
+        self._arrived = asyncio.Event()
 
     def enqueue(self, *actions: Action) -> None:
         """Answer the next requests with these actions, in order."""
@@ -186,6 +187,16 @@ class FakeOpenAI:
         """Forget the queue and the log; back to the default reply."""
         self._queue.clear()
         self.requests.clear()
+
+    def record(self, request: RecordedRequest) -> None:
+        self.requests.append(request)
+        self._arrived.set()
+
+    async def wait_for_requests(self, count: int) -> None:
+        """Return once at least ``count`` requests have arrived."""
+        while len(self.requests) < count:
+            self._arrived.clear()
+            await self._arrived.wait()
 
     def requests_to(self, path: str) -> list[RecordedRequest]:
         """The recorded requests to one path (``/v1/chat/completions`` ...)."""
@@ -372,7 +383,7 @@ async def _record(request: web.Request) -> RecordedRequest:
     except ValueError:
         body = None
     recorded = RecordedRequest(request.method, request.path, dict(request.headers), body, raw)
-    request.app[FAKE].requests.append(recorded)
+    request.app[FAKE].record(recorded)
     return recorded
 
 
@@ -773,7 +784,8 @@ class FakeUpstream:
 
     async def start(self) -> str:
         """Start serving; returns :attr:`base_url`."""
-        self._runner = web.AppRunner(create_app(self.fake), access_log=None)
+        # In-flight requests (a scripted delay) must not hold up a test's teardown.
+        self._runner = web.AppRunner(create_app(self.fake), access_log=None, shutdown_timeout=0.1)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
