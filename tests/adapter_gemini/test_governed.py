@@ -310,6 +310,7 @@ async def test_stream_closed_early_settles_at_once(
     receipt = stream.receipt
     assert receipt is not None
     assert receipt.status == "cancelled"
+    assert receipt.upstream_status == 200
     assert receipt.usage_source == "counted"
     assert receipt.usage is not None
     assert receipt.usage.input_tokens == 10
@@ -421,3 +422,34 @@ async def test_one_governed_call_is_one_request_even_with_python_function_tools(
     assert calls is not None
     assert calls[0].name == "get_weather"
     assert calls[0].args == {"city": "Paris"}
+
+
+async def test_upstream_timeout_releases_and_propagates(
+    make_gate: GateFactory, upstream: FakeGeminiServer
+) -> None:
+    g = make_gate()
+    upstream.fake.script(Reply(delay_s=1.0))
+    impatient = genai.Client(
+        api_key="test",
+        http_options=types.HttpOptions(base_url=upstream.url, api_version="v1beta", timeout=50),
+    )
+    try:
+        with pytest.raises(TimeoutError):
+            await generate_content_via_gate(
+                gate=g.gate,
+                client=impatient,
+                tenant_id=TENANT,
+                run_id="r1",
+                request_id="q1",
+                model=FLASH,
+                contents="hi",
+            )
+    finally:
+        await impatient.aio.aclose()
+    receipt = g.sink.receipts[-1]
+    assert (receipt.status, receipt.actual_usd, receipt.upstream_status) == (
+        "upstream_error",
+        "0",
+        None,
+    )
+    assert await g.pending_nanos() == 0

@@ -252,6 +252,7 @@ async def _stream(
             )
             try:
                 async for chunk in upstream:
+                    call.upstream_status = 200  # a chunk arrived: the upstream answered 200
                     tracker.observe(to_wire(chunk))
                     call.record(tracker.upper_bound(estimate.input_tokens), source="counted")
                     yield chunk
