@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from aegis.core.catalogue import default_pricing_table
+from aegis.core.checkpoints import Checkpoint
 from aegis.core.clock import Clock, ManualClock, SystemClock
+from aegis.core.ed25519 import Ed25519Signer, Ed25519Verifier
 from aegis.core.errors import (
     AegisError,
     BudgetExceeded,
@@ -27,7 +29,9 @@ from aegis.core.estimate import (
     REPLY_OVERHEAD_TOKENS,
     text_tokens_upper_bound,
 )
+from aegis.core.file_sink import FileReceiptSink
 from aegis.core.gate import Gate, GovernedCall, Permit, UsageSource
+from aegis.core.keyring import KEYS_ENV, Keyring
 from aegis.core.ledger import Account, Balance, Hold, HoldState, Ledger, Settlement
 from aegis.core.memory_ledger import MemoryLedger
 from aegis.core.money import NANOS_PER_USD, format_usd, nanos_to_usd, parse_usd
@@ -53,13 +57,31 @@ from aegis.core.receipts import (
     Signer,
     canonical_bytes,
 )
-from aegis.core.signing import HmacSha256Signer
+from aegis.core.signing import HmacSha256Signer, SignatureVerifier
 from aegis.core.sqlite_ledger import SqliteLedger
+from aegis.core.sqlite_sink import SqliteReceiptSink
+from aegis.core.verify import (
+    EXIT_INTACT,
+    EXIT_TAMPERED,
+    EXIT_TORN,
+    EXIT_TRUNCATED,
+    EXIT_USAGE,
+    Problem,
+    TrailSummary,
+    VerifyReport,
+    verify_trail,
+)
 from aegis.core.windows import Window, window_span
 
 __all__ = [
     "CAPABILITIES",
+    "EXIT_INTACT",
+    "EXIT_TAMPERED",
+    "EXIT_TORN",
+    "EXIT_TRUNCATED",
+    "EXIT_USAGE",
     "GENESIS_HASH",
+    "KEYS_ENV",
     "MESSAGE_OVERHEAD_TOKENS",
     "NANOS_PER_USD",
     "REPLY_OVERHEAD_TOKENS",
@@ -67,11 +89,15 @@ __all__ = [
     "AegisError",
     "Balance",
     "BudgetExceeded",
+    "Checkpoint",
     "Clock",
     "ConfigError",
     "Decision",
     "Denied",
     "DuplicateRequest",
+    "Ed25519Signer",
+    "Ed25519Verifier",
+    "FileReceiptSink",
     "Gate",
     "GovernedCall",
     "HmacSha256Signer",
@@ -80,6 +106,7 @@ __all__ = [
     "HoldNotFound",
     "HoldState",
     "InMemoryPolicyProvider",
+    "Keyring",
     "Ledger",
     "LedgerError",
     "LedgerUnavailable",
@@ -95,6 +122,7 @@ __all__ = [
     "PolicyProvider",
     "PricingError",
     "PricingTable",
+    "Problem",
     "Receipt",
     "ReceiptChain",
     "ReceiptError",
@@ -104,14 +132,18 @@ __all__ = [
     "Routing",
     "Settlement",
     "Signature",
+    "SignatureVerifier",
     "Signer",
     "SqliteLedger",
+    "SqliteReceiptSink",
     "SystemClock",
     "TomlPolicyProvider",
+    "TrailSummary",
     "UnknownModel",
     "UnknownModelDenied",
     "Usage",
     "UsageSource",
+    "VerifyReport",
     "Window",
     "WindowBudget",
     "canonical_bytes",
@@ -120,5 +152,6 @@ __all__ = [
     "nanos_to_usd",
     "parse_usd",
     "text_tokens_upper_bound",
+    "verify_trail",
     "window_span",
 ]

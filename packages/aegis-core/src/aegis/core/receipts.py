@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import json.encoder
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal, Protocol
 
@@ -35,6 +37,7 @@ ReceiptStatus = Literal["ok", "upstream_error", "cancelled", "denied"]
 GENESIS_HASH: Final = "0" * 64
 """``prev_hash`` of the first receipt of a chain (``seq`` 0)."""
 RECEIPT_VERSION: Final = 1
+_STARTED_AT_MARK: Final = b',"started_at":'
 
 
 def new_receipt_id() -> str:
@@ -42,9 +45,39 @@ def new_receipt_id() -> str:
     return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
 
+_ENCODER: Final = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
+def _reject(value: object) -> object:
+    raise TypeError(f"{type(value).__name__} has no canonical JSON form")
+
+
+def _dict_encoder() -> Callable[[dict[str, Any]], str]:
+    # JSONEncoder.encode builds a fresh C encoder per call; receipts are encoded on the Gate's
+    # hot path and by the verifier a million times, so build it once (same output).
+    make = getattr(json.encoder, "c_make_encoder", None)
+    escape = getattr(json.encoder, "c_encode_basestring", None)
+    if make is None or escape is None:  # pragma: no cover - CPython always has them
+        return _ENCODER.encode
+    encoder = make(None, _reject, escape, None, ":", ",", True, False, False)
+
+    def encode(data: dict[str, Any]) -> str:
+        return "".join(encoder(data, 0))
+
+    return encode
+
+
+encode_dict: Final = _dict_encoder()
+"""Canonical JSON text of a dict (the fast path of :func:`canonical_bytes`)."""
+
+
 def canonical_bytes(data: Any) -> bytes:
     """The canonical JSON bytes of plain data (see the module docstring)."""
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    if type(data) is dict:
+        return encode_dict(data).encode()
+    return _ENCODER.encode(data).encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +159,9 @@ class Receipt:
     prev_hash: str = ""
     signature: Signature | None = None
     v: int = RECEIPT_VERSION
+    _line: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    """The canonical bytes of the sealed receipt, kept by :meth:`ReceiptChain.seal` so a sink
+    and the chain do not serialize the same receipt twice."""
 
     def to_dict(self, *, signed: bool = True) -> dict[str, Any]:
         """Plain data; ``signed=False`` leaves out the signature (the bytes that are signed)."""
@@ -203,9 +239,14 @@ class Receipt:
         """The bytes the signature covers."""
         return canonical_bytes(self.to_dict(signed=False))
 
+    def canonical_line(self) -> bytes:
+        """The canonical bytes of the signed receipt (one JSON Lines record, without newline)."""
+        line = self._line
+        return canonical_bytes(self.to_dict()) if line is None else line
+
     def chain_hash(self) -> str:
         """Hex SHA-256 of the signed receipt's canonical bytes: the next receipt's ``prev_hash``."""
-        return hashlib.sha256(canonical_bytes(self.to_dict())).hexdigest()
+        return hashlib.sha256(self.canonical_line()).hexdigest()
 
 
 @dataclass(slots=True)
@@ -229,16 +270,32 @@ class ReceiptChain:
 
     def seal(self, receipt: Receipt) -> Receipt:
         """Place ``receipt`` at the head of the chain and sign it."""
-        placed = replace(
-            receipt, chain_id=self.chain_id, seq=self.next_seq, prev_hash=self.head_hash
-        )
-        signature = Signature(self.signer.alg, self.signer.key_id, "")
+        # One dict and two serializations per receipt: this runs on the Gate's hot path.
+        data = receipt.to_dict(signed=False)
+        data["chain_id"] = self.chain_id
+        data["seq"] = self.next_seq
+        data["prev_hash"] = self.head_hash
+        signer = self.signer
+        unsigned = encode_dict(data).encode()
+        signature = Signature(signer.alg, signer.key_id, signer.sign(unsigned))
         signed = replace(
-            placed,
-            signature=replace(signature, sig=self.signer.sign(placed.signing_bytes())),
+            receipt,
+            chain_id=self.chain_id,
+            seq=self.next_seq,
+            prev_hash=self.head_hash,
+            signature=signature,
         )
+        member = encode_dict(
+            {"signature": {"alg": signature.alg, "key_id": signature.key_id, "sig": signature.sig}}
+        ).encode()
+        # "signature" sorts right before "started_at", so the signed record's canonical bytes
+        # are the unsigned ones with that member spliced in (a quote inside a string value is
+        # always escaped, so the marker below can only be the top-level key).
+        at = unsigned.find(_STARTED_AT_MARK)
+        line = unsigned[:at] + b"," + member[1:-1] + unsigned[at:]
+        object.__setattr__(signed, "_line", line)
         self.next_seq += 1
-        self.head_hash = signed.chain_hash()
+        self.head_hash = hashlib.sha256(line).hexdigest()
         return signed
 
 

@@ -1,17 +1,51 @@
-"""Receipt signers: HMAC-SHA256 (stdlib) here; Ed25519 lives behind the ``ed25519`` extra."""
+"""Receipt signers: HMAC-SHA256 (stdlib) here; Ed25519 lives behind the ``ed25519`` extra.
+
+A signer signs; a :class:`SignatureVerifier` checks. ``HmacSha256Signer`` is both (whoever can
+verify an HMAC can forge one); Ed25519 splits them so an auditor needs only the public key.
+"""
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
+from typing import Protocol
 
-__all__ = ["HmacSha256Signer", "b64url"]
+__all__ = ["HmacSha256Signer", "SignatureVerifier", "b64url", "b64url_decode"]
 
 
 def b64url(raw: bytes) -> str:
     """Base64url without padding, as JOSE writes it."""
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def b64url_decode(text: str) -> bytes:
+    """Decode base64url with or without padding; raises ``ValueError`` on anything else."""
+    if not text.isascii():
+        raise ValueError("base64url text must be ASCII")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except binascii.Error as exc:
+        raise ValueError(f"not base64url: {exc}") from None
+
+
+class SignatureVerifier(Protocol):
+    """Checks signatures made with one key (a verifier's keyring holds one per ``key_id``)."""
+
+    @property
+    def alg(self) -> str:
+        """The JOSE algorithm name the signatures must carry (``HS256``, ``EdDSA``)."""
+        ...
+
+    @property
+    def key_id(self) -> str:
+        """The key's name, as written into every signature made with it."""
+        ...
+
+    def verify(self, payload: bytes, sig: str) -> bool:
+        """Whether ``sig`` (base64url) is this key's signature of ``payload``."""
+        ...
 
 
 class HmacSha256Signer:
@@ -36,7 +70,8 @@ class HmacSha256Signer:
 
     def verify(self, payload: bytes, sig: str) -> bool:
         """Constant-time check of a signature made with this key."""
-        return hmac.compare_digest(self.sign(payload), sig)
+        mac = base64.urlsafe_b64encode(hmac.digest(self._secret, payload, hashlib.sha256))
+        return hmac.compare_digest(mac.rstrip(b"="), sig.encode())
 
     def __repr__(self) -> str:
         return f"HmacSha256Signer(key_id={self.key_id!r}, secret=<redacted>)"

@@ -1,0 +1,503 @@
+"""Verify a receipt trail: signatures, the hash chain across files, checkpoints, torn tails.
+
+:func:`verify_trail` reads the files of one trail (segments in write order, or an SQLite trail)
+and its checkpoint files, and returns a :class:`VerifyReport`: every problem with its file and
+line, and a summary of what verified. The trail is intact only when there is no problem.
+Large trails are checked in parallel processes, chunk by chunk; the chunks are stitched
+together here, so the result is the same either way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from decimal import Decimal
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Final
+
+from aegis.core._verify_chunk import (
+    ChunkTask,
+    Link,
+    ProblemKind,
+    verify_chunk,
+)
+from aegis.core.checkpoints import Checkpoint
+from aegis.core.keyring import Keyring
+from aegis.core.receipts import GENESIS_HASH, canonical_bytes
+from aegis.core.trail import find_trail_files, is_sqlite
+
+__all__ = [
+    "EXIT_INTACT",
+    "EXIT_TAMPERED",
+    "EXIT_TORN",
+    "EXIT_TRUNCATED",
+    "EXIT_USAGE",
+    "Problem",
+    "ProblemKind",
+    "TrailSummary",
+    "VerifyReport",
+    "verify_trail",
+]
+
+EXIT_INTACT: Final = 0
+"""Every receipt verified, the chain is whole, and every checkpoint matches."""
+EXIT_TAMPERED: Final = 1
+"""A bad signature, a broken chain, a gap, a reorder, a foreign or malformed record."""
+EXIT_USAGE: Final = 2
+"""Bad arguments, missing keys, unreadable files (nothing was verified)."""
+EXIT_TORN: Final = 3
+"""Intact except for torn lines (interrupted writes, never receipts)."""
+EXIT_TRUNCATED: Final = 4
+"""Intact up to where it ends, but a checkpoint shows receipts cut from the tail."""
+
+_CHUNK_BYTES: Final = 8 << 20
+_PARALLEL_MIN_BYTES: Final = 16 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with the trail, and where."""
+
+    kind: ProblemKind
+    where: str
+    """``file:line`` (for an SQLite trail, ``file:row`` counting rows in write order)."""
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class TrailSummary:
+    """What verified: receipts that passed their own checks, belonging to the trail's chain."""
+
+    receipts: int
+    tenants: int
+    total_usd: Decimal
+    """Exact sum of ``actual_usd``."""
+    first_at: str | None
+    """Earliest ``started_at``."""
+    last_at: str | None
+    """Latest ``finished_at``."""
+    chain_id: str | None
+    head_seq: int | None
+    head_hash: str | None
+    files: int
+    checkpoints: int
+    """Checkpoints whose signature verified."""
+    covered: int
+    """Receipts covered by the newest verified checkpoint (the rest could still be cut)."""
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """The verdict on one trail."""
+
+    summary: TrailSummary
+    problems: tuple[Problem, ...]
+    notes: tuple[str, ...] = ()
+    allow_torn: bool = False
+
+    @property
+    def is_intact(self) -> bool:
+        """No problem (torn lines excepted when ``allow_torn``)."""
+        return self.exit_code == EXIT_INTACT
+
+    @property
+    def exit_code(self) -> int:
+        """``EXIT_*``: the most serious class of problem found."""
+        kinds = {p.kind for p in self.problems}
+        if kinds - {"torn", "truncated"}:
+            return EXIT_TAMPERED
+        if "truncated" in kinds:
+            return EXIT_TRUNCATED
+        if "torn" in kinds and not self.allow_torn:
+            return EXIT_TORN
+        return EXIT_INTACT
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for ``--json``."""
+        s = self.summary
+        return {
+            "intact": self.is_intact,
+            "exit_code": self.exit_code,
+            "summary": {
+                "receipts": s.receipts,
+                "tenants": s.tenants,
+                "total_usd": str(s.total_usd),
+                "first_at": s.first_at,
+                "last_at": s.last_at,
+                "chain_id": s.chain_id,
+                "head_seq": s.head_seq,
+                "head_hash": s.head_hash,
+                "files": s.files,
+                "checkpoints": s.checkpoints,
+                "covered": s.covered,
+            },
+            "problems": [
+                {"kind": p.kind, "where": p.where, "message": p.message} for p in self.problems
+            ],
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(slots=True)
+class _Source:
+    label: str
+    path: Path
+    tasks: list[ChunkTask] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _CheckpointAt:
+    checkpoint: Checkpoint
+    where: str
+
+
+def verify_trail(
+    paths: Sequence[str | Path],
+    keyring: Keyring,
+    *,
+    checkpoints: Sequence[str | Path] = (),
+    allow_torn: bool = False,
+    jobs: int | None = None,
+) -> VerifyReport:
+    """Verify one trail made of ``paths`` (segment files, trail directories, SQLite trails).
+
+    Directories contribute their segments in name order and their ``*.checkpoints.jsonl``;
+    files keep the order given. ``jobs`` processes check large trails (default: one per CPU).
+    """
+    found = find_trail_files([Path(p) for p in paths])
+    cp_files = [*found.checkpoints, *(Path(p) for p in checkpoints)]
+    problems: list[Problem] = []
+    notes: list[str] = []
+    sources = [_Source(str(p), p) for p in found.receipts]
+    chain_id = _trail_chain_id(sources)
+    cps = _read_checkpoints(cp_files, sources, keyring, chain_id, problems)
+    want = frozenset(c.checkpoint.size - 1 for c in cps)
+    for source in sources:
+        source.tasks = _plan(source, chain_id or "", keyring, want)
+    tasks = [t for s in sources for t in s.tasks]
+    workers = jobs if jobs is not None else (os.cpu_count() or 1)
+    total = sum(t.end - t.start for t in tasks)
+    if workers > 1 and len(tasks) > 1 and total >= _PARALLEL_MIN_BYTES:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            results = list(pool.map(verify_chunk, tasks, chunksize=1))
+    else:
+        results = [verify_chunk(t) for t in tasks]
+
+    receipts = 0
+    tenants: set[str] = set()
+    spend = Decimal(0)
+    first_at: str | None = None
+    last_at: str | None = None
+    prev: tuple[Link, str] | None = None
+    hashes: dict[int, tuple[str, str]] = {}
+    offset_of = iter(results)
+    for index, source in enumerate(sources):
+        line_offset = 0
+        for _task in source.tasks:
+            result = next(offset_of)
+
+            def where(line: int, _base: int = line_offset, _label: str = source.label) -> str:
+                return f"{_label}:{_base + line}"
+
+            for raw in result.problems:
+                problems.append(Problem(raw.kind, where(raw.line), raw.message))
+            if result.first is not None:
+                problems.extend(_stitch(prev, result.first, where(result.first.line)))
+            if result.last is not None:
+                prev = (result.last, where(result.last.line))
+            if result.torn_bytes:
+                later = index < len(sources) - 1
+                problems.append(
+                    Problem(
+                        "torn",
+                        where(result.lines),
+                        f"torn line: {result.torn_bytes} bytes without a terminating newline"
+                        " (an interrupted write); not a receipt, not counted"
+                        + ("; the trail continues in the next file" if later else ""),
+                    )
+                )
+            for seq, (digest, line) in result.hashes.items():
+                hashes[seq] = (digest, where(line))
+            receipts += result.receipts
+            tenants |= result.tenants
+            spend += result.spend
+            if result.first_at is not None and (first_at is None or result.first_at < first_at):
+                first_at = result.first_at
+            if result.last_at is not None and (last_at is None or result.last_at > last_at):
+                last_at = result.last_at
+            line_offset += result.lines
+    head = prev[0] if prev else None
+    if not sources:
+        problems.append(Problem("parse", ", ".join(map(str, paths)) or "-", "no receipt files"))
+    elif head is None:
+        notes.append("the trail holds no receipts")
+    covered = _check_checkpoints(cps, hashes, prev, problems)
+    if not cp_files:
+        notes.append("no checkpoint file: receipts cut from the tail cannot be detected")
+    elif head is not None and head.seq + 1 > covered:
+        notes.append(
+            f"{head.seq + 1 - covered} receipt(s) after the newest checkpoint are not covered"
+            " by one (a cut there cannot be detected)"
+        )
+    summary = TrailSummary(
+        receipts=receipts,
+        tenants=len(tenants),
+        total_usd=spend,
+        first_at=first_at,
+        last_at=last_at,
+        chain_id=chain_id,
+        head_seq=head.seq if head else None,
+        head_hash=head.hash if head else None,
+        files=len(sources),
+        checkpoints=len(cps),
+        covered=covered,
+    )
+    return VerifyReport(summary, tuple(problems), tuple(notes), allow_torn)
+
+
+def _stitch(prev: tuple[Link, str] | None, first: Link, where: str) -> list[Problem]:
+    if prev is None:
+        if first.seq != 0 or first.prev_hash != GENESIS_HASH:
+            return [
+                Problem(
+                    "genesis",
+                    where,
+                    f"the trail starts at seq {first.seq}, not at seq 0 with the genesis"
+                    " prev_hash: its first receipts (or files) are missing",
+                )
+            ]
+        return []
+    last, last_where = prev
+    if first.seq == last.seq + 1:
+        if first.prev_hash != last.hash:
+            return [
+                Problem(
+                    "chain",
+                    where,
+                    f"prev_hash does not match the hash of the receipt before it (seq"
+                    f" {last.seq}, {last_where}): that receipt was altered or replaced, or"
+                    " this one was inserted",
+                )
+            ]
+        return []
+    if first.seq > last.seq + 1:
+        return [
+            Problem(
+                "seq_gap",
+                where,
+                f"seq {first.seq} follows seq {last.seq} ({last_where}):"
+                f" {first.seq - last.seq - 1} receipt(s) missing",
+            )
+        ]
+    return [
+        Problem(
+            "seq_order",
+            where,
+            f"seq {first.seq} comes after seq {last.seq} ({last_where}): receipts reordered or"
+            " duplicated",
+        )
+    ]
+
+
+def _first_line(source: _Source) -> bytes | None:
+    if is_sqlite(source.path):
+        db = sqlite3.connect(f"file:{source.path}?mode=ro", uri=True)
+        try:
+            row = db.execute("SELECT line FROM aegis_receipts ORDER BY id LIMIT 1").fetchone()
+        except sqlite3.Error:
+            return None
+        finally:
+            db.close()
+        return None if row is None else bytes(row[0])
+    with source.path.open("rb") as f:
+        line = f.readline(1 << 20)
+    return line[:-1] if line.endswith(b"\n") else None
+
+
+def _trail_chain_id(sources: list[_Source]) -> str | None:
+    """The chain a trail belongs to: that of its first receipt."""
+    for source in sources:
+        line = _first_line(source)
+        if line is None:
+            continue
+        try:
+            data = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(data, dict) and isinstance(data.get("chain_id"), str):
+            chain: str = data["chain_id"]
+            return chain
+    return None
+
+
+def _plan(
+    source: _Source, chain_id: str, keyring: Keyring, want: frozenset[int]
+) -> list[ChunkTask]:
+    path = source.path
+    if is_sqlite(path):
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            (count,) = db.execute("SELECT count(*) FROM aegis_receipts").fetchone()
+        finally:
+            db.close()
+        step = 8192
+        return [
+            ChunkTask(str(path), 0, 0, True, chain_id, keyring, want, (i, min(count, i + step - 1)))
+            for i in range(1, count + 1, step)
+        ] or [ChunkTask(str(path), 0, 0, True, chain_id, keyring, want, (1, 0))]
+    size = path.stat().st_size
+    tasks = []
+    start = 0
+    with path.open("rb") as f:
+        while start < size:
+            end = min(size, start + _CHUNK_BYTES)
+            if end < size:
+                f.seek(end)
+                rest = f.readline()
+                end += len(rest)
+            tasks.append(ChunkTask(str(path), start, end, end >= size, chain_id, keyring, want))
+            start = end
+    return tasks or [ChunkTask(str(path), 0, 0, True, chain_id, keyring, want)]
+
+
+def _read_checkpoints(
+    files: list[Path],
+    sources: list[_Source],
+    keyring: Keyring,
+    chain_id: str | None,
+    problems: list[Problem],
+) -> list[_CheckpointAt]:
+    found: list[_CheckpointAt] = []
+    for path in files:
+        lines = _checkpoint_lines(path)
+        for number, raw in enumerate(lines, 1):
+            where = f"{path}:{number}"
+            if raw is None:
+                problems.append(
+                    Problem("torn", where, "torn checkpoint line (an interrupted write)")
+                )
+                continue
+            try:
+                data = json.loads(raw)
+                cp = Checkpoint.from_dict(data)
+            except ValueError as exc:
+                problems.append(Problem("checkpoint", where, f"not a valid checkpoint: {exc}"))
+                continue
+            if canonical_bytes(data) != raw:
+                problems.append(Problem("checkpoint", where, "checkpoint not in canonical form"))
+            sig = cp.signature
+            assert sig is not None
+            key = keyring.get(sig.key_id)
+            if key is None:
+                problems.append(
+                    Problem(
+                        "unknown_key",
+                        where,
+                        f"checkpoint signed with key_id {sig.key_id!r}, which is not among the"
+                        f" verification keys ({', '.join(keyring.key_ids()) or 'none'})",
+                    )
+                )
+                continue
+            if key.alg != sig.alg or not key.verify(cp.signing_bytes(), sig.sig):
+                problems.append(
+                    Problem(
+                        "checkpoint",
+                        where,
+                        f"checkpoint signature does not verify with key {sig.key_id!r}: altered"
+                        " or forged",
+                    )
+                )
+                continue
+            if chain_id is not None and cp.chain_id != chain_id:
+                problems.append(
+                    Problem(
+                        "foreign_chain",
+                        where,
+                        f"checkpoint of chain {cp.chain_id!r}, not of this trail's chain"
+                        f" {chain_id!r}",
+                    )
+                )
+                continue
+            if found and cp.size < found[-1].checkpoint.size:
+                problems.append(
+                    Problem(
+                        "checkpoint",
+                        where,
+                        f"checkpoint size {cp.size} is smaller than the one before it"
+                        f" ({found[-1].checkpoint.size} at {found[-1].where})",
+                    )
+                )
+            found.append(_CheckpointAt(cp, where))
+    return found
+
+
+def _checkpoint_lines(path: Path) -> list[bytes | None]:
+    if is_sqlite(path):
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            rows = db.execute("SELECT line FROM aegis_receipt_checkpoints ORDER BY id").fetchall()
+        finally:
+            db.close()
+        return [bytes(r[0]) for r in rows]
+    data = path.read_bytes()
+    parts: list[bytes | None] = list(data.split(b"\n"))
+    tail = parts.pop()
+    if tail:
+        parts.append(None)
+    return parts
+
+
+def _check_checkpoints(
+    cps: list[_CheckpointAt],
+    hashes: dict[int, tuple[str, str]],
+    prev: tuple[Link, str] | None,
+    problems: list[Problem],
+) -> int:
+    covered = 0
+    head_seq = prev[0].seq if prev else -1
+    head_where = prev[1] if prev else "the start"
+    for c in cps:
+        cp = c.checkpoint
+        seq = cp.size - 1
+        if seq > head_seq:
+            problems.append(
+                Problem(
+                    "truncated",
+                    c.where,
+                    f"checkpoint covers {cp.size} receipts (seq 0..{seq}) but the trail ends at"
+                    f" seq {head_seq} ({head_where}): {seq - head_seq} receipt(s) cut from the"
+                    " tail",
+                )
+            )
+            continue
+        found = hashes.get(seq)
+        if found is None:
+            problems.append(
+                Problem(
+                    "checkpoint",
+                    c.where,
+                    f"the checkpoint's head, seq {seq}, is not in the trail",
+                )
+            )
+            continue
+        digest, where = found
+        if digest != cp.head_hash:
+            problems.append(
+                Problem(
+                    "checkpoint",
+                    c.where,
+                    f"receipt seq {seq} ({where}) does not hash to this checkpoint's head_hash:"
+                    " the trail was rewritten after the checkpoint",
+                )
+            )
+            continue
+        covered = max(covered, cp.size)
+    return covered
