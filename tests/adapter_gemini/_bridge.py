@@ -19,6 +19,8 @@ from aegis.adapters.gemini import (
     SseParser,
     TranslationError,
     chat_request_to_gemini,
+    embeddings_request_to_gemini,
+    gemini_embeddings_to_openai,
     gemini_response_to_chat,
     openai_error_body,
     parse_error_body,
@@ -70,6 +72,23 @@ async def _chat(request: web.Request) -> web.StreamResponse:
         return response
 
 
+async def _embeddings(request: web.Request) -> web.Response:
+    try:
+        translated = embeddings_request_to_gemini(await request.json())
+    except TranslationError as exc:
+        return web.json_response(exc.to_openai_error(), status=exc.status_code)
+    url = f"{request.app[UPSTREAM]}/v1beta/models/{translated.model}:batchEmbedContents"
+    headers = {"x-goog-api-key": "test"}
+    async with request.app[SESSION].post(url, json=translated.body, headers=headers) as up:
+        if up.status != 200:
+            status, body = openai_error_body(parse_error_body(up.status, await up.read()))
+            return web.json_response(body, status=status)
+        answer = gemini_embeddings_to_openai(
+            await up.json(), model=translated.model, encoding_format=translated.encoding_format
+        )
+        return web.json_response(answer)
+
+
 async def _session(app: web.Application) -> Any:
     async with aiohttp.ClientSession(json_serialize=json.dumps) as session:
         app[SESSION] = session
@@ -82,4 +101,5 @@ def create_bridge(upstream_url: str) -> web.Application:
     app[UPSTREAM] = upstream_url
     app.cleanup_ctx.append(_session)
     app.router.add_post("/v1/chat/completions", _chat)
+    app.router.add_post("/v1/embeddings", _embeddings)
     return app

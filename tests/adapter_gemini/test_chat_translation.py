@@ -13,6 +13,8 @@ from aegis.adapters.gemini import (
     ResponseTranslationError,
     TranslationError,
     chat_request_to_gemini,
+    embeddings_request_to_gemini,
+    gemini_embeddings_to_openai,
     gemini_response_to_chat,
     sse_event,
 )
@@ -520,3 +522,49 @@ def test_stream_blocked_prompt_finishes_every_choice() -> None:
         e["choices"][0]["finish_reason"] for e in events if e["choices"][0]["finish_reason"]
     ]
     assert finishes == ["content_filter", "content_filter"]
+
+
+def test_embeddings_request_and_response() -> None:
+    translated = embeddings_request_to_gemini(
+        {"model": "text-embedding-3-small", "input": "hello", "dimensions": 3, "user": "u"},
+        gemini_model="gemini-embedding-001",
+    )
+    assert translated.body == {
+        "requests": [
+            {
+                "model": "models/gemini-embedding-001",
+                "content": {"parts": [{"text": "hello"}]},
+                "outputDimensionality": 3,
+            }
+        ]
+    }
+    assert translated.encoding_format == "float"
+    response = {
+        "embeddings": [{"values": [0.5, -0.25, 1.0]}],
+        "usageMetadata": {"promptTokenCount": 2},
+    }
+    out = gemini_embeddings_to_openai(response, model="text-embedding-3-small")
+    assert out == {
+        "object": "list",
+        "data": [{"object": "embedding", "index": 0, "embedding": [0.5, -0.25, 1.0]}],
+        "model": "text-embedding-3-small",
+        "usage": {"prompt_tokens": 2, "total_tokens": 2},
+    }
+    packed = gemini_embeddings_to_openai(response, model="m", encoding_format="base64")
+    assert packed["data"][0]["embedding"] == "AAAAPwAAgL4AAIA/"  # float32 LE 0.5, -0.25, 1.0
+
+
+@pytest.mark.parametrize(
+    ("request_body", "param"),
+    [
+        ({"model": "m", "input": [[1, 2, 3]]}, "input[0]"),
+        ({"model": "m", "input": []}, "input"),
+        ({"model": "m", "input": "x", "dimensions": 0}, "dimensions"),
+        ({"model": "m", "input": "x", "encoding_format": "int8"}, "encoding_format"),
+        ({"model": "m", "input": "x", "extra": 1}, "extra"),
+    ],
+)
+def test_untranslatable_embeddings_requests(request_body: dict[str, Any], param: str) -> None:
+    with pytest.raises(TranslationError) as caught:
+        embeddings_request_to_gemini(request_body)
+    assert caught.value.param == param

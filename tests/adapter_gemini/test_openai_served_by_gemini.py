@@ -187,3 +187,25 @@ async def test_json_schema_and_multiple_candidates(
         assert upstream.fake.last_body()["generationConfig"]["candidateCount"] == 2
     assert json.loads(text) == {"x": 1}
     assert upstream.fake.last_body()["generationConfig"]["responseJsonSchema"] == {"type": "object"}
+
+
+async def test_embeddings_round_trip_in_both_encodings(
+    oai: openai.AsyncOpenAI, upstream: FakeGeminiServer
+) -> None:
+    upstream.fake.script(Reply(prompt_tokens=6), Reply(prompt_tokens=6))
+    by_default = await oai.embeddings.create(
+        model="gemini-embedding-001", input=["first text", "second text"], dimensions=4
+    )
+    as_floats = await oai.embeddings.create(
+        model="gemini-embedding-001",
+        input=["first text", "second text"],
+        dimensions=4,
+        encoding_format="float",
+    )
+    sent = upstream.fake.last_body()["requests"]
+    assert [r["outputDimensionality"] for r in sent] == [4, 4]
+    assert [r["model"] for r in sent] == ["models/gemini-embedding-001"] * 2
+    # The fake's values are multiples of 1/128, exact in float32: both encodings agree exactly.
+    assert [d.embedding for d in by_default.data] == [d.embedding for d in as_floats.data]
+    assert [len(d.embedding) for d in by_default.data] == [4, 4]
+    assert by_default.usage.prompt_tokens == 6

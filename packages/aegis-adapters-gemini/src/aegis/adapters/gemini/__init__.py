@@ -6,7 +6,8 @@ estimates (:func:`estimate_generate_content`, :func:`estimate_embed_content`), o
 :class:`StreamUsage`), the stream parser (:class:`SseParser`), error mapping
 (:func:`parse_error_body`, :func:`openai_error_body`), and the OpenAI chat-completions
 translation (:func:`chat_request_to_gemini`, :func:`gemini_response_to_chat`,
-:class:`ChatStreamTranslator`). SDK-backed: :func:`generate_content_via_gate`,
+:class:`ChatStreamTranslator`), and of embeddings (:func:`embeddings_request_to_gemini`,
+:func:`gemini_embeddings_to_openai`). SDK-backed: :func:`generate_content_via_gate`,
 :func:`generate_content_stream_via_gate`, :func:`embed_content_via_gate`.
 """
 
@@ -20,6 +21,11 @@ from .chat_response import (
     openai_usage,
 )
 from .chat_stream import SSE_DONE, ChatStreamTranslator, sse_event, stream_error_event
+from .embeddings import (
+    GeminiEmbeddingsRequest,
+    embeddings_request_to_gemini,
+    gemini_embeddings_to_openai,
+)
 from .errors import GeminiAdapterError, ResponseTranslationError, TranslationError, WireError
 from .estimate import (
     MEDIA_PART_MIN_TOKENS,
@@ -51,6 +57,7 @@ __all__ = [
     "ChatStreamTranslator",
     "GeminiAdapterError",
     "GeminiChatRequest",
+    "GeminiEmbeddingsRequest",
     "GeminiError",
     "GenerateEstimate",
     "GovernedResponse",
@@ -63,9 +70,11 @@ __all__ = [
     "WireError",
     "chat_request_to_gemini",
     "embed_content_via_gate",
+    "embeddings_request_to_gemini",
     "estimate_embed_content",
     "estimate_generate_content",
     "finish_reason_to_openai",
+    "gemini_embeddings_to_openai",
     "gemini_response_to_chat",
     "generate_content_stream_via_gate",
     "generate_content_via_gate",
