@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 from typing import Any
@@ -13,10 +14,13 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from aegis.adapters.gemini import (
     ChatStreamTranslator,
     GeminiChatRequest,
+    ResponseTranslationError,
     SseParser,
     StreamUsage,
     TranslationError,
+    WireError,
     chat_request_to_gemini,
+    embeddings_request_to_gemini,
     gemini_response_to_chat,
 )
 
@@ -193,6 +197,16 @@ def test_invalid_conversations_are_rejected_naming_the_field(
                 "response_format",
                 "stream_options",
                 "temperature",
+                "top_p",
+                "max_tokens",
+                "max_completion_tokens",
+                "seed",
+                "stream",
+                "reasoning_effort",
+                "parallel_tool_calls",
+                "logprobs",
+                "modalities",
+                "presence_penalty",
             ]
         ),
         json_values,
@@ -320,3 +334,65 @@ def test_stream_usage_is_the_last_report_never_a_sum(reports: list[dict[str, int
             tracker.reported.output_tokens
             == present[-1]["candidatesTokenCount"] + present[-1]["thoughtsTokenCount"]
         )
+
+
+part_types = st.sampled_from(["text", "image_url", "input_audio", "file", "refusal", "video"])
+junk_parts = st.lists(
+    st.builds(
+        lambda kind, extra: {"type": kind, **extra},
+        part_types,
+        st.dictionaries(
+            st.sampled_from(["text", "image_url", "input_audio", "file", "refusal", "url"]),
+            json_values
+            | st.dictionaries(
+                st.sampled_from(
+                    ["url", "data", "format", "file_data", "file_id", "filename", "detail"]
+                ),
+                json_values,
+                max_size=3,
+            ),
+            max_size=2,
+        ),
+    ),
+    max_size=3,
+)
+
+
+@SETTINGS
+@given(st.sampled_from(["user", "assistant", "system", "tool"]), junk_parts)
+def test_junk_content_parts_fail_only_with_translation_error(role: str, parts: list[Any]) -> None:
+    messages: list[dict[str, Any]] = [
+        {
+            "role": "assistant",
+            "tool_calls": [
+                {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+            ],
+        },
+        {"role": role, "content": parts, **({"tool_call_id": "c"} if role == "tool" else {})},
+    ]
+    result = _translate({"model": "m", "messages": messages})
+    if isinstance(result, TranslationError):
+        assert result.param.startswith("messages[1]")
+
+
+@SETTINGS
+@given(
+    st.dictionaries(st.sampled_from(["candidates", "usageMetadata", "promptFeedback"]), json_values)
+)
+def test_junk_gemini_responses_fail_only_with_typed_errors(response: dict[str, Any]) -> None:
+    try:
+        gemini_response_to_chat(response, model="m")
+        ChatStreamTranslator(model="m", include_usage=True).feed(response)
+    except (ResponseTranslationError, WireError):
+        pass
+
+
+@SETTINGS
+@given(
+    st.dictionaries(
+        st.sampled_from(["model", "input", "dimensions", "encoding_format"]), json_values
+    )
+)
+def test_junk_embedding_requests_fail_only_with_translation_error(request: dict[str, Any]) -> None:
+    with contextlib.suppress(TranslationError):
+        embeddings_request_to_gemini(request)

@@ -59,7 +59,7 @@ def _user_part(part: Mapping[str, Any], where: str) -> dict[str, Any]:
         audio = mapping(part.get("input_audio"), f"{where}.input_audio")
         only_keys(audio, frozenset({"data", "format"}), f"{where}.input_audio")
         fmt = audio.get("format")
-        if fmt not in _AUDIO_MIME:
+        if not isinstance(fmt, str) or fmt not in _AUDIO_MIME:
             fail(f"{where}.input_audio.format", "must be wav or mp3")
         data = string(audio.get("data"), f"{where}.input_audio.data")
         return {"inlineData": {"mimeType": _AUDIO_MIME[fmt], "data": data}}

@@ -176,7 +176,7 @@ def _generation_config(request: Mapping[str, Any]) -> dict[str, Any]:
         _response_format(request["response_format"], config)
     effort = request.get("reasoning_effort")
     if effort is not None:
-        if effort not in _THINKING_BUDGETS:
+        if not isinstance(effort, str) or effort not in _THINKING_BUDGETS:
             fail("reasoning_effort", f"must be one of {', '.join(_THINKING_BUDGETS)}")
         config["thinkingConfig"] = {"thinkingBudget": _THINKING_BUDGETS[effort]}
     return config

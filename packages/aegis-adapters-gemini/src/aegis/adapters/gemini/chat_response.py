@@ -60,10 +60,12 @@ def _new_call_id() -> str:
     return "call_" + secrets.token_hex(12)
 
 
-def finish_reason_to_openai(reason: str | None, *, called_tools: bool) -> str | None:
+def finish_reason_to_openai(reason: object, *, called_tools: bool) -> str | None:
     """OpenAI's ``finish_reason`` for a Gemini ``finishReason`` (``None`` while unfinished)."""
     if reason is None:
         return None
+    if not isinstance(reason, str):
+        return "stop"
     if reason == "MAX_TOKENS":
         return "length"
     if reason in _CONTENT_FILTER:
