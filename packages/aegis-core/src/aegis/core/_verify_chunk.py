@@ -290,10 +290,13 @@ def _check_lines(task: ChunkTask, lines: list[bytes], out: ChunkResult) -> None:
                 out.first = Link(seq, prev, digest, number)
             else:
                 _link_problem(problems, number, seq, expected_seq, last_line)
-        expected_seq = seq + 1
-        expected_prev = digest
-        last_line = number
-        last_prev = prev
+        # A receipt out of place (seq going back) is reported above; linking goes on from the
+        # furthest point reached, so one swap or duplicate is one problem, not a cascade.
+        if seq >= expected_seq:
+            expected_seq = seq + 1
+            expected_prev = digest
+            last_line = number
+            last_prev = prev
         if seq in want:
             hashes[seq] = (digest, number)
         if ok:

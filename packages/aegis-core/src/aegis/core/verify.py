@@ -378,6 +378,7 @@ def _read_checkpoints(
     found: list[_CheckpointAt] = []
     for path in files:
         lines = _checkpoint_lines(path)
+        before: _CheckpointAt | None = None
         for number, raw in enumerate(lines, 1):
             where = f"{path}:{number}"
             if raw is None:
@@ -426,16 +427,17 @@ def _read_checkpoints(
                     )
                 )
                 continue
-            if found and cp.size < found[-1].checkpoint.size:
+            if before is not None and cp.size < before.checkpoint.size:
                 problems.append(
                     Problem(
                         "checkpoint",
                         where,
                         f"checkpoint size {cp.size} is smaller than the one before it"
-                        f" ({found[-1].checkpoint.size} at {found[-1].where})",
+                        f" ({before.checkpoint.size} at {before.where})",
                     )
                 )
-            found.append(_CheckpointAt(cp, where))
+            before = _CheckpointAt(cp, where)
+            found.append(before)
     return found
 
 
