@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+
 import aiohttp
 import pytest
 from adapter_gemini._support import SDK_WARNING, TENANT, GateFactory
@@ -451,5 +454,40 @@ async def test_upstream_timeout_releases_and_propagates(
         "upstream_error",
         "0",
         None,
+    )
+    assert await g.pending_nanos() == 0
+
+
+async def test_abandoned_stream_is_settled_when_collected(
+    make_gate: GateFactory, client: genai.Client, upstream: FakeGeminiServer
+) -> None:
+    g = make_gate()
+    upstream.fake.script(Reply(text="one two three four five six", chunks=3, prompt_tokens=10))
+
+    async def read_one_then_drop() -> None:
+        stream = await generate_content_stream_via_gate(
+            gate=g.gate,
+            client=client,
+            tenant_id=TENANT,
+            run_id="r1",
+            request_id="q1",
+            model=FLASH,
+            contents="count",
+        )
+        async for _chunk in stream:
+            break  # no async with, no aclose: the stream is simply dropped
+
+    await read_one_then_drop()
+    gc.collect()
+    # The event loop closes a collected async generator in a task of its own; let it run.
+    for _ in range(3000):
+        if len(g.sink.receipts) == 1:
+            break
+        await asyncio.sleep(0.01)
+    receipt = g.sink.receipts[-1]
+    assert (receipt.request_id, receipt.status, receipt.usage_source) == (
+        "q1",
+        "cancelled",
+        "counted",
     )
     assert await g.pending_nanos() == 0
