@@ -62,7 +62,9 @@ def _receipt(i: int) -> Receipt:
         capability="llm:invoke",
         decision=Decision(True),
         status="ok",
-        usage=Usage(input_tokens=1200, cached_input_tokens=0, output_tokens=300, reasoning_tokens=0),
+        usage=Usage(
+            input_tokens=1200, cached_input_tokens=0, output_tokens=300, reasoning_tokens=0
+        ),
         usage_source="reported",
         estimated_usd="0.00276",
         reserved_usd="0.00276",

@@ -181,6 +181,8 @@ def _show(args: argparse.Namespace) -> int:
         raw_decision = r.get("decision")
         decision: dict[str, Any] = raw_decision if isinstance(raw_decision, dict) else {}
         verdict = "allowed" if decision.get("allowed") else f"denied:{_s(decision.get('reason'))}"
+        if decision.get("budget"):
+            verdict += f"({decision['budget']})"
         rows.append(
             [
                 _s(r.get("seq")),

@@ -173,7 +173,12 @@ def verify_trail(
     files keep the order given. ``jobs`` processes check large trails (default: one per CPU).
     """
     found = find_trail_files([Path(p) for p in paths])
-    cp_files = [*found.checkpoints, *(Path(p) for p in checkpoints)]
+    # An SQLite trail keeps its checkpoints in the same database.
+    cp_files = [
+        *found.checkpoints,
+        *(p for p in found.receipts if is_sqlite(p)),
+        *(Path(p) for p in checkpoints),
+    ]
     problems: list[Problem] = []
     notes: list[str] = []
     sources = [_Source(str(p), p) for p in found.receipts]
@@ -242,7 +247,11 @@ def verify_trail(
     covered = _check_checkpoints(cps, hashes, prev, problems)
     if not cp_files:
         notes.append("no checkpoint file: receipts cut from the tail cannot be detected")
-    elif head is not None and head.seq + 1 > covered:
+    elif (
+        head is not None
+        and head.seq + 1 > covered
+        and not any(p.kind == "truncated" for p in problems)
+    ):
         notes.append(
             f"{head.seq + 1 - covered} receipt(s) after the newest checkpoint are not covered"
             " by one (a cut there cannot be detected)"
@@ -378,9 +387,10 @@ def _read_checkpoints(
     found: list[_CheckpointAt] = []
     for path in files:
         lines = _checkpoint_lines(path)
+        label = f"{path}:checkpoint " if is_sqlite(path) else f"{path}:"
         before: _CheckpointAt | None = None
         for number, raw in enumerate(lines, 1):
-            where = f"{path}:{number}"
+            where = f"{label}{number}"
             if raw is None:
                 problems.append(
                     Problem("torn", where, "torn checkpoint line (an interrupted write)")
