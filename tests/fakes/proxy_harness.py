@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestServer
 from openai import AsyncOpenAI
 
 from aegis.proxy import Settings, hash_key, parse_settings
+from fakes.gemini_upstream import FakeGeminiServer
 from fakes.openai_upstream import FakeUpstream
 
 KEY = "aegis-sk-test-key-acme-0123456789"
@@ -18,8 +19,14 @@ UPSTREAM_SECRET = "sk-upstream-secret-canary"
 
 
 def make_settings(
-    tmp_path: Path, upstream: FakeUpstream, backup: FakeUpstream | None = None, **acme: Any
+    tmp_path: Path,
+    upstream: FakeUpstream,
+    backup: FakeUpstream | None = None,
+    gemini: FakeGeminiServer | None = None,
+    receipts: str = "memory",
+    **acme: Any,
 ) -> Settings:
+    """Settings for the proxy in front of the fakes; ``acme`` holds the policy of tenant acme."""
     providers: dict[str, Any] = {
         "openai": {"type": "openai", "base_url": upstream.base_url, "api_key_env": "FAKE_KEY"},
     }
@@ -29,10 +36,12 @@ def make_settings(
             "base_url": backup.base_url,
             "api_key_env": "FAKE_KEY",
         }
+    if gemini is not None:
+        providers["gemini"] = {"type": "gemini", "base_url": gemini.url, "api_key_env": "FAKE_KEY"}
     return parse_settings(
         {
             "ledger": {"backend": "sqlite", "path": str(tmp_path / "ledger.db")},
-            "receipts": {"sink": "memory", "path": str(tmp_path / "receipts")},
+            "receipts": {"sink": receipts, "path": str(tmp_path / "receipts")},
             "providers": providers,
             "tenants": {
                 "acme": {"api_keys": [hash_key(KEY)], **acme},

@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp.test_utils import TestServer
+from fakes.gemini_upstream import FakeGeminiServer
 from fakes.openai_upstream import FakeUpstream
 from fakes.proxy_harness import UPSTREAM_SECRET, Proxy
 
@@ -19,6 +20,12 @@ async def openai_upstream() -> AsyncIterator[FakeUpstream]:
 @pytest.fixture
 async def backup_upstream() -> AsyncIterator[FakeUpstream]:
     async with FakeUpstream() as upstream:
+        yield upstream
+
+
+@pytest.fixture
+async def gemini_upstream() -> AsyncIterator[FakeGeminiServer]:
+    async with FakeGeminiServer() as upstream:
         yield upstream
 
 

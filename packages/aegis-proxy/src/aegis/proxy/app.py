@@ -9,12 +9,17 @@ from contextlib import suppress
 
 from aiohttp import web
 
-from aegis.core import InMemoryPolicyProvider
-from aegis.proxy import health, openai_api
+from aegis.core import Gate, InMemoryPolicyProvider
+from aegis.proxy import gemini_api, health, openai_api
 from aegis.proxy.auth import KeyIndex
 from aegis.proxy.config import Settings
 from aegis.proxy.errors import error_middleware
-from aegis.proxy.governance import build_gate, build_pricing, open_ledger, open_sink
+from aegis.proxy.governance import (
+    build_pricing,
+    open_ledger,
+    open_sink,
+    receipt_signer,
+)
 from aegis.proxy.idempotency import IdempotencyStore
 from aegis.proxy.routing import Router
 from aegis.proxy.state import GATE, IDEMPOTENCY, KEYS, POLICIES, ROUTER, SETTINGS, UPSTREAMS
@@ -34,10 +39,16 @@ def apply_settings(app: web.Application, settings: Settings) -> None:
 
 async def _governance(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
+    signer = receipt_signer(settings)
     ledger = open_ledger(settings)
-    sink = open_sink(settings)
-    gate = build_gate(settings, ledger, sink, app[POLICIES], app[ROUTER].pricing)
-    app[GATE] = gate
+    sink = open_sink(settings, signer)
+    app[GATE] = Gate(
+        policy_provider=app[POLICIES],
+        ledger=ledger,
+        pricing=app[ROUTER].pricing,
+        signer=signer,
+        sink=sink,
+    )
     yield
     with suppress(Exception):
         await sink.close()
@@ -69,4 +80,5 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_upstreams)
     app.add_routes(health.routes())
     app.add_routes(openai_api.routes())
+    app.add_routes(gemini_api.routes())
     return app

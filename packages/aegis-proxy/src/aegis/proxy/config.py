@@ -72,8 +72,11 @@ class ReceiptSettings:
     path: Path = Path(".aegis/receipts")
     key_id: str = "aegis-1"
     secret_env: str = "AEGIS_RECEIPT_SECRET"
-    group_commit_ms: float = 0.0
-    """0: fsync every receipt before answering; >0: batch fsyncs, losing at most this window."""
+    durability: Literal["fsync", "group"] = "fsync"
+    """``fsync``: a call is answered once its receipt is on disk (concurrent receipts share
+    one fsync); ``group``: fsync at most every ``group_commit_ms``, a crash losing at most
+    that window of receipts."""
+    group_commit_ms: float = 50.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +234,8 @@ def parse_settings(data: Mapping[str, Any], *, source: Path | None = None) -> Se
         path=r.path(r.typed(rc, "path", "receipts", str, ".aegis/receipts")),
         key_id=r.typed(rc, "key_id", "receipts", str, "aegis-1"),
         secret_env=r.typed(rc, "secret_env", "receipts", str, "AEGIS_RECEIPT_SECRET"),
-        group_commit_ms=float(r.typed(rc, "group_commit_ms", "receipts", (int, float), 0.0)),
+        durability=r.choice(rc, "durability", "receipts", ("fsync", "group"), "fsync"),
+        group_commit_ms=float(r.typed(rc, "group_commit_ms", "receipts", (int, float), 50.0)),
     )
 
     default_provider = r.typed(r.table(data, "routing"), "default_provider", "routing", str, None)

@@ -30,7 +30,18 @@ from aegis.proxy.calls import IncomingCall
 from aegis.proxy.routing import Attempt, is_retryable_status
 from aegis.proxy.upstream import Upstream
 
-__all__ = ["AttemptFailed", "Endpoint", "forward_json", "forward_stream", "success_headers"]
+__all__ = [
+    "AttemptFailed",
+    "Endpoint",
+    "event_stream",
+    "forward_json",
+    "forward_stream",
+    "passthrough_headers",
+    "request_upstream",
+    "send",
+    "settle",
+    "success_headers",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -78,18 +89,67 @@ def success_headers(call: IncomingCall, receipt_id: str, cost_usd: str | None) -
     return headers
 
 
-def _passthrough(headers: Mapping[str, str]) -> dict[str, str]:
+def passthrough_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k.lower() not in _DROP_HEADERS}
 
 
-async def _settle(gate: Gate, permit: Permit, **kwargs: Any) -> Receipt:
+async def settle(gate: Gate, permit: Permit, **kwargs: Any) -> Receipt:
     # Settling must finish even if the handler is being cancelled (client gone, shutdown).
     return await asyncio.shield(gate.settle(permit, **kwargs))
 
 
-async def _send(upstream: Upstream, path: str, payload: bytes) -> aiohttp.ClientResponse:
+async def send(upstream: Upstream, path: str, payload: bytes) -> aiohttp.ClientResponse:
     headers = {**upstream.auth_headers, "Content-Type": "application/json"}
     return await upstream.session.post(upstream.url(path), data=payload, headers=headers)
+
+
+ErrorTranslator = Callable[[int, bytes], tuple[int, bytes]]
+"""Turns a provider's error (status, body) into the one the client's API expects."""
+
+
+async def request_upstream(
+    gate: Gate,
+    permit: Permit,
+    upstream: Upstream,
+    attempt: Attempt,
+    path: str,
+    payload: bytes,
+    *,
+    translate_error: ErrorTranslator | None = None,
+) -> aiohttp.ClientResponse | web.Response:
+    """Send the call; return the open 2xx response, or the provider's client error as the
+    answer. A retryable failure settles the permit and raises :class:`AttemptFailed`."""
+    try:
+        response = await send(upstream, path, payload)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        reason = f"{type(exc).__name__} from {attempt.provider}"
+        await settle(gate, permit, status="upstream_error", error=reason)
+        raise AttemptFailed(502, b"", {}, reason) from exc
+    except asyncio.CancelledError:
+        await settle(gate, permit, status="cancelled", error="client disconnected")
+        raise
+    if response.status < 400:
+        return response
+    async with response:
+        try:
+            data = await response.read()
+        except (aiohttp.ClientError, TimeoutError):
+            data = b""
+    await settle(
+        gate,
+        permit,
+        status="upstream_error",
+        upstream_status=response.status,
+        error=f"upstream answered {response.status}",
+    )
+    status = response.status
+    headers = passthrough_headers(response.headers)
+    if translate_error is not None:
+        status, data = translate_error(status, data)
+        headers = {"Content-Type": "application/json"}
+    if is_retryable_status(response.status):
+        raise AttemptFailed(status, data, headers, f"{attempt.provider} answered {status}")
+    return web.Response(status=status, body=data, headers=headers)
 
 
 async def forward_json(
@@ -102,42 +162,30 @@ async def forward_json(
     payload: bytes,
 ) -> web.Response:
     """A non-streamed call: send, read, settle from the response's usage, answer."""
+    response = await request_upstream(gate, permit, upstream, attempt, endpoint.path, payload)
+    if isinstance(response, web.Response):
+        return response
     try:
-        response = await _send(upstream, endpoint.path, payload)
         async with response:
             data = await response.read()
     except (aiohttp.ClientError, TimeoutError) as exc:
-        reason = f"{type(exc).__name__} from {attempt.provider}"
-        await _settle(gate, permit, status="upstream_error", error=reason)
-        raise AttemptFailed(502, b"", {}, reason) from exc
-    except asyncio.CancelledError:
-        await _settle(gate, permit, status="cancelled", error="client disconnected")
-        raise
-    if response.status >= 400:
-        await _settle(
+        reason = f"{type(exc).__name__} reading {attempt.provider}"
+        await settle(
             gate,
             permit,
             status="upstream_error",
-            upstream_status=response.status,
-            error=f"upstream answered {response.status}",
+            error=reason,
+            usage=Usage(input_tokens=permit.input_tokens),
+            usage_source="counted",
         )
-        if is_retryable_status(response.status):
-            raise AttemptFailed(
-                response.status,
-                data,
-                response.headers,
-                f"{attempt.provider} answered {response.status}",
-            )
-        return web.Response(
-            status=response.status, body=data, headers=_passthrough(response.headers)
-        )
+        raise AttemptFailed(502, b"", {}, reason) from exc
     usage: Usage | None = None
     try:
         usage = endpoint.usage_from_response(json.loads(data))
     except ValueError:
         logger.warning("unparseable %s response from %s", endpoint.path, attempt.provider)
-    receipt = await _settle(gate, permit, status="ok", usage=usage, upstream_status=response.status)
-    headers = _passthrough(response.headers)
+    receipt = await settle(gate, permit, status="ok", usage=usage, upstream_status=response.status)
+    headers = passthrough_headers(response.headers)
     headers.update(success_headers(call, receipt.receipt_id, receipt.actual_usd))
     return web.Response(status=response.status, body=data, headers=headers)
 
@@ -158,42 +206,14 @@ async def forward_stream(
 ) -> web.StreamResponse:
     """A streamed call: events are forwarded as they arrive; the bill comes from the usage
     event, or from what was counted when the stream ends without one."""
-    try:
-        response = await _send(upstream, endpoint.path, payload)
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        reason = f"{type(exc).__name__} from {attempt.provider}"
-        await _settle(gate, permit, status="upstream_error", error=reason)
-        raise AttemptFailed(502, b"", {}, reason) from exc
-    except asyncio.CancelledError:
-        await _settle(gate, permit, status="cancelled", error="client disconnected")
-        raise
-    if response.status >= 400:
-        async with response:
-            data = await response.read()
-        await _settle(
-            gate,
-            permit,
-            status="upstream_error",
-            upstream_status=response.status,
-            error=f"upstream answered {response.status}",
-        )
-        if is_retryable_status(response.status):
-            raise AttemptFailed(
-                response.status,
-                data,
-                response.headers,
-                f"{attempt.provider} answered {response.status}",
-            )
-        return web.Response(
-            status=response.status, body=data, headers=_passthrough(response.headers)
-        )
+    response = await request_upstream(gate, permit, upstream, attempt, endpoint.path, payload)
+    if isinstance(response, web.Response):
+        return response
 
     meter = OutputMeter(max_output_tokens=per_choice_limit, n=n)
     observe = endpoint.observe
     parser = SseParser()
-    out = web.StreamResponse(status=200, headers=success_headers(call, permit.receipt_id, None))
-    out.content_type = "text/event-stream"
-    out.headers["Cache-Control"] = "no-cache"
+    out = event_stream(call, permit)
     status: ReceiptStatus = "ok"
     error: str | None = None
     finished = False
@@ -244,6 +264,14 @@ async def forward_stream(
     return out
 
 
+def event_stream(call: IncomingCall, permit: Permit) -> web.StreamResponse:
+    """The client's side of a stream (headers are sent before the bill is known)."""
+    out = web.StreamResponse(status=200, headers=success_headers(call, permit.receipt_id, None))
+    out.content_type = "text/event-stream"
+    out.headers["Cache-Control"] = "no-cache"
+    return out
+
+
 def _is_usage_only(chunk: Any) -> bool:
     return isinstance(chunk, dict) and chunk.get("usage") is not None and not chunk.get("choices")
 
@@ -254,9 +282,9 @@ async def _settle_stream(
     # Once the request went upstream its input is billed, even if nothing came back: without
     # reported usage the bill is the input bound plus what was counted.
     if meter.usage is not None:
-        await _settle(gate, permit, status=status, usage=meter.usage, error=error)
+        await settle(gate, permit, status=status, usage=meter.usage, error=error)
     else:
-        await _settle(
+        await settle(
             gate,
             permit,
             status=status,

@@ -8,20 +8,20 @@ import secrets
 from pathlib import Path
 
 from aegis.core import (
-    Gate,
+    FileReceiptSink,
     HmacSha256Signer,
-    InMemoryPolicyProvider,
     Ledger,
     MemoryLedger,
     MemoryReceiptSink,
     PricingTable,
     ReceiptSink,
     SqliteLedger,
+    SqliteReceiptSink,
     default_pricing_table,
 )
 from aegis.proxy.config import Settings
 
-__all__ = ["build_gate", "build_pricing", "open_ledger", "open_sink", "receipt_signer"]
+__all__ = ["build_pricing", "open_ledger", "open_sink", "receipt_signer"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,30 +61,16 @@ def receipt_signer(settings: Settings) -> HmacSha256Signer:
     return HmacSha256Signer(key_id=cfg.key_id, secret=secret)
 
 
-def open_sink(settings: Settings) -> ReceiptSink:
+def open_sink(settings: Settings, signer: HmacSha256Signer) -> ReceiptSink:
+    """The receipt sink; checkpoints are signed with the receipt signer."""
     cfg = settings.receipts
     if cfg.sink == "memory":
         return MemoryReceiptSink()
-    import aegis.core as core
-
+    options = {
+        "durability": cfg.durability,
+        "sync_interval_s": cfg.group_commit_ms / 1000,
+        "checkpoint_signer": signer,
+    }
     if cfg.sink == "sqlite":
-        sink: ReceiptSink = core.SqliteReceiptSink(cfg.path)  # type: ignore[attr-defined]
-    else:
-        sink = core.FileReceiptSink(cfg.path)  # type: ignore[attr-defined]
-    return sink
-
-
-def build_gate(
-    settings: Settings,
-    ledger: Ledger,
-    sink: ReceiptSink,
-    policies: InMemoryPolicyProvider,
-    pricing: PricingTable,
-) -> Gate:
-    return Gate(
-        policy_provider=policies,
-        ledger=ledger,
-        pricing=pricing,
-        signer=receipt_signer(settings),
-        sink=sink,
-    )
+        return SqliteReceiptSink(cfg.path, **options)  # type: ignore[arg-type]
+    return FileReceiptSink(cfg.path, **options)  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from aegis.adapters.gemini import TranslationError, chat_request_to_gemini
 from aegis.adapters.openai import (
     InvalidRequestBody,
     estimate_chat_request,
@@ -23,13 +24,15 @@ from aegis.adapters.openai import (
     usage_from_embeddings,
     usage_from_responses_object,
 )
-from aegis.core import Gate, Policy
-from aegis.proxy.calls import IncomingCall, read_call
+from aegis.core import Gate
+from aegis.proxy.calls import IncomingCall, policy_for, read_call
 from aegis.proxy.errors import BadRequest, UpstreamUnavailable
 from aegis.proxy.forward import AttemptFailed, Endpoint, forward_json, forward_stream
+from aegis.proxy.gemini_forward import estimate_for, translated_chat
 from aegis.proxy.idempotency import StoredResponse
 from aegis.proxy.routing import Attempt
 from aegis.proxy.state import GATE, IDEMPOTENCY, KEYS, ROUTER, UPSTREAMS
+from aegis.proxy.upstream import Upstream
 
 __all__ = ["routes"]
 
@@ -56,17 +59,6 @@ EMBEDDINGS: Final = Endpoint(
     rewrite=None,
     usage_from_response=usage_from_embeddings,
 )
-
-
-async def _policy(gate: Gate, tenant_id: str, request_id: str, model: str) -> Policy:
-    policy = await gate.policy_provider.get_policy(tenant_id=tenant_id)
-    if policy is None:
-        # Only reachable through a trusted x-tenant-id: let the Gate deny it, with a receipt.
-        await gate.admit(
-            tenant_id=tenant_id, request_id=request_id, provider="-", model=model, input_tokens=0
-        )
-        raise AssertionError("the Gate admitted a tenant without a policy")
-    return policy
 
 
 async def governed(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
@@ -110,8 +102,8 @@ async def _governed(
         estimate = endpoint.estimate(call.body)
     except InvalidRequestBody as exc:
         raise BadRequest(exc.message, param=exc.param) from None
-    policy = await _policy(gate, call.tenant_id, call.request_id, model)
-    plan = request.app[ROUTER].plan(model, policy, cross_type=False)
+    policy = await policy_for(gate, call, model)
+    plan = request.app[ROUTER].plan(model, policy, cross_type=endpoint is CHAT)
     body_sha256 = hashlib.sha256(call.raw).hexdigest()
     last: AttemptFailed | None = None
     for number, attempt in enumerate(plan):
@@ -143,12 +135,17 @@ async def _attempt(
     body_sha256: str,
 ) -> web.StreamResponse:
     upstream = request.app[UPSTREAMS][attempt.provider]
+    request_id = call.request_id if number == 0 else f"{call.request_id}~{number}"
+    if attempt.provider_type == "gemini":
+        return await _gemini_attempt(
+            request, gate, upstream, call, attempt, request_id, stream, body_sha256
+        )
     price = gate.pricing.get(attempt.model)
     model_max = price.max_output_tokens if price is not None else 0
     permit = await gate.admit(
         tenant_id=call.tenant_id,
         # Each attempt is reserved and receipted on its own; the first keeps the client's id.
-        request_id=call.request_id if number == 0 else f"{call.request_id}~{number}",
+        request_id=request_id,
         run_id=call.run_id,
         provider=attempt.provider,
         model=attempt.model,
@@ -184,6 +181,37 @@ async def _attempt(
             withhold_usage=withhold_usage,
         )
     return await forward_json(gate, upstream, attempt, endpoint, call, permit, payload)
+
+
+async def _gemini_attempt(
+    request: web.Request,
+    gate: Gate,
+    upstream: Upstream,
+    call: IncomingCall,
+    attempt: Attempt,
+    request_id: str,
+    stream: bool,
+    body_sha256: str,
+) -> web.StreamResponse:
+    try:
+        translated = chat_request_to_gemini(call.body)
+    except TranslationError as exc:
+        raise BadRequest(exc.message, param=exc.param, code=exc.code) from None
+    estimate = estimate_for(gate, translated.body, attempt.model)
+    permit = await gate.admit(
+        tenant_id=call.tenant_id,
+        request_id=request_id,
+        run_id=call.run_id,
+        provider=attempt.provider,
+        model=attempt.model,
+        input_tokens=estimate.input_tokens,
+        max_output_tokens=estimate.output_tokens,
+        capability="llm:stream" if stream else "llm:invoke",
+        body_sha256=body_sha256,
+    )
+    return await translated_chat(
+        request, gate, upstream, attempt, call, translated, estimate, permit
+    )
 
 
 def _dumps(body: dict[str, Any]) -> bytes:

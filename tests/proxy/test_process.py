@@ -1,0 +1,221 @@
+"""The real `aegis-proxy` program: a subprocess serving, reloading, draining; its CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from fakes.openai_upstream import FakeUpstream, Reply
+
+from aegis.proxy import hash_key, new_key
+
+ROOT = Path(__file__).resolve().parents[2]
+PROXY = [sys.executable, "-m", "aegis.proxy"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(
+    path: Path, upstream: FakeUpstream, port: int, keys: dict[str, str], extra: str = ""
+) -> None:
+    tenants = "".join(
+        f'[tenants.{tenant}]\napi_keys = ["{hash_key(key)}"]\n' for tenant, key in keys.items()
+    )
+    path.write_text(
+        f"[server]\nport = {port}\ndrain_timeout_s = 10\n"
+        f'[ledger]\npath = "ledger.db"\n'
+        f'[receipts]\nsink = "file"\npath = "receipts"\nkey_id = "test-key"\n'
+        f'[providers.openai]\ntype = "openai"\nbase_url = "{upstream.base_url}"\n'
+        f'api_key_env = "FAKE_KEY"\n'
+        f"{tenants}{extra}"
+    )
+
+
+class Served:
+    def __init__(self, process: subprocess.Popen[bytes], port: int, config: Path) -> None:
+        self.process = process
+        self.url = f"http://127.0.0.1:{port}"
+        self.config = config
+
+
+@pytest.fixture
+async def served(tmp_path: Path, openai_upstream: FakeUpstream) -> AsyncIterator[Served]:
+    port = free_port()
+    config = tmp_path / "aegis.toml"
+    write_config(config, openai_upstream, port, {"acme": KEY})
+    env = {**os.environ, "FAKE_KEY": "sk-upstream", "AEGIS_RECEIPT_SECRET": "r" * 32}
+    log = tmp_path / "proxy.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [*PROXY, "serve", "--config", str(config)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    served = Served(process, port, config)
+    async with aiohttp.ClientSession() as http:
+        for _ in range(200):
+            try:
+                async with http.get(served.url + "/readyz") as response:
+                    if response.status == 200:
+                        break
+            except aiohttp.ClientError:
+                pass
+            assert process.poll() is None, log.read_text()
+            await asyncio.sleep(0.05)
+    yield served
+    if process.poll() is None:
+        process.kill()
+    process.wait()
+
+
+KEY = new_key()
+
+
+def readme_curl_commands() -> list[str]:
+    readme = (ROOT / "packages/aegis-proxy/README.md").read_text()
+    block = readme.split("<!-- readme-curl")[1].split("<!-- /readme-curl -->")[0]
+    body = block.split("```sh\n")[1].split("```")[0]
+    return [c for c in body.replace("\\\n", " ").splitlines() if c.startswith("curl ")]
+
+
+async def test_the_readme_curl_examples_work(served: Served, openai_upstream: FakeUpstream) -> None:
+    commands = readme_curl_commands()
+    assert len(commands) == 2
+    outputs = []
+    for command in commands:
+        command = command.replace("localhost:8787", served.url.removeprefix("http://"))
+        result = await asyncio.create_subprocess_shell(
+            command, env={**os.environ, "AEGIS_KEY": KEY}, stdout=subprocess.PIPE
+        )
+        stdout, _ = await result.communicate()
+        assert result.returncode == 0
+        outputs.append(json.loads(stdout))
+    completion, models = outputs
+    assert completion["object"] == "chat.completion"
+    assert completion["choices"][0]["message"]["content"]
+    assert "gpt-4o-mini" in {m["id"] for m in models["data"]}
+    assert openai_upstream.fake.requests[0].headers["Authorization"] == "Bearer sk-upstream"
+
+
+async def test_sighup_and_file_changes_reload_tenants(
+    served: Served, openai_upstream: FakeUpstream
+) -> None:
+    new = new_key()
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 5,
+    }
+
+    async def status(key: str) -> int:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                served.url + "/v1/chat/completions",
+                json=body,
+                headers={"Authorization": f"Bearer {key}"},
+            ) as response,
+        ):
+            return response.status
+
+    assert await status(new) == 401
+    port = int(served.url.rsplit(":", 1)[1])
+    write_config(served.config, openai_upstream, port, {"acme": KEY, "beta": new})
+    served.process.send_signal(signal.SIGHUP)
+    for _ in range(100):
+        if await status(new) == 200:
+            break
+        await asyncio.sleep(0.05)
+    assert await status(new) == 200
+    # An invalid file leaves the running config in place.
+    served.config.write_text(served.config.read_text() + "\n[tenants.broken]\nbudgets = 3\n")
+    served.process.send_signal(signal.SIGHUP)
+    await asyncio.sleep(0.3)
+    assert await status(new) == 200
+    assert await status(KEY) == 200
+
+
+async def test_sigterm_lets_a_stream_in_flight_finish_and_flushes_its_receipt(
+    served: Served, openai_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    openai_upstream.fake.enqueue(Reply(text=" ".join(["tick"] * 20), chunk_delay_s=0.05))
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            served.url + "/v1/chat/completions",
+            json={
+                "model": "gpt-4o-mini",
+                "stream": True,
+                "max_tokens": 100,
+                "messages": [{"role": "user", "content": "count slowly"}],
+            },
+            headers={"Authorization": f"Bearer {KEY}"},
+        ) as response,
+    ):
+        assert response.status == 200
+        receipt_id = response.headers["x-aegis-receipt-id"]
+        first = await response.content.readuntil(b"\n\n")
+        assert first.startswith(b"data: ")
+        served.process.send_signal(signal.SIGTERM)
+        rest = await response.read()
+    assert rest.endswith(b"data: [DONE]\n\n")
+    assert rest.count(b'"content":"tick') + first.count(b'"content":"tick') == 20
+    assert served.process.wait(timeout=20) == 0
+    trail = "".join(p.read_text() for p in sorted((tmp_path / "receipts").glob("*.jsonl")))
+    receipts = [json.loads(line) for line in trail.splitlines() if line.startswith("{")]
+    ours = [r for r in receipts if r.get("receipt_id") == receipt_id]
+    assert len(ours) == 1
+    assert ours[0]["status"] == "ok"
+    verify = subprocess.run(
+        ["aegis-receipts", "verify", str(tmp_path / "receipts")],
+        env={**os.environ, "AEGIS_RECEIPT_KEYS": "test-key:env:SECRET", "SECRET": "r" * 32},
+        capture_output=True,
+        text=True,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_check_config_accepts_the_example_and_lists_every_problem(tmp_path: Path) -> None:
+    ok = subprocess.run(
+        [*PROXY, "check-config", str(ROOT / "demo/aegis.toml")], capture_output=True, text=True
+    )
+    assert ok.returncode == 0, ok.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[server]\nport = "eighty"\n'
+        '[providers.x]\ntype = "anthropic"\n'
+        '[tenants.acme]\napi_keys = ["plaintext-key"]\n'
+        "[tenants.acme.budgets]\nper_run_usd = -1\n"
+    )
+    result = subprocess.run([*PROXY, "check-config", str(bad)], capture_output=True, text=True)
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert any("server.port" in line for line in lines)
+    assert any("providers.x.type" in line for line in lines)
+    assert any("tenants.acme.api_keys[0]" in line for line in lines)
+    assert "plaintext-key" not in result.stdout  # never echo what might be a secret
+    assert any("budgets.per_run_usd" in line for line in lines)
+
+
+def test_keys_create_prints_a_key_and_only_its_hash_for_the_config() -> None:
+    result = subprocess.run(
+        [*PROXY, "keys", "create", "--tenant", "acme"], capture_output=True, text=True, check=True
+    )
+    key = re.search(r"aegis-sk-\S+", result.stdout)
+    assert key is not None
+    assert f'api_keys = ["{hash_key(key.group(0))}"]' in result.stdout
