@@ -21,7 +21,11 @@ from aegis.adapters.gemini import (
     WireError,
     chat_request_to_gemini,
     embeddings_request_to_gemini,
+    estimate_embed_content,
+    estimate_generate_content,
     gemini_response_to_chat,
+    output_limits,
+    with_output_limits,
 )
 
 
@@ -396,3 +400,37 @@ def test_junk_gemini_responses_fail_only_with_typed_errors(response: dict[str, A
 def test_junk_embedding_requests_fail_only_with_translation_error(request: dict[str, Any]) -> None:
     with contextlib.suppress(TranslationError):
         embeddings_request_to_gemini(request)
+
+
+@SETTINGS
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "contents",
+                "systemInstruction",
+                "tools",
+                "toolConfig",
+                "generationConfig",
+                "cachedContent",
+            ]
+        ),
+        json_values,
+    ),
+    st.integers(1, 10**6),
+)
+def test_estimates_and_limits_accept_any_json(body: dict[str, Any], granted: int) -> None:
+    estimate = estimate_generate_content(
+        body, model="gemini-2.5-flash", model_max_output_tokens=65_536, context_window=1_048_576
+    )
+    assert 0 <= estimate.input_tokens <= 1_048_576
+    assert estimate.output_tokens >= 1
+    limits = output_limits(estimate, granted)
+    sent = with_output_limits(body, limits)
+    assert sent["generationConfig"]["maxOutputTokens"] == limits.max_output_tokens
+    budget = limits.thinking_budget
+    per_candidate = limits.max_output_tokens + (
+        estimate.thinking_tokens if budget is None else budget
+    )
+    assert estimate.candidate_count * per_candidate <= max(granted, estimate.output_tokens)
+    assert estimate_embed_content(body) >= 0
