@@ -8,7 +8,7 @@ endif
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := all
-.PHONY: all install uv lint typecheck test bench build lock format help
+.PHONY: all install uv lint typecheck test system-deps bench build lock format help
 
 all: lint test ## lint, type-check and test: what CI runs
 
@@ -29,8 +29,17 @@ lint: install ## ruff (format and lint), mypy --strict, and the namespace guard
 typecheck: install ## mypy --strict only
 	$(UV) run mypy
 
-test: install ## install what the tests need, then run the whole suite
+test: install system-deps ## install what the tests need, then run the whole suite
 	$(UV) run pytest $(PYTEST_ARGS)
+
+system-deps: ## Debian's Chromium for the dashboard test (needs root the first time)
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+		else \
+			echo "chromium is missing: run 'sudo apt-get install chromium' (the dashboard test needs it)"; exit 1; \
+		fi; }
 
 bench: install ## run the benchmarks under bench/ and print their tables
 	$(UV) run python -m bench
