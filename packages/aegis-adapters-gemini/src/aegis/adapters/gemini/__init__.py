@@ -13,6 +13,8 @@ translation (:func:`chat_request_to_gemini`, :func:`gemini_response_to_chat`,
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .chat_request import GeminiChatRequest, chat_request_to_gemini
 from .chat_response import (
     finish_reason_to_openai,
@@ -37,17 +39,40 @@ from .estimate import (
     output_limits,
     with_output_limits,
 )
-from .governed import (
-    PROVIDER,
-    GovernedResponse,
-    GovernedStream,
-    embed_content_via_gate,
-    generate_content_stream_via_gate,
-    generate_content_via_gate,
-)
 from .sse import SseParser
 from .upstream_errors import GOOGLE_STATUS, GeminiError, openai_error_body, parse_error_body
 from .usage import StreamUsage, usage_from_metadata, usage_from_response
+
+if TYPE_CHECKING:
+    from .governed import (
+        PROVIDER,
+        GovernedResponse,
+        GovernedStream,
+        embed_content_via_gate,
+        generate_content_stream_via_gate,
+        generate_content_via_gate,
+    )
+
+# The SDK-backed calls import google-genai (about a second and tens of MB); the proxy uses only
+# the pure wire functions, so the SDK is imported on first use of these names.
+_SDK_BACKED = frozenset(
+    {
+        "PROVIDER",
+        "GovernedResponse",
+        "GovernedStream",
+        "embed_content_via_gate",
+        "generate_content_stream_via_gate",
+        "generate_content_via_gate",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SDK_BACKED:
+        from . import governed
+
+        return getattr(governed, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "GOOGLE_STATUS",
