@@ -13,6 +13,7 @@ import hashlib
 import json
 import json.scanner
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any, Final, Literal
 
 from aegis.core.keyring import Keyring
 from aegis.core.receipts import encode_dict
+from aegis.core.signing import SignatureVerifier
 
 __all__ = ["ChunkResult", "ChunkTask", "Link", "RawProblem", "verify_chunk"]
 
@@ -171,13 +173,16 @@ def _check_lines(task: ChunkTask, lines: list[bytes], out: ChunkResult) -> None:
     problems = out.problems
     add = problems.append
     keyring_get = task.keyring.get
+    checkers: dict[
+        str, tuple[SignatureVerifier | None, str, Callable[[bytes, str], bool] | None]
+    ] = {}
     chain_id = task.chain_id
     want = task.want
     hashes = out.hashes
     sha256 = hashlib.sha256
     encode = _ENCODE
-    encode_ascii = _ENCODE_ASCII
-    ascii_ok = bytes.isascii
+    encode_ascii = _ASCII_ENCODER
+    backslash = b"\\"
     scan = _SCAN
     receipt_keys = RECEIPT_KEYS
     sig_keys = _SIG_KEYS
@@ -221,14 +226,11 @@ def _check_lines(task: ChunkTask, lines: list[bytes], out: ChunkResult) -> None:
                 or type(actual) is not str
             ):
                 raise TypeError
-            if ascii_ok(raw) and b"\\u" not in raw:
-                # Every string is ASCII (no \\u escapes to hide others): the ASCII encoder's
-                # output is the canonical one unless a string holds DEL, which it escapes and
-                # the canonical form does not; then the comparison fails and we redo it.
-                canon = encode_ascii(d).encode()
-                if canon != raw:
-                    canon = encode(d).encode()
-            else:
+            # Fast path: with no backslash in the line nothing was escaped, so if the ASCII
+            # encoder reproduces it every string is plain printable ASCII, where the ASCII and
+            # the canonical encoders agree byte for byte. Otherwise use the canonical encoder.
+            canon = "".join(encode_ascii(d, 0)).encode()
+            if canon != raw or backslash in raw:
                 canon = encode(d).encode()
         except (TypeError, ValueError):
             add(RawProblem("parse", number, "malformed receipt: a field has the wrong type"))
@@ -241,11 +243,15 @@ def _check_lines(task: ChunkTask, lines: list[bytes], out: ChunkResult) -> None:
         # is our own serialization of exactly the receipt keys, sorted, so that member runs
         # from its key to the next key, "started_at"; a quote inside a string is always
         # escaped, so neither marker can match inside a value.
-        at = canon.find(sig_mark)
+        at = canon.rfind(sig_mark)
         signed = canon[:at] + canon[canon.find(next_mark, at) :]
         key_id = sig["key_id"]
-        key = keyring_get(key_id)
-        if key is None:
+        checker = checkers.get(key_id)
+        if checker is None:
+            key = keyring_get(key_id)
+            checker = checkers[key_id] = (key, key.alg if key else "", key.verify if key else None)
+        key, key_alg, key_verify = checker
+        if key_verify is None:
             ok = False
             add(
                 RawProblem(
@@ -255,22 +261,22 @@ def _check_lines(task: ChunkTask, lines: list[bytes], out: ChunkResult) -> None:
                     f" ({', '.join(task.keyring.key_ids()) or 'none'})",
                 )
             )
-        elif key.alg != sig["alg"]:
+        elif key_alg != sig["alg"]:
             ok = False
             add(
                 RawProblem(
                     "signature",
                     number,
-                    f"signature alg {sig['alg']!r} does not match key {key_id!r} ({key.alg})",
+                    f"signature alg {sig['alg']!r} does not match key {key_id!r} ({key_alg})",
                 )
             )
-        elif not key.verify(signed, sig["sig"]):
+        elif not key_verify(signed, sig["sig"]):
             ok = False
             add(
                 RawProblem(
                     "signature",
                     number,
-                    f"signature does not verify with key {key_id!r} ({key.alg}):"
+                    f"signature does not verify with key {key_id!r} ({key_alg}):"
                     " the receipt was altered after it was signed, or forged",
                 )
             )

@@ -51,7 +51,9 @@ def _parser() -> argparse.ArgumentParser:
         "--allow-torn", action="store_true", help="report torn lines but still exit 0"
     )
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
-    verify.add_argument("--jobs", type=int, default=None, help="worker processes")
+    verify.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: CPUs)"
+    )
     verify.add_argument("--max-problems", type=int, default=50, help="problems to print")
     show = sub.add_parser("show", help="print receipts as a table (unverified)")
     show.add_argument("paths", nargs="+", type=Path, metavar="PATH")

@@ -10,9 +10,11 @@ import base64
 import binascii
 import hashlib
 import hmac
-from typing import Protocol
+from typing import Final, Protocol
 
 __all__ = ["HmacSha256Signer", "SignatureVerifier", "b64url", "b64url_decode"]
+
+_URLSAFE: Final = bytes.maketrans(b"+/", b"-_")
 
 
 def b64url(raw: bytes) -> str:
@@ -70,8 +72,8 @@ class HmacSha256Signer:
 
     def verify(self, payload: bytes, sig: str) -> bool:
         """Constant-time check of a signature made with this key."""
-        mac = base64.urlsafe_b64encode(hmac.digest(self._secret, payload, hashlib.sha256))
-        return hmac.compare_digest(mac.rstrip(b"="), sig.encode())
+        mac = binascii.b2a_base64(hmac.digest(self._secret, payload, hashlib.sha256), newline=False)
+        return hmac.compare_digest(mac.translate(_URLSAFE).rstrip(b"="), sig.encode())
 
     def __repr__(self) -> str:
         return f"HmacSha256Signer(key_id={self.key_id!r}, secret=<redacted>)"

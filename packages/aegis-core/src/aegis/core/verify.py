@@ -10,7 +10,6 @@ together here, so the result is the same either way.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -165,12 +164,14 @@ def verify_trail(
     *,
     checkpoints: Sequence[str | Path] = (),
     allow_torn: bool = False,
-    jobs: int | None = None,
+    jobs: int = 1,
 ) -> VerifyReport:
     """Verify one trail made of ``paths`` (segment files, trail directories, SQLite trails).
 
     Directories contribute their segments in name order and their ``*.checkpoints.jsonl``;
-    files keep the order given. ``jobs`` processes check large trails (default: one per CPU).
+    files keep the order given. With ``jobs`` > 1, a large trail is checked by that many
+    worker processes (started with ``spawn``, so a calling script needs the usual
+    ``if __name__ == "__main__":`` guard).
     """
     found = find_trail_files([Path(p) for p in paths])
     # An SQLite trail keeps its checkpoints in the same database.
@@ -188,10 +189,9 @@ def verify_trail(
     for source in sources:
         source.tasks = _plan(source, chain_id or "", keyring, want)
     tasks = [t for s in sources for t in s.tasks]
-    workers = jobs if jobs is not None else (os.cpu_count() or 1)
     total = sum(t.end - t.start for t in tasks)
-    if workers > 1 and len(tasks) > 1 and total >= _PARALLEL_MIN_BYTES:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+    if jobs > 1 and len(tasks) > 1 and total >= _PARALLEL_MIN_BYTES:
+        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
             results = list(pool.map(verify_chunk, tasks, chunksize=1))
     else:
         results = [verify_chunk(t) for t in tasks]
