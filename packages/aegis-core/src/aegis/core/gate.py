@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -101,6 +101,9 @@ class Gate:
         self.ledger = ledger
         self.pricing = pricing
         self.sink = sink
+        self.on_receipt: Callable[[Receipt], None] | None = None
+        """Called with every receipt once the sink has it (the proxy's metrics derive from
+        receipts this way); it must not raise and must not block."""
         self.clock = clock or SystemClock()
         self._chain = ReceiptChain(signer) if chain_id is None else ReceiptChain(signer, chain_id)
         self._chain_ready = False
@@ -480,6 +483,8 @@ class Gate:
         except Exception as exc:
             logger.error("receipt sink failed: %s", type(exc).__name__)
             raise ReceiptSinkUnavailable(f"receipt sink failed: {type(exc).__name__}") from exc
+        if self.on_receipt is not None:
+            self.on_receipt(sealed)
         return sealed
 
 
