@@ -104,6 +104,8 @@ async def test_gemini_budget_denial_reaches_the_sdk_before_any_upstream_call(
             model="gemini-2.5-pro", contents="write a novel"
         )
     assert info.value.code == 429
+    assert info.value.status == "RESOURCE_EXHAUSTED"  # Google's error shape on Google's routes
+    assert "budget" in (info.value.message or "")
     assert gemini_upstream.fake.requests == []
 
 

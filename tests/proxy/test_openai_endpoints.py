@@ -351,3 +351,47 @@ async def test_a_client_that_leaves_mid_stream_is_billed_for_what_it_got(
     balance = (await proxy.app[GATE].ledger.balances(tenant_id="acme", keys=[day]))[day]
     assert balance.pending_nanos == 0
     assert balance.committed_nanos == parse_usd(receipt.actual_usd)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/v1/nope", 404), ("DELETE", "/v1/chat/completions", 405), ("GET", "/", 404)],
+)
+async def test_unknown_routes_answer_in_openai_s_shape(
+    tmp_path: Path,
+    openai_upstream: FakeUpstream,
+    start_proxy: StartProxy,
+    method: str,
+    path: str,
+    status: int,
+) -> None:
+    proxy = await start_proxy(make_settings(tmp_path, openai_upstream))
+    async with (
+        aiohttp.ClientSession() as http,
+        http.request(method, proxy.url + path, headers={"x-request-id": "trace-me-1"}) as response,
+    ):
+        assert response.status == status
+        assert response.headers["x-request-id"] == "trace-me-1"
+        error = (await response.json())["error"]
+    assert path in error["message"]
+    assert error["type"]
+
+
+async def test_an_idempotency_key_in_use_is_409(
+    tmp_path: Path, openai_upstream: FakeUpstream, start_proxy: StartProxy
+) -> None:
+    proxy = await start_proxy(make_settings(tmp_path, openai_upstream))
+    openai_upstream.fake.enqueue(Reply(text="slow answer", delay_s=0.5))
+    client = proxy.client()
+    kwargs = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "x"}],
+        "max_tokens": 5,
+        "extra_headers": {"Idempotency-Key": "k-2"},
+    }
+    first = asyncio.create_task(client.chat.completions.create(**kwargs))  # type: ignore[call-overload]
+    await asyncio.sleep(0.1)
+    with pytest.raises(openai.ConflictError):
+        await client.chat.completions.create(**kwargs)  # type: ignore[call-overload]
+    assert (await first).choices[0].message.content == "slow answer"
+    assert len(openai_upstream.fake.requests) == 1

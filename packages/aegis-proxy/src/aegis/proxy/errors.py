@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from aegis.adapters.gemini import GOOGLE_STATUS
 from aegis.adapters.openai import error_for
 from aegis.core import AegisError
 
@@ -127,15 +129,51 @@ def response_for(exc: AegisError) -> web.Response:
     )
 
 
+_HTTP_TYPES = {404: "not_found_error", 405: "invalid_request_error", 413: "invalid_request_error"}
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn Aegis errors (and stray exceptions) into OpenAI-shaped answers."""
+    """Turn every error into the caller's API's error shape: OpenAI's, or Google's on the
+    Gemini routes. The client's ``x-request-id`` is echoed on errors too."""
     try:
         return await handler(request)
     except AegisError as exc:
-        return response_for(exc)
-    except web.HTTPException:
-        raise
+        response = response_for(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        # aiohttp's own answers (unknown path, wrong method, body too large) are plain text.
+        response = error_response(
+            exc.status,
+            f"{exc.reason}: {request.method} {request.path}",
+            type=_HTTP_TYPES.get(exc.status, "invalid_request_error"),
+            code=exc.reason.lower().replace(" ", "_"),
+        )
     except Exception:
         logger.exception("unhandled error on %s", request.path)
-        return error_response(500, "internal error", type="server_error")
+        response = error_response(500, "internal error", type="server_error")
+    if _GEMINI_ROUTE.match(request.path):
+        response = _google_shaped(response)
+    request_id = request.headers.get("x-request-id")
+    if request_id and len(request_id) <= 200 and request_id.isprintable():
+        response.headers["x-request-id"] = request_id
+    return response
+
+
+_GEMINI_ROUTE = re.compile(r"^/(v1beta|v1alpha|v1)/models/[^/]+:")
+
+
+def _google_shaped(response: web.Response) -> web.Response:
+    """The same error as google-genai expects it: ``{"error": {code, message, status}}``."""
+    assert isinstance(response.body, bytes)
+    message = json.loads(response.body)["error"]["message"]
+    body = {
+        "error": {
+            "code": response.status,
+            "message": message,
+            "status": GOOGLE_STATUS.get(response.status, "UNKNOWN"),
+        }
+    }
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+    return web.Response(status=response.status, body=json.dumps(body).encode(), headers=headers)
