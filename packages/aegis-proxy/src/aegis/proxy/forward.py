@@ -28,6 +28,7 @@ from aegis.adapters.openai import (
 from aegis.core import Gate, Permit, Receipt, ReceiptStatus, Usage
 from aegis.proxy.calls import IncomingCall
 from aegis.proxy.routing import Attempt, is_retryable_status
+from aegis.proxy.timing import first_chunk, upstream_answered, upstream_sent
 from aegis.proxy.upstream import Upstream
 
 __all__ = [
@@ -95,11 +96,13 @@ def passthrough_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 async def settle(gate: Gate, permit: Permit, **kwargs: Any) -> Receipt:
     # Settling must finish even if the handler is being cancelled (client gone, shutdown).
+    upstream_answered()  # operator metrics: every attempt ends in exactly one settle
     return await asyncio.shield(gate.settle(permit, **kwargs))
 
 
 async def send(upstream: Upstream, path: str, payload: bytes) -> aiohttp.ClientResponse:
     headers = {**upstream.auth_headers, "Content-Type": "application/json"}
+    upstream_sent()  # operator metrics: upstream time and fallback attempts
     return await upstream.session.post(upstream.url(path), data=payload, headers=headers)
 
 
@@ -221,6 +224,7 @@ async def forward_stream(
         await out.prepare(request)
         async with response:
             async for data in response.content.iter_any():
+                first_chunk()  # operator metrics: time to first token
                 chunk = bytearray()
                 for event in parser.feed(data):
                     payload_bytes = event.data

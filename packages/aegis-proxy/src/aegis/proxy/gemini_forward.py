@@ -38,6 +38,7 @@ from aegis.proxy.forward import (
     success_headers,
 )
 from aegis.proxy.routing import Attempt
+from aegis.proxy.timing import first_chunk
 from aegis.proxy.upstream import Upstream
 
 __all__ = [
@@ -203,6 +204,7 @@ async def _pump(
         await out.prepare(request)
         async with response:
             async for data in response.content.iter_any():
+                first_chunk()  # operator metrics: time to first token
                 chunk = bytearray()
                 for event in parser.feed(data):
                     if event.data is None:
