@@ -14,9 +14,11 @@ from typing import Any, Final, Literal
 from aegis.core import Policy, PolicyError
 
 __all__ = [
+    "AdminSettings",
     "AuthSettings",
     "ConfigProblems",
     "LedgerSettings",
+    "ObservabilitySettings",
     "ProviderSettings",
     "ReceiptSettings",
     "ServerSettings",
@@ -90,6 +92,30 @@ class ProviderSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AdminSettings:
+    api_keys: tuple[str, ...] = ()
+    """Hashes of the admin keys (``aegis-proxy keys create --admin``); none: no admin API."""
+
+
+TracingMode = Literal["off", "global", "console", "otlp"]
+
+
+@dataclass(frozen=True, slots=True)
+class ObservabilitySettings:
+    metrics: bool = True
+    """Serve ``GET /metrics`` (Prometheus text format)."""
+    access_log: bool = True
+    """One JSON line per request on the ``aegis.proxy.access`` logger."""
+    tracing: TracingMode = "off"
+    """OpenTelemetry spans: ``global`` (the process's tracer provider), ``console``, ``otlp``."""
+    otlp_endpoint: str | None = None
+    """With ``otlp``: the collector's traces URL (else ``OTEL_EXPORTER_OTLP_*`` apply)."""
+    service_name: str = "aegis-proxy"
+    dashboard: bool = True
+    """Serve the web dashboard at ``/dashboard`` (it reads the admin API)."""
+
+
+@dataclass(frozen=True, slots=True)
 class TenantSettings:
     tenant_id: str
     api_key_hashes: tuple[str, ...]
@@ -107,6 +133,8 @@ class Settings:
     pricing_overrides: Path | None = None
     default_provider: str | None = None
     """Serves models that no provider claims, for tenants without a ``primary_provider``."""
+    admin: AdminSettings = field(default_factory=AdminSettings)
+    observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
     source: Path | None = None
     """The file these settings came from (``None``: the environment)."""
 
@@ -118,6 +146,8 @@ _SECTIONS: Final = {
     "receipts": frozenset(ReceiptSettings.__dataclass_fields__),
     "pricing": frozenset({"overrides"}),
     "routing": frozenset({"default_provider"}),
+    "admin": frozenset(AdminSettings.__dataclass_fields__),
+    "observability": frozenset(ObservabilitySettings.__dataclass_fields__),
 }
 _PROVIDER_KEYS: Final = frozenset({"type", "base_url", "api_key_env", "models"})
 
@@ -304,6 +334,9 @@ def parse_settings(data: Mapping[str, Any], *, source: Path | None = None) -> Se
                 )
             seen[key] = tenant.tenant_id
 
+    admin = _admin(r, r.table(data, "admin"), seen)
+    observability = _observability(r, r.table(data, "observability"))
+
     if r.problems:
         raise ConfigProblems(str(source) if source else "config", r.problems)
     return Settings(
@@ -315,7 +348,39 @@ def parse_settings(data: Mapping[str, Any], *, source: Path | None = None) -> Se
         tenants=tenants,
         pricing_overrides=None if overrides is None else r.path(overrides),
         default_provider=default_provider,
+        admin=admin,
+        observability=observability,
         source=source,
+    )
+
+
+def _is_key_hash(key: object) -> bool:
+    return isinstance(key, str) and key.startswith("sha256:") and len(key) == 71
+
+
+def _admin(r: _Reader, table: Mapping[str, Any], tenant_keys: Mapping[str, str]) -> AdminSettings:
+    keys = r.typed(table, "api_keys", "admin", list, [])
+    for i, key in enumerate(keys):
+        if not _is_key_hash(key):
+            r.problem(
+                f"admin.api_keys[{i}]",
+                'must be a key hash "sha256:<64 hex>" (make one with '
+                "`aegis-proxy keys create --admin`), never a key itself",
+            )
+        elif key in tenant_keys:
+            r.problem(f"admin.api_keys[{i}]", f"is also a key of tenant {tenant_keys[key]!r}")
+    return AdminSettings(api_keys=tuple(k for k in keys if _is_key_hash(k)))
+
+
+def _observability(r: _Reader, table: Mapping[str, Any]) -> ObservabilitySettings:
+    where = "observability"
+    return ObservabilitySettings(
+        metrics=r.typed(table, "metrics", where, bool, True),
+        access_log=r.typed(table, "access_log", where, bool, True),
+        tracing=r.choice(table, "tracing", where, ("off", "global", "console", "otlp"), "off"),
+        otlp_endpoint=r.typed(table, "otlp_endpoint", where, str, None),
+        service_name=r.typed(table, "service_name", where, str, "aegis-proxy"),
+        dashboard=r.typed(table, "dashboard", where, bool, True),
     )
 
 
