@@ -6,6 +6,7 @@ import pytest
 
 from aegis.core import (
     Account,
+    Balance,
     BudgetExceeded,
     DuplicateRequest,
     HoldAlreadyResolved,
@@ -191,3 +192,28 @@ async def test_sqlite_ledger_survives_a_restart(tmp_path: Path, clock: ManualClo
     clock.advance(61)  # b's holder died with the first process: its hold expires
     assert await spent(second, DAY.key) == (200, 0)
     await second.close()
+
+
+async def test_a_statement_lists_live_accounts_and_pending_holds(
+    ledger: Ledger, clock: ManualClock
+) -> None:
+    await ledger.reserve(tenant_id="t", hold_id="a", amount_nanos=300, accounts=[DAY], ttl_s=60)
+    await ledger.commit(tenant_id="t", hold_id="a", amount_nanos=200)
+    await ledger.reserve(
+        tenant_id="t", hold_id="b", amount_nanos=100, accounts=[DAY, RUN], ttl_s=90
+    )
+    await ledger.reserve(tenant_id="t", hold_id="c", amount_nanos=50, accounts=[DAY], ttl_s=30)
+    await ledger.reserve(tenant_id="u", hold_id="x", amount_nanos=7, accounts=[DAY], ttl_s=30)
+    statement = await ledger.statement(tenant_id="t")
+    assert statement.tenant_id == "t"
+    assert dict(statement.balances) == {
+        DAY.key: Balance(committed_nanos=200, pending_nanos=150),
+        RUN.key: Balance(committed_nanos=0, pending_nanos=100),
+    }
+    now = clock.time()
+    assert [(h.hold_id, h.amount_nanos, h.expires_at) for h in statement.holds] == [
+        ("c", 50, now + 30),
+        ("b", 100, now + 90),
+    ]
+    clock.advance(30)
+    assert [h.hold_id for h in (await ledger.statement(tenant_id="t")).holds] == ["b"]

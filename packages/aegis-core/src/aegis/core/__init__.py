@@ -32,7 +32,7 @@ from aegis.core.estimate import (
 from aegis.core.file_sink import FileReceiptSink
 from aegis.core.gate import Gate, GovernedCall, Permit, UsageSource
 from aegis.core.keyring import KEYS_ENV, Keyring
-from aegis.core.ledger import Account, Balance, Hold, HoldState, Ledger, Settlement
+from aegis.core.ledger import Account, Balance, Hold, HoldState, Ledger, Settlement, Statement
 from aegis.core.memory_ledger import MemoryLedger
 from aegis.core.money import NANOS_PER_USD, format_usd, nanos_to_usd, parse_usd
 from aegis.core.policy import (
@@ -57,6 +57,7 @@ from aegis.core.receipts import (
     Signer,
     canonical_bytes,
 )
+from aegis.core.redis_ledger import RedisLedger  # imports redis only when one is made
 from aegis.core.signing import HmacSha256Signer, SignatureVerifier
 from aegis.core.sqlite_ledger import SqliteLedger
 from aegis.core.sqlite_sink import SqliteReceiptSink
@@ -129,6 +130,7 @@ __all__ = [
     "ReceiptSink",
     "ReceiptSinkUnavailable",
     "ReceiptStatus",
+    "RedisLedger",
     "Routing",
     "Settlement",
     "Signature",
@@ -136,6 +138,7 @@ __all__ = [
     "Signer",
     "SqliteLedger",
     "SqliteReceiptSink",
+    "Statement",
     "SystemClock",
     "TomlPolicyProvider",
     "TrailSummary",

@@ -12,7 +12,7 @@ request id that was charged is never charged again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, Protocol
@@ -26,6 +26,7 @@ __all__ = [
     "HoldState",
     "Ledger",
     "Settlement",
+    "Statement",
     "check_admission",
 ]
 
@@ -87,6 +88,17 @@ class Balance:
         return self.committed_nanos + self.pending_nanos
 
 
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """A tenant's live accounts and pending holds, as an operator reads them."""
+
+    tenant_id: str
+    balances: Mapping[str, Balance]
+    """Every account the ledger still keeps for the tenant, by key."""
+    holds: tuple[Hold, ...]
+    """Pending holds, soonest expiry first."""
+
+
 class Ledger(Protocol):
     """Store of budget accounts and holds; every method is atomic on its own.
 
@@ -122,6 +134,10 @@ class Ledger(Protocol):
 
     async def balances(self, *, tenant_id: str, keys: Sequence[str]) -> dict[str, Balance]:
         """Current spend of the named accounts (missing accounts read as zero)."""
+        ...
+
+    async def statement(self, *, tenant_id: str) -> Statement:
+        """Every live account of the tenant and its pending holds (for operators)."""
         ...
 
     async def close(self) -> None:

@@ -8,7 +8,15 @@ from dataclasses import dataclass
 
 from aegis.core.clock import Clock, SystemClock
 from aegis.core.errors import DuplicateRequest, HoldAlreadyResolved, HoldNotFound
-from aegis.core.ledger import Account, Balance, Hold, HoldState, Settlement, check_admission
+from aegis.core.ledger import (
+    Account,
+    Balance,
+    Hold,
+    HoldState,
+    Settlement,
+    Statement,
+    check_admission,
+)
 
 __all__ = ["MemoryLedger"]
 
@@ -158,6 +166,23 @@ class MemoryLedger:
             row = self._accounts.get((tenant_id, key))
             result[key] = Balance() if row is None else Balance(row.committed, row.pending)
         return result
+
+    async def statement(self, *, tenant_id: str) -> Statement:
+        self._sweep(self._clock.time())
+        balances = {
+            key: Balance(row.committed, row.pending)
+            for (tenant, key), row in self._accounts.items()
+            if tenant == tenant_id
+        }
+        holds = sorted(
+            (
+                Hold(tenant, hold_id, hold.amount, hold.expires_at)
+                for (tenant, hold_id), hold in self._holds.items()
+                if tenant == tenant_id and hold.state == "pending"
+            ),
+            key=lambda h: h.expires_at,
+        )
+        return Statement(tenant_id, balances, tuple(holds))
 
     async def close(self) -> None:
         return None

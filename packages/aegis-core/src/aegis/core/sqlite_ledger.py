@@ -24,7 +24,7 @@ from aegis.core.errors import (
     LedgerError,
     LedgerUnavailable,
 )
-from aegis.core.ledger import Account, Balance, Hold, Settlement, check_admission
+from aegis.core.ledger import Account, Balance, Hold, Settlement, Statement, check_admission
 
 __all__ = ["SqliteLedger"]
 
@@ -272,6 +272,28 @@ class SqliteLedger:
                 ).fetchone()
                 result[key] = Balance() if row is None else Balance(int(row[0]), int(row[1]))
             return result
+
+        return await self._run(op)
+
+    async def statement(self, *, tenant_id: str) -> Statement:
+        def op(conn: sqlite3.Connection, now: float) -> Statement:
+            balances = {
+                str(key): Balance(int(committed), int(pending))
+                for key, committed, pending in conn.execute(
+                    "SELECT key, committed, pending FROM aegis_accounts WHERE tenant = ? "
+                    "ORDER BY key",
+                    (tenant_id,),
+                )
+            }
+            holds = tuple(
+                Hold(tenant_id, str(hold_id), int(amount), float(expires_at))
+                for hold_id, amount, expires_at in conn.execute(
+                    "SELECT id, amount, expires_at FROM aegis_holds "
+                    "WHERE tenant = ? AND state = 'pending' ORDER BY expires_at",
+                    (tenant_id,),
+                )
+            )
+            return Statement(tenant_id, balances, holds)
 
         return await self._run(op)
 

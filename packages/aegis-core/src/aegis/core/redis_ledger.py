@@ -1,0 +1,293 @@
+"""A ledger in Redis, shared exactly by any number of proxy replicas (``aegis-core[redis]``).
+
+Each operation is one Lua script (see ``_redis_scripts``), so reserving checks and holds every
+budget of a call at once, and settling posts and frees at once: one round trip each. A tenant's
+keys share the hash tag ``{tenant}``, so they sit in one Redis Cluster slot. Holds are members of
+a sorted set scored by their expiry and every script first sweeps the expired ones, so a replica
+that dies (SIGKILL, OOM) stops holding budget once its TTL passes.
+
+**Time.** With no ``clock``, scripts read the server's ``TIME``: every replica then agrees on
+when a hold expires, whatever their own clocks say. A ``clock`` (tests, simulations) is sent as
+``now`` with every script instead.
+
+**Data loss.** Redis can lose writes (a restart without persistence, a failover to a lagging
+replica); a counter that is missing must never read as zero spend. The data set carries an
+*epoch*, a random token in ``<prefix>:epoch``, stamped on each tenant's accounts too. The ledger
+learns the epoch on first contact and records it (in memory, and in ``epoch_file`` when given,
+so a restarted replica still remembers it). Whenever Redis no longer carries the epoch the ledger
+knows, every call fails with :class:`LedgerUnavailable` (fail closed) until an operator calls
+:meth:`RedisLedger.accept_data_loss` (``aegis-proxy ledger accept-loss``), which starts a new
+epoch that the other replicas then adopt by themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from aegis.core import _redis_scripts as lua
+from aegis.core.clock import Clock
+from aegis.core.errors import (
+    DuplicateRequest,
+    HoldAlreadyResolved,
+    HoldNotFound,
+    LedgerError,
+    LedgerUnavailable,
+)
+from aegis.core.ledger import Account, Balance, Hold, Settlement, Statement, check_admission
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.commands.core import AsyncScript
+
+__all__ = ["RedisLedger"]
+
+logger = logging.getLogger(__name__)
+
+DATA_LOSS: Final = (
+    "the Redis ledger lost its data (epoch {epoch} is gone): refusing calls rather than reading "
+    "spend as zero; after checking spend, run `aegis-proxy ledger accept-loss`"
+)
+
+
+def _tag(tenant_id: str) -> str:
+    # Braces would end the hash tag early; '%' is escaped so the mapping stays one-to-one.
+    return tenant_id.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisLedger:
+    """Accounts and holds in Redis (standalone, Sentinel or Cluster by hash tag)."""
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        clock: Clock | None = None,
+        prefix: str = "aegis",
+        epoch_file: str | Path | None = None,
+        create_epoch: bool = True,
+        retention_s: float = 86_400.0,
+        timeout_s: float = 2.0,
+    ) -> None:
+        """``epoch_file``: where this replica records the data set's epoch across restarts.
+        ``create_epoch``: start a new epoch in an empty Redis (``False`` for read-only tools).
+        ``retention_s``: how long a resolved hold is kept to answer duplicate request ids.
+        ``timeout_s``: per Redis call; past it the call fails closed."""
+        if "{" in prefix or "}" in prefix:
+            raise ValueError("the key prefix must not contain braces")
+        try:
+            from redis.asyncio import Redis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import ExponentialBackoff
+        except ImportError as exc:
+            raise ImportError("RedisLedger needs redis: install aegis-core[redis]") from exc
+
+        self._clock = clock
+        self._prefix = prefix
+        self._epoch_file = None if epoch_file is None else Path(epoch_file)
+        self._create_epoch = create_epoch
+        self._retention_ms = str(int(retention_s * 1000))
+        # Retrying is safe: every write carries a token, and a replay returns the first result.
+        self._redis: Redis = Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), 2),
+        )
+        self._scripts: dict[str, AsyncScript] = {
+            name: self._redis.register_script(getattr(lua, name))
+            for name in ("RESERVE", "COMMIT", "RELEASE", "RENEW", "BALANCES", "STATEMENT")
+        }
+        self._epoch: str | None = None
+        self._epoch_lock: asyncio.Lock | None = None
+        self._closed = False
+
+    # -- epoch ---------------------------------------------------------------------------
+
+    @property
+    def _epoch_key(self) -> str:
+        return f"{self._prefix}:epoch"
+
+    @property
+    def _superseded_key(self) -> str:
+        return f"{self._prefix}:epoch:superseded"
+
+    def _recorded(self) -> str | None:
+        if self._epoch is not None:
+            return self._epoch
+        if self._epoch_file is not None and self._epoch_file.exists():
+            return self._epoch_file.read_text().strip() or None
+        return None
+
+    def _record(self, epoch: str) -> None:
+        self._epoch = epoch
+        if self._epoch_file is not None:
+            self._epoch_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._epoch_file.with_suffix(".tmp")
+            with tmp.open("w") as f:
+                f.write(epoch + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            tmp.replace(self._epoch_file)
+
+    async def _sync_epoch(self) -> str:
+        """Agree with Redis on the epoch, or raise LedgerUnavailable if its data was lost."""
+        if self._epoch_lock is None:
+            self._epoch_lock = asyncio.Lock()
+        async with self._epoch_lock:
+            known = self._recorded()
+            current = _text(await self._redis.get(self._epoch_key))
+            if current is None and known is None and self._create_epoch:
+                await self._redis.set(self._epoch_key, os.urandom(12).hex(), nx=True)
+                current = _text(await self._redis.get(self._epoch_key))
+                logger.info("redis ledger: epoch %s", current)
+            if current is None:
+                raise LedgerUnavailable(DATA_LOSS.format(epoch=known or "(none yet)"))
+            if known is not None and current != known:
+                if not await self._redis.sismember(self._superseded_key, known):
+                    raise LedgerUnavailable(DATA_LOSS.format(epoch=known))
+                logger.warning("redis ledger: epoch %s replaced %s by an operator", current, known)
+            if current != self._epoch:
+                self._record(current)
+            return current
+
+    async def accept_data_loss(self) -> str:
+        """Start a new epoch after a data loss (an operator's decision); returns it.
+
+        Budgets then count from what Redis holds now: spend committed before the loss is no
+        longer counted. Replicas that knew an older epoch adopt the new one on their next call.
+        """
+        try:
+            old = _text(await self._redis.get(self._epoch_key))
+            gone = {e for e in (old, self._recorded()) if e is not None}
+            new = os.urandom(12).hex()
+            if gone:
+                await self._redis.sadd(self._superseded_key, *gone)
+            await self._redis.set(self._epoch_key, new)
+        except LedgerError:
+            raise
+        except Exception as exc:
+            raise LedgerUnavailable(f"redis ledger: {type(exc).__name__}") from exc
+        self._record(new)
+        logger.warning("redis ledger: operator accepted data loss; new epoch %s", new)
+        return new
+
+    # -- calling scripts -----------------------------------------------------------------
+
+    def _keys(self, tenant_id: str) -> list[str]:
+        base = f"{self._prefix}:{{{_tag(tenant_id)}}}:"
+        return [base + name for name in ("acct", "pend", "holds", "aexp", "done")]
+
+    async def _call(self, name: str, tenant_id: str, args: Sequence[str]) -> list[Any]:
+        """Run a script for the tenant; one round trip unless the epoch needs settling."""
+        if self._closed:
+            raise LedgerUnavailable("ledger is closed")
+        keys = self._keys(tenant_id)
+        try:
+            epoch = self._epoch or await self._sync_epoch()
+            adopt = "0"
+            for _ in range(3):
+                now = "" if self._clock is None else str(round(self._clock.time() * 1000))
+                reply: list[Any] = await self._scripts[name](
+                    keys=keys, args=[epoch, now, adopt, self._retention_ms, *args]
+                )
+                if reply[0] not in ("noepoch", "epoch"):
+                    return reply
+                # The tenant carries no epoch (new, or idle long enough to expire) or another
+                # one: only Redis's global epoch, checked against ours, says which is safe.
+                self._epoch = None
+                synced = await self._sync_epoch()
+                stale = reply[0] == "epoch" and reply[1] != synced
+                if stale and not await self._redis.sismember(self._superseded_key, reply[1]):
+                    raise LedgerUnavailable(DATA_LOSS.format(epoch=synced))
+                epoch, adopt = synced, "1" if reply[0] == "noepoch" or stale else "0"
+            raise LedgerUnavailable("redis ledger: epoch kept changing")
+        except LedgerError:
+            raise
+        except Exception as exc:
+            # Connection refused, timeouts, script errors: fail closed, never wave calls through.
+            raise LedgerUnavailable(f"redis ledger: {type(exc).__name__}: {exc}") from exc
+
+    # -- the Ledger protocol -------------------------------------------------------------
+
+    async def reserve(
+        self,
+        *,
+        tenant_id: str,
+        hold_id: str,
+        amount_nanos: int,
+        accounts: Sequence[Account],
+        ttl_s: float,
+    ) -> Hold:
+        if amount_nanos < 0:
+            raise ValueError("a reservation cannot be negative")
+        args = [hold_id, str(amount_nanos), str(int(ttl_s * 1000)), os.urandom(8).hex()]
+        args.append(str(len(accounts)))
+        for a in accounts:
+            args += [a.key, str(a.limit_nanos), "1" if a.hard_stop else "0"]
+            args.append(str(int(a.expires_at * 1000)))
+        reply = await self._call("RESERVE", tenant_id, args)
+        if reply[0] == "dup":
+            raise DuplicateRequest(hold_id, "in flight" if reply[1] == "pending" else "charged")
+        if reply[0] == "deny":
+            check_admission(tenant_id, amount_nanos, accounts, [int(s) for s in reply[1:]])
+            raise LedgerUnavailable("redis ledger: denial without a budget")  # pragma: no cover
+        return Hold(tenant_id, hold_id, amount_nanos, int(reply[1]) / 1000)
+
+    def _resolved(self, reply: list[Any], tenant_id: str, hold_id: str) -> None:
+        if reply[0] == "missing":
+            raise HoldNotFound(f"no reservation {hold_id!r} for tenant {tenant_id!r}")
+        if reply[0] == "resolved":
+            raise HoldAlreadyResolved(hold_id, str(reply[1]))
+
+    async def commit(self, *, tenant_id: str, hold_id: str, amount_nanos: int) -> Settlement:
+        if amount_nanos < 0:
+            raise ValueError("a charge cannot be negative")
+        reply = await self._call(
+            "COMMIT", tenant_id, [hold_id, str(amount_nanos), os.urandom(8).hex()]
+        )
+        self._resolved(reply, tenant_id, hold_id)
+        return Settlement(hold_id, int(reply[1]), amount_nanos, reply[2] == "1")
+
+    async def release(self, *, tenant_id: str, hold_id: str) -> None:
+        reply = await self._call("RELEASE", tenant_id, [hold_id, os.urandom(8).hex()])
+        self._resolved(reply, tenant_id, hold_id)
+
+    async def renew(self, *, tenant_id: str, hold_id: str, ttl_s: float) -> Hold:
+        reply = await self._call("RENEW", tenant_id, [hold_id, str(int(ttl_s * 1000))])
+        self._resolved(reply, tenant_id, hold_id)
+        return Hold(tenant_id, hold_id, int(reply[1]), int(reply[2]) / 1000)
+
+    async def balances(self, *, tenant_id: str, keys: Sequence[str]) -> dict[str, Balance]:
+        reply = await self._call("BALANCES", tenant_id, list(keys))
+        values = [int(v) for v in reply[1:]]
+        return {k: Balance(values[2 * i], values[2 * i + 1]) for i, k in enumerate(keys)}
+
+    async def statement(self, *, tenant_id: str) -> Statement:
+        reply = await self._call("STATEMENT", tenant_id, [])
+        fields = dict(zip(reply[1][::2], reply[1][1::2], strict=True))
+        names = sorted({f[2:] for f in fields if f.startswith(("c:", "p:"))})
+        balances = {
+            k: Balance(int(fields.get("c:" + k, 0)), int(fields.get("p:" + k, 0))) for k in names
+        }
+        held = reply[2]
+        holds = tuple(
+            Hold(tenant_id, held[i], int(held[i + 1]), float(held[i + 2]) / 1000)
+            for i in range(0, len(held), 3)
+        )
+        return Statement(tenant_id, balances, holds)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._redis.aclose()
