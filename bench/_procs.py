@@ -1,0 +1,175 @@
+"""Processes of the proxy benchmark: start them pinned to a core, read their CPU and memory,
+and write the proxy's config (governance fully on) with any number of tenants."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+__all__ = [
+    "CLK_TCK",
+    "Proc",
+    "cpu_s",
+    "free_port",
+    "pin",
+    "rss_mb",
+    "start_proxy",
+    "start_upstream",
+    "write_config",
+]
+
+CLK_TCK: Final = os.sysconf("SC_CLK_TCK")
+_PAGE: Final = os.sysconf("SC_PAGE_SIZE")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pin(pid: int, cores: set[int]) -> None:
+    """Pin a process (all its threads) to ``cores``, where the machine has them."""
+    available = os.sched_getaffinity(0) | set(range(os.cpu_count() or 1))
+    if cores <= available and len(available) > 1:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            os.sched_setaffinity(int(task), cores)
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process, all threads (``/proc/<pid>/stat``)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size in MB."""
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * _PAGE / 1e6
+
+
+@dataclass
+class Proc:
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _spawn(
+    argv: list[str], log: Path, env: dict[str, str], cores: set[int]
+) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+    pin(process.pid, cores)
+    return process
+
+
+def start_upstream(workdir: Path, cores: set[int]) -> Proc:
+    port = free_port()
+    log = workdir / "upstream.log"
+    process = _spawn(
+        [sys.executable, "-m", "bench._upstream", str(port)], log, dict(os.environ), cores
+    )
+    for _ in range(400):
+        if b"ready" in log.read_bytes():
+            return Proc(process, port, log)
+        if process.poll() is not None:
+            break
+        time.sleep(0.025)
+    raise RuntimeError("the bench upstream did not start: " + log.read_text())
+
+
+def start_proxy(
+    config: Path, port: int, cores: set[int], *, profile: Path | None = None, timeout_s: float = 120
+) -> Proc:
+    """Start ``aegis-proxy serve`` and wait until ``/readyz`` answers 200."""
+    log = config.with_suffix(".log")
+    env = {**os.environ, "BENCH_UPSTREAM_KEY": "sk-bench", "AEGIS_RECEIPT_SECRET": "r" * 32}
+    env["AEGIS_LOG_LEVEL"] = "WARNING"
+    argv = [sys.executable]
+    if profile is not None:
+        argv += ["-m", "cProfile", "-o", str(profile)]
+    argv += ["-m", "aegis.proxy", "serve", "--config", str(config)]
+    process = _spawn(argv, log, env, cores)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("the proxy exited: " + log.read_text())
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                if r.status == 200:
+                    # Threads started after the first pin (the ledger's) inherit nothing
+                    # from it: pin again now that they exist.
+                    pin(process.pid, cores)
+                    return Proc(process, port, log)
+        except OSError:
+            pass
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("the proxy did not become ready: " + log.read_text())
+
+
+def _key_hash(key: str) -> str:
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+_TENANT: Final = """[tenants.{tid}]
+api_keys = ["{hash}"]
+capabilities = ["llm:invoke", "llm:stream"]
+[tenants.{tid}.budgets]
+per_run_usd = "10"
+per_window = [
+    {{ window = "day", limit_usd = "1000000" }},
+    {{ window = "month", limit_usd = "1000000" }},
+]
+[tenants.{tid}.model]
+allow_models = ["gpt-4o*"]
+"""
+
+
+def write_config(
+    path: Path, *, port: int, upstream_port: int, tenants: int, keyed: int
+) -> list[str]:
+    """A config with governance fully on (SQLite ledger, file receipts with group commit) and
+    ``tenants`` tenants; returns the plain keys of the first ``keyed`` tenants (the others get
+    keys nobody holds)."""
+    keys: list[str] = []
+    parts = [
+        f"[server]\nport = {port}\ndrain_timeout_s = 5\n"
+        f'[ledger]\nbackend = "sqlite"\npath = "{path.stem}-ledger.db"\nsynchronous = "normal"\n'
+        f'[receipts]\nsink = "file"\npath = "{path.stem}-receipts"\nkey_id = "bench"\n'
+        f'durability = "group"\ngroup_commit_ms = 50\n'
+        f'[providers.up]\ntype = "openai"\nbase_url = "http://127.0.0.1:{upstream_port}/v1"\n'
+        f'api_key_env = "BENCH_UPSTREAM_KEY"\n'
+        f'[routing]\ndefault_provider = "up"\n'
+    ]
+    for i in range(tenants):
+        key = "aegis-sk-" + secrets.token_urlsafe(32)
+        if i < keyed:
+            keys.append(key)
+        parts.append(_TENANT.format(tid=f"t{i:06d}", hash=_key_hash(key)))
+    path.write_text("".join(parts))
+    return keys

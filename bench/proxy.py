@@ -1,0 +1,483 @@
+"""aegis-proxy: added latency, calls/s, CPU per call, streams, memory and tenant scale, each
+measured against the direct upstream in the same run.
+
+Run: ``uv run python -m bench.proxy`` (about 3 minutes; ``--quick`` for a smoke run,
+``--profile`` to add a cProfile of the proxy under load).
+
+Setup: an instant OpenAI-compatible upstream (``bench/_upstream.py``) and a lean keep-alive
+load generator (``bench/_load.py``, this process) share one core; the proxy, with governance
+fully on (SQLite ledger, file receipts with group commit, per-run and window budgets, every
+call authenticated, reserved, settled and receipted), is alone on the other. Every figure is
+a median over repetitions in which the direct upstream and the proxy are run in turn.
+
+Columns: ``direct`` is the upstream called straight; ``aegis`` the same load through the
+proxy; ``added`` the median of the per-repetition differences. CPU rows give the proxy's CPU
+(all threads, from ``/proc/<pid>/stat``) per call; in the direct column, the upstream's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import pstats
+import resource
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench._load import Connection, Run, closed_loop, request_bytes
+from bench._procs import (
+    Proc,
+    cpu_s,
+    free_port,
+    pin,
+    rss_mb,
+    start_proxy,
+    start_upstream,
+    write_config,
+)
+from bench._report import report
+
+PATH = "/v1/chat/completions"
+PROXY_CORE = {0}
+LOAD_CORE = {1}
+
+CHAT = json.dumps(
+    {
+        "model": "gpt-4o-mini",
+        "messages": [
+            {"role": "system", "content": "You are a terse assistant."},
+            {"role": "user", "content": "Say hello to the benchmark in one short sentence."},
+        ],
+        "max_tokens": 64,
+    }
+).encode()
+STREAM = json.dumps(
+    {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "Count to twenty, one word per line."}],
+        "max_tokens": 256,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+).encode()
+SLOW_STREAM = json.dumps(
+    {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "bench-slow: take your time."}],
+        "max_tokens": 256,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+).encode()
+
+
+@dataclass(frozen=True)
+class Target:
+    """Somewhere to send the load, with the process whose CPU it costs."""
+
+    name: str
+    port: int
+    pid: int
+    keys: Sequence[str] = ()
+
+    def requests(self, body: bytes) -> list[bytes]:
+        if not self.keys:
+            return [request_bytes(self.port, PATH, body, {})]
+        return [
+            request_bytes(self.port, PATH, body, {"Authorization": f"Bearer {k}"})
+            for k in self.keys
+        ]
+
+
+@dataclass(frozen=True)
+class Sample:
+    p50_ms: float
+    p99_ms: float
+    ttfb_p50_ms: float
+    calls_per_s: float
+    cpu_ms_per_call: float
+    errors: int
+
+
+def _pct(values: list[int], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] / 1e6
+
+
+async def measure(target: Target, body: bytes, concurrency: int, duration_s: float) -> Sample:
+    requests = target.requests(body)
+    before = cpu_s(target.pid)
+    run: Run = await closed_loop(
+        target.port, requests, concurrency=concurrency, duration_s=duration_s
+    )
+    spent = cpu_s(target.pid) - before
+    if not run.latencies_ns:
+        raise RuntimeError(f"{target.name}: no call succeeded; last error {run.last_error}")
+    if run.errors:
+        print(f"  {target.name}: {run.errors} errors, last {run.last_error}", flush=True)
+    return Sample(
+        p50_ms=_pct(run.latencies_ns, 0.5),
+        p99_ms=_pct(run.latencies_ns, 0.99),
+        ttfb_p50_ms=_pct(run.first_bytes_ns, 0.5),
+        calls_per_s=run.calls_per_s,
+        cpu_ms_per_call=spent * 1000 / len(run.latencies_ns),
+        errors=run.errors,
+    )
+
+
+async def interleaved(
+    targets: Sequence[Target], body: bytes, concurrency: int, reps: int, duration_s: float
+) -> dict[str, list[Sample]]:
+    """Each repetition runs every target once, in an order that rotates between repetitions."""
+    samples: dict[str, list[Sample]] = {t.name: [] for t in targets}
+    for rep in range(reps):
+        order = list(targets[rep % len(targets) :]) + list(targets[: rep % len(targets)])
+        for target in order:
+            samples[target.name].append(await measure(target, body, concurrency, duration_s))
+    return samples
+
+
+def med(samples: list[Sample], field: Callable[[Sample], float]) -> float:
+    return statistics.median(field(s) for s in samples)
+
+
+def added(a: list[Sample], b: list[Sample], field: Callable[[Sample], float]) -> float:
+    return statistics.median(field(y) - field(x) for x, y in zip(a, b, strict=True))
+
+
+def row(figure: str, direct: Any, aegis: Any, diff: Any = "", goal: str = "") -> dict[str, Any]:
+    def fmt(v: Any) -> Any:
+        if isinstance(v, float):
+            return round(v, 3) if abs(v) < 100 else round(v)
+        return v
+
+    return {
+        "figure": figure,
+        "direct": fmt(direct),
+        "aegis": fmt(aegis),
+        "added": (f"{diff:+.3f}" if isinstance(diff, float) else diff),
+        "goal": goal,
+    }
+
+
+async def calls_rows(
+    direct: Target, proxy: Target, reps: int, duration_s: float
+) -> list[dict[str, Any]]:
+    rows = []
+    for c in (1, 16, 64):
+        s = await interleaved((direct, proxy), CHAT, c, reps, duration_s)
+        d, p = s[direct.name], s[proxy.name]
+        rows += [
+            row(
+                f"c={c} latency p50 ms",
+                med(d, lambda x: x.p50_ms),
+                med(p, lambda x: x.p50_ms),
+                added(d, p, lambda x: x.p50_ms),
+                "+0.5" if c == 1 else "",
+            ),
+            row(
+                f"c={c} latency p99 ms",
+                med(d, lambda x: x.p99_ms),
+                med(p, lambda x: x.p99_ms),
+                added(d, p, lambda x: x.p99_ms),
+                "+2" if c == 1 else "",
+            ),
+            row(
+                f"c={c} calls/s",
+                med(d, lambda x: x.calls_per_s),
+                med(p, lambda x: x.calls_per_s),
+                goal=">= 2000" if c == 64 else "",
+            ),
+            row(
+                f"c={c} CPU ms/call",
+                med(d, lambda x: x.cpu_ms_per_call),
+                med(p, lambda x: x.cpu_ms_per_call),
+                goal="<= 0.4",
+            ),
+        ]
+        print(f"  non-streamed c={c} done", flush=True)
+    return rows
+
+
+async def stream_rows(
+    direct: Target, proxy: Target, reps: int, duration_s: float
+) -> list[dict[str, Any]]:
+    rows = []
+    for c in (1, 16):
+        s = await interleaved((direct, proxy), STREAM, c, reps, duration_s)
+        d, p = s[direct.name], s[proxy.name]
+        rows += [
+            row(
+                f"stream c={c} first byte p50 ms",
+                med(d, lambda x: x.ttfb_p50_ms),
+                med(p, lambda x: x.ttfb_p50_ms),
+                added(d, p, lambda x: x.ttfb_p50_ms),
+                "+1" if c == 1 else "",
+            ),
+            row(
+                f"stream c={c} total p50 ms",
+                med(d, lambda x: x.p50_ms),
+                med(p, lambda x: x.p50_ms),
+                added(d, p, lambda x: x.p50_ms),
+            ),
+            row(
+                f"stream c={c} streams/s",
+                med(d, lambda x: x.calls_per_s),
+                med(p, lambda x: x.calls_per_s),
+            ),
+            row(
+                f"stream c={c} CPU ms/stream",
+                med(d, lambda x: x.cpu_ms_per_call),
+                med(p, lambda x: x.cpu_ms_per_call),
+                goal="<= 1.5",
+            ),
+        ]
+        print(f"  streamed c={c} done", flush=True)
+    return rows
+
+
+async def passthrough_rows(direct: Target, proxy: Target) -> list[dict[str, Any]]:
+    """Whether the bodies the client gets are the upstream's, byte for byte."""
+    rows = []
+    for label, body in (("json", CHAT), ("stream", STREAM)):
+        bodies = []
+        for target in (direct, proxy):
+            conn = await Connection.open(target.port)
+            try:
+                answer = await conn.call(target.requests(body)[0])
+            finally:
+                conn.close()
+            bodies.append(answer.body)
+        same = "yes" if bodies[0] == bodies[1] else "NO"
+        rows.append(row(f"{label} body bytes unchanged", len(bodies[0]), len(bodies[1]), same))
+    return rows
+
+
+async def hold_streams(proxy: Target, count: int) -> tuple[int, float, int]:
+    """Open ``count`` slow streams at once; returns (most held at the same time, peak proxy
+    RSS MB while they were open, streams that failed)."""
+    requests = proxy.requests(SLOW_STREAM)
+    peak = rss_mb(proxy.pid)
+    done = asyncio.Event()
+
+    async def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, rss_mb(proxy.pid))
+            await asyncio.sleep(0.1)
+
+    async def one(i: int) -> tuple[int, int] | None:
+        for attempt in range(3):
+            try:
+                conn = await Connection.open(proxy.port)
+                break
+            except OSError:
+                await asyncio.sleep(0.2 * (attempt + 1))
+        else:
+            return None
+        try:
+            start = time.perf_counter_ns()
+            answer = await conn.call(requests[i % len(requests)])
+        except OSError:
+            return None
+        finally:
+            conn.close()
+        if answer.status != 200 or not answer.body.endswith(b"data: [DONE]\n\n"):
+            return None
+        return start + answer.first_byte_ns, start + answer.total_ns
+
+    sampler = asyncio.ensure_future(sample())
+    tasks = []
+    for i in range(count):
+        tasks.append(asyncio.ensure_future(one(i)))
+        if i % 100 == 99:
+            await asyncio.sleep(0.05)  # the listen backlog is finite: connect in waves
+    results = await asyncio.gather(*tasks)
+    done.set()
+    await sampler
+    spans = [r for r in results if r is not None]
+    events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])
+    held = most = 0
+    for _, step in events:
+        held += step
+        most = max(most, held)
+    return most, peak, count - len(spans)
+
+
+async def warm(target: Target) -> None:
+    await closed_loop(target.port, target.requests(CHAT), concurrency=4, duration_s=0.3)
+    await closed_loop(target.port, target.requests(STREAM), concurrency=4, duration_s=0.2)
+
+
+async def tenant_rows(
+    workdir: Path,
+    upstream: Proc,
+    direct: Target,
+    small: Target,
+    tenants: int,
+    reps: int,
+    duration_s: float,
+    procs: list[Proc],
+) -> list[dict[str, Any]]:
+    config = workdir / "many.toml"
+    port = free_port()
+    started = time.perf_counter()
+    keys = write_config(config, port=port, upstream_port=upstream.port, tenants=tenants, keyed=1000)
+    proc = start_proxy(config, port, PROXY_CORE, timeout_s=600)
+    procs.append(proc)
+    ready_s = time.perf_counter() - started
+    big = Target(f"aegis-{tenants}", port, proc.pid, keys)
+    await warm(big)
+    rows = [row(f"{tenants} tenants: config written + proxy ready s", "", ready_s)]
+    rows.append(row(f"{tenants} tenants: RSS at rest MB", "", rss_mb(proc.pid)))
+    for c in (1, 16):
+        s = await interleaved((direct, small, big), CHAT, c, reps, duration_s)
+        d, a, b = s[direct.name], s[small.name], s[big.name]
+        small_p50, big_p50 = added(d, a, lambda x: x.p50_ms), added(d, b, lambda x: x.p50_ms)
+        for label, small_v, big_v in (
+            ("added p50 ms", small_p50, big_p50),
+            (
+                "CPU ms/call",
+                med(a, lambda x: x.cpu_ms_per_call),
+                med(b, lambda x: x.cpu_ms_per_call),
+            ),
+            ("calls/s", med(a, lambda x: x.calls_per_s), med(b, lambda x: x.calls_per_s)),
+        ):
+            ratio = f"{(big_v / small_v - 1) * 100:+.0f}%" if small_v else ""
+            rows.append(
+                row(
+                    f"c={c} {label}: 10 vs {tenants} tenants",
+                    small_v,
+                    big_v,
+                    ratio,
+                    "within 10%",
+                )
+            )
+        print(f"  tenants c={c} done", flush=True)
+    return rows
+
+
+def print_profile(path: Path, calls: int, top: int = 30) -> None:
+    stats = pstats.Stats(str(path))
+    entries = stats.stats  # type: ignore[attr-defined]
+    total = sum(v[2] for v in entries.values())
+    print(
+        f"\ncProfile of the proxy: {calls} calls, "
+        f"{total * 1e6 / max(calls, 1):.0f} µs own time/call"
+    )
+    print(f"{'own %':>6} {'cum %':>6} {'µs/call':>8}  function")
+    ranked = sorted(entries.items(), key=lambda kv: kv[1][2], reverse=True)[:top]
+    for (file, line, name), (_, _, tottime, cumtime, _) in ranked:
+        where = f"{Path(file).name}:{line}({name})" if line else name
+        print(
+            f"{tottime / total * 100:6.1f} {cumtime / total * 100:6.1f} "
+            f"{tottime * 1e6 / max(calls, 1):8.1f}  {where}"
+        )
+
+
+async def profile(workdir: Path, upstream: Proc, duration_s: float, procs: list[Proc]) -> None:
+    config = workdir / "profiled.toml"
+    port = free_port()
+    keys = write_config(config, port=port, upstream_port=upstream.port, tenants=10, keyed=10)
+    out = workdir / "proxy.prof"
+    proc = start_proxy(config, port, PROXY_CORE, profile=out)
+    procs.append(proc)
+    target = Target("profiled", port, proc.pid, keys)
+    run = await closed_loop(port, target.requests(CHAT), concurrency=16, duration_s=duration_s)
+    proc.stop()
+    print_profile(out, len(run.latencies_ns))
+    shutil.copy(out, Path(__file__).parent / "results" / "proxy.prof")
+
+
+def raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 8192 <= hard or (soft < hard and hard < 8192):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
+
+
+async def main(args: argparse.Namespace) -> None:
+    raise_fd_limit()
+    reps, duration_s = (2, 0.4) if args.quick else (args.reps, args.duration)
+    streams = 200 if args.quick else args.streams
+    tenants = 10_000 if args.quick else args.tenants
+    pin(os.getpid(), LOAD_CORE)
+    workdir = Path(tempfile.mkdtemp(prefix="aegis-bench-proxy-"))
+    procs: list[Proc] = []
+    try:
+        upstream = start_upstream(workdir, LOAD_CORE)
+        procs.append(upstream)
+        port = free_port()
+        keys = write_config(
+            workdir / "aegis.toml", port=port, upstream_port=upstream.port, tenants=10, keyed=10
+        )
+        proxy_proc = start_proxy(workdir / "aegis.toml", port, PROXY_CORE)
+        procs.append(proxy_proc)
+        direct = Target("direct", upstream.port, upstream.pid)
+        proxy = Target("aegis", port, proxy_proc.pid, keys)
+        rest_mb = rss_mb(proxy_proc.pid)
+        await warm(direct)
+        await warm(proxy)
+        print("measuring non-streamed calls", flush=True)
+        rows = await calls_rows(direct, proxy, reps, duration_s)
+        print("measuring streams", flush=True)
+        rows += await stream_rows(direct, proxy, reps, duration_s)
+        rows += await passthrough_rows(direct, proxy)
+        print(f"holding {streams} slow streams", flush=True)
+        held, peak_mb, failed = await hold_streams(proxy, streams)
+        rows.append(row("RSS at rest MB", "", rest_mb))
+        rows.append(
+            row(
+                f"RSS holding {streams} slow streams MB",
+                "",
+                peak_mb,
+                f"{held} held, {failed} failed",
+            )
+        )
+        rows.append(row("RSS after the run MB", "", rss_mb(proxy_proc.pid), goal="<= 100"))
+        print(f"starting a proxy with {tenants} tenants", flush=True)
+        rows += await tenant_rows(
+            workdir, upstream, direct, proxy, tenants, reps, duration_s, procs
+        )
+        if args.profile:
+            await profile(workdir, upstream, max(duration_s * 4, 2.0), procs)
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    cores = len(os.sched_getaffinity(0) | set(range(os.cpu_count() or 1)))
+    report(
+        "proxy",
+        rows,
+        note=(
+            f"{platform.processor() or platform.machine()}, {cores} cores, proxy pinned to "
+            f"core 0, upstream + load on core 1; {reps} interleaved reps x {duration_s}s each, "
+            "medians; governance on: SQLite ledger (synchronous=normal), file receipts "
+            "(durability=group, 50 ms), per-run + day + month budgets"
+        ),
+    )
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.proxy", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a fast smoke run")
+    parser.add_argument("--reps", type=int, default=5, help="interleaved repetitions")
+    parser.add_argument("--duration", type=float, default=1.0, help="seconds per measurement")
+    parser.add_argument("--streams", type=int, default=1000, help="slow streams held at once")
+    parser.add_argument("--tenants", type=int, default=100_000, help="tenants in the big config")
+    parser.add_argument("--profile", action="store_true", help="also cProfile the proxy")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse()))
