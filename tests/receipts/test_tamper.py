@@ -309,3 +309,23 @@ async def test_rewriting_history_before_a_checkpoint_is_caught(trail: Trail) -> 
     assert [p.where for p in report.problems] == [f"{trail.checkpoints}:{n}" for n in (1, 2, 3)]
     assert "the trail was rewritten after the checkpoint" in report.problems[0].message
     assert report.exit_code == EXIT_TAMPERED
+
+
+@pytest.mark.parametrize("tamper", TAMPERS, ids=[t.name for t in TAMPERS])
+async def test_checking_in_chunks_reports_the_same(
+    tamper: Tamper, trail: Trail, tmp_path: Path, clock: ManualClock
+) -> None:
+    await tamper.apply(trail, tmp_path, clock)
+    whole = trail.verify()
+    for chunk_bytes in (1, 1500, 2500):  # a chunk per line, and chunks split anywhere
+        assert trail.verify(chunk_bytes=chunk_bytes) == whole
+
+
+async def test_worker_processes_report_the_same(
+    trail: Trail, tmp_path: Path, clock: ManualClock
+) -> None:
+    for tamper in (swap_two_lines, delete_a_line, flip_a_signature_byte, mix_two_chains):
+        await tamper(trail, tmp_path, clock)
+    whole = trail.verify()
+    assert len(whole.problems) >= 4
+    assert trail.verify(jobs=2, chunk_bytes=2000) == whole

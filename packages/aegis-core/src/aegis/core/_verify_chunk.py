@@ -82,11 +82,19 @@ _SCAN: Final = json.scanner.make_scanner(
 
 @dataclass(frozen=True, slots=True)
 class RawProblem:
-    """A problem at a line of a chunk (the line is relative to the chunk's first line)."""
+    """A problem at a line of a chunk (relative to the chunk's first line, which is 1).
+
+    Problems of the chain (``chain``, ``seq_gap``, ``seq_order``) carry what the caller needs
+    to word them: ``seq``, the ``expected`` seq, and ``ref``, the line of the receipt this one
+    was linked to (0: a receipt before this chunk).
+    """
 
     kind: ProblemKind
     line: int
-    message: str
+    message: str = ""
+    seq: int = -1
+    expected: int = -1
+    ref: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +121,9 @@ class ChunkTask:
     """Sequence numbers whose chain hash the caller needs (checkpoint heads)."""
     sqlite_rows: tuple[int, int] | None = None
     """``(first, last)`` row positions (1-based) when the source is an SQLite trail."""
+    state: tuple[int, str] | None = None
+    """``(expected seq, expected prev_hash)`` on entry, when the receipts before are known;
+    otherwise the chunk's first receipt sets them (and the caller links that one)."""
 
 
 @dataclass(slots=True)
@@ -194,8 +205,7 @@ def _check_lines(task: ChunkTask, lines: list[bytes], out: ChunkResult) -> None:
     first_at = out.first_at
     last_at = out.last_at
     receipts = 0
-    expected_seq = -1
-    expected_prev = ""
+    expected_seq, expected_prev = task.state or (-1, "")
     last_line = 0
     last_prev = ""
     for number, raw in enumerate(lines, 1):
@@ -295,7 +305,14 @@ def _check_lines(task: ChunkTask, lines: list[bytes], out: ChunkResult) -> None:
             if expected_seq < 0:
                 out.first = Link(seq, prev, digest, number)
             else:
-                _link_problem(problems, number, seq, expected_seq, last_line)
+                kind: ProblemKind = (
+                    "chain"
+                    if seq == expected_seq
+                    else "seq_gap"
+                    if seq > expected_seq
+                    else "seq_order"
+                )
+                add(RawProblem(kind, number, "", seq, expected_seq, last_line))
         # A receipt out of place (seq going back) is reported above; linking goes on from the
         # furthest point reached, so one swap or duplicate is one problem, not a cascade.
         if seq >= expected_seq:
@@ -319,7 +336,7 @@ def _check_lines(task: ChunkTask, lines: list[bytes], out: ChunkResult) -> None:
                 first_at = started
             if last_at is None or finished > last_at:
                 last_at = finished
-    if expected_seq >= 0:
+    if last_line:
         out.last = Link(expected_seq - 1, last_prev, expected_prev, last_line)
     spend = Decimal(0)
     for amount, count in amounts.items():
@@ -335,55 +352,6 @@ def _check_lines(task: ChunkTask, lines: list[bytes], out: ChunkResult) -> None:
     out.spend = spend
     out.first_at = first_at
     out.last_at = last_at
-
-
-def _link_problem(
-    problems: list[RawProblem], number: int, seq: int, expected_seq: int, last_line: int
-) -> None:
-    if seq == expected_seq:
-        problems.append(
-            RawProblem(
-                "chain",
-                number,
-                f"prev_hash does not match the hash of the receipt before it (seq {seq - 1},"
-                f" line {last_line}): that receipt was altered or replaced, or this one was"
-                " inserted",
-            )
-        )
-    elif seq > expected_seq:
-        missing = f"seq {expected_seq}" + (f"..{seq - 1}" if seq - 1 > expected_seq else "")
-        problems.append(
-            RawProblem(
-                "seq_gap",
-                number,
-                f"seq {seq} follows seq {expected_seq - 1} (line {last_line}):"
-                f" {seq - expected_seq} receipt(s) missing ({missing})",
-            )
-        )
-    else:
-        previous = problems[-1] if problems else None
-        if (
-            previous is not None
-            and previous.kind == "seq_gap"
-            and previous.line == last_line
-            and seq == expected_seq - 2
-            and previous.message.endswith(f"(seq {seq})")
-        ):
-            problems[-1] = RawProblem(
-                "seq_order",
-                number,
-                f"lines {last_line} and {number} are swapped (seq {seq + 1} comes before"
-                f" seq {seq})",
-            )
-        else:
-            problems.append(
-                RawProblem(
-                    "seq_order",
-                    number,
-                    f"seq {seq} comes after seq {expected_seq - 1} (line {last_line}):"
-                    " receipts reordered or duplicated",
-                )
-            )
 
 
 def _json_error(exc: ValueError | StopIteration) -> str:

@@ -13,16 +13,18 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Final
 
 from aegis.core._verify_chunk import (
+    ChunkResult,
     ChunkTask,
     Link,
     ProblemKind,
+    RawProblem,
     verify_chunk,
 )
 from aegis.core.checkpoints import Checkpoint
@@ -55,7 +57,6 @@ EXIT_TRUNCATED: Final = 4
 """Intact up to where it ends, but a checkpoint shows receipts cut from the tail."""
 
 _CHUNK_BYTES: Final = 8 << 20
-_PARALLEL_MIN_BYTES: Final = 16 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,13 +166,15 @@ def verify_trail(
     checkpoints: Sequence[str | Path] = (),
     allow_torn: bool = False,
     jobs: int = 1,
+    chunk_bytes: int = _CHUNK_BYTES,
 ) -> VerifyReport:
     """Verify one trail made of ``paths`` (segment files, trail directories, SQLite trails).
 
     Directories contribute their segments in name order and their ``*.checkpoints.jsonl``;
-    files keep the order given. With ``jobs`` > 1, a large trail is checked by that many
-    worker processes (started with ``spawn``, so a calling script needs the usual
-    ``if __name__ == "__main__":`` guard).
+    files keep the order given. With ``jobs`` > 1, a trail larger than one chunk
+    (``chunk_bytes``) is checked by that many worker processes (started with ``spawn``, so a
+    calling script needs the usual ``if __name__ == "__main__":`` guard); the report is the
+    same as with one.
     """
     found = find_trail_files([Path(p) for p in paths])
     # An SQLite trail keeps its checkpoints in the same database.
@@ -184,87 +187,48 @@ def verify_trail(
     notes: list[str] = []
     sources = [_Source(str(p), p) for p in found.receipts]
     chain_id = _trail_chain_id(sources)
-    cps = _read_checkpoints(cp_files, sources, keyring, chain_id, problems)
+    cps = _read_checkpoints(cp_files, keyring, chain_id, problems)
     want = frozenset(c.checkpoint.size - 1 for c in cps)
     for source in sources:
-        source.tasks = _plan(source, chain_id or "", keyring, want)
+        source.tasks = _plan(source, chain_id or "", keyring, want, chunk_bytes)
     tasks = [t for s in sources for t in s.tasks]
-    total = sum(t.end - t.start for t in tasks)
-    if jobs > 1 and len(tasks) > 1 and total >= _PARALLEL_MIN_BYTES:
+    if jobs > 1 and len(tasks) > 1:
         with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
             results = list(pool.map(verify_chunk, tasks, chunksize=1))
     else:
         results = [verify_chunk(t) for t in tasks]
-
-    receipts = 0
-    tenants: set[str] = set()
-    spend = Decimal(0)
-    first_at: str | None = None
-    last_at: str | None = None
-    prev: tuple[Link, str] | None = None
-    hashes: dict[int, tuple[str, str]] = {}
-    offset_of = iter(results)
+    stitched = _Stitcher(len(sources))
+    in_order = iter(results)
     for index, source in enumerate(sources):
-        line_offset = 0
-        for _task in source.tasks:
-            result = next(offset_of)
-
-            def where(line: int, _base: int = line_offset, _label: str = source.label) -> str:
-                return f"{_label}:{_base + line}"
-
-            for raw in result.problems:
-                problems.append(Problem(raw.kind, where(raw.line), raw.message))
-            if result.first is not None:
-                problems.extend(_stitch(prev, result.first, where(result.first.line)))
-            if result.last is not None:
-                prev = (result.last, where(result.last.line))
-            if result.torn_bytes:
-                later = index < len(sources) - 1
-                problems.append(
-                    Problem(
-                        "torn",
-                        where(result.lines),
-                        f"torn line: {result.torn_bytes} bytes without a terminating newline"
-                        " (an interrupted write); not a receipt, not counted"
-                        + ("; the trail continues in the next file" if later else ""),
-                    )
-                )
-            for seq, (digest, line) in result.hashes.items():
-                hashes[seq] = (digest, where(line))
-            receipts += result.receipts
-            tenants |= result.tenants
-            spend += result.spend
-            if result.first_at is not None and (first_at is None or result.first_at < first_at):
-                first_at = result.first_at
-            if result.last_at is not None and (last_at is None or result.last_at > last_at):
-                last_at = result.last_at
-            line_offset += result.lines
-    head = prev[0] if prev else None
+        for task in source.tasks:
+            stitched.add(index, source.label, task, next(in_order))
+    receipt_problems, head = stitched.finish()
+    problems[:0] = receipt_problems
     if not sources:
         problems.append(Problem("parse", ", ".join(map(str, paths)) or "-", "no receipt files"))
     elif head is None:
         notes.append("the trail holds no receipts")
-    covered = _check_checkpoints(cps, hashes, prev, problems)
+    covered = _check_checkpoints(cps, stitched.hashes, head, problems)
     if not cp_files:
         notes.append("no checkpoint file: receipts cut from the tail cannot be detected")
     elif (
         head is not None
-        and head.seq + 1 > covered
+        and head.link.seq + 1 > covered
         and not any(p.kind == "truncated" for p in problems)
     ):
         notes.append(
-            f"{head.seq + 1 - covered} receipt(s) after the newest checkpoint are not covered"
-            " by one (a cut there cannot be detected)"
+            f"{head.link.seq + 1 - covered} receipt(s) after the newest checkpoint are not"
+            " covered by one (a cut there cannot be detected)"
         )
     summary = TrailSummary(
-        receipts=receipts,
-        tenants=len(tenants),
-        total_usd=spend,
-        first_at=first_at,
-        last_at=last_at,
+        receipts=stitched.receipts,
+        tenants=len(stitched.tenants),
+        total_usd=stitched.spend,
+        first_at=stitched.first_at,
+        last_at=stitched.last_at,
         chain_id=chain_id,
-        head_seq=head.seq if head else None,
-        head_hash=head.hash if head else None,
+        head_seq=head.link.seq if head else None,
+        head_hash=head.link.hash if head else None,
         files=len(sources),
         checkpoints=len(cps),
         covered=covered,
@@ -272,48 +236,164 @@ def verify_trail(
     return VerifyReport(summary, tuple(problems), tuple(notes), allow_torn)
 
 
-def _stitch(prev: tuple[Link, str] | None, first: Link, where: str) -> list[Problem]:
-    if prev is None:
-        if first.seq != 0 or first.prev_hash != GENESIS_HASH:
-            return [
-                Problem(
-                    "genesis",
-                    where,
-                    f"the trail starts at seq {first.seq}, not at seq 0 with the genesis"
-                    " prev_hash: its first receipts (or files) are missing",
-                )
-            ]
-        return []
-    last, last_where = prev
-    if first.seq == last.seq + 1:
-        if first.prev_hash != last.hash:
-            return [
-                Problem(
-                    "chain",
-                    where,
-                    f"prev_hash does not match the hash of the receipt before it (seq"
-                    f" {last.seq}, {last_where}): that receipt was altered or replaced, or"
-                    " this one was inserted",
-                )
-            ]
-        return []
-    if first.seq > last.seq + 1:
-        return [
-            Problem(
-                "seq_gap",
-                where,
-                f"seq {first.seq} follows seq {last.seq} ({last_where}):"
-                f" {first.seq - last.seq - 1} receipt(s) missing",
+@dataclass(frozen=True, slots=True)
+class _Head:
+    """The furthest receipt of the chain so far, and where it is."""
+
+    link: Link
+    label: str
+    line: int
+
+    @property
+    def where(self) -> str:
+        return f"{self.label}:{self.line}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    raw: RawProblem
+    label: str
+    line: int
+    ref: _Head | None
+    """The receipt a chain problem was linked to."""
+
+
+@dataclass(slots=True)
+class _Stitcher:
+    """Joins chunk results in trail order, exactly as one pass over the trail would."""
+
+    sources: int
+    found: list[_Found] = field(default_factory=list)
+    head: _Head | None = None
+    hashes: dict[int, tuple[str, str]] = field(default_factory=dict)
+    receipts: int = 0
+    tenants: set[str] = field(default_factory=set)
+    spend: Decimal = Decimal(0)
+    first_at: str | None = None
+    last_at: str | None = None
+    _offset: int = 0
+    _label: str = ""
+
+    def add(self, index: int, label: str, task: ChunkTask, result: ChunkResult) -> None:
+        if label != self._label:
+            self._label, self._offset = label, 0
+        offset = self._offset
+        head = self.head
+        first = result.first
+        if first is not None:
+            if head is None:
+                if first.seq != 0 or first.prev_hash != GENESIS_HASH:
+                    message = (
+                        f"the trail starts at seq {first.seq}, not at seq 0 with the genesis"
+                        " prev_hash: its first receipts (or files) are missing"
+                    )
+                    genesis = RawProblem("genesis", first.line, message)
+                    self.found.append(_Found(genesis, label, offset + first.line, None))
+            elif first.seq != head.link.seq + 1 or first.prev_hash != head.link.hash:
+                # The chunk was linked from its own first receipt, which does not follow the
+                # head: link it again from the head, as one pass would have.
+                result = verify_chunk(replace(task, state=(head.link.seq + 1, head.link.hash)))
+        for raw in result.problems:
+            ref = None
+            if raw.kind in _LINK_KINDS:
+                ref = head if raw.ref == 0 else _Head(Link(-1, "", "", 0), label, offset + raw.ref)
+            self.found.append(_Found(raw, label, offset + raw.line, ref))
+        if result.last is not None:
+            self.head = _Head(result.last, label, offset + result.last.line)
+        if result.torn_bytes:
+            later = index < self.sources - 1
+            message = (
+                f"torn line: {result.torn_bytes} bytes without a terminating newline"
+                " (an interrupted write); not a receipt, not counted"
+                + ("; the trail continues in the next file" if later else "")
             )
-        ]
-    return [
-        Problem(
-            "seq_order",
-            where,
-            f"seq {first.seq} comes after seq {last.seq} ({last_where}): receipts reordered or"
-            " duplicated",
+            line = offset + result.lines
+            self.found.append(_Found(RawProblem("torn", line, message), label, line, None))
+        for seq, (digest, line) in result.hashes.items():
+            self.hashes[seq] = (digest, f"{label}:{offset + line}")
+        self.receipts += result.receipts
+        self.tenants |= result.tenants
+        self.spend += result.spend
+        if result.first_at is not None and (
+            self.first_at is None or result.first_at < self.first_at
+        ):
+            self.first_at = result.first_at
+        if result.last_at is not None and (self.last_at is None or result.last_at > self.last_at):
+            self.last_at = result.last_at
+        self._offset += result.lines
+
+    def finish(self) -> tuple[list[Problem], _Head | None]:
+        """The problems in trail order (a swapped pair as one), and the chain's head."""
+        out: list[Problem] = []
+        merged: _Found | None = None
+        for i, f in enumerate(self.found):
+            if f is merged:
+                continue
+            nxt = self.found[i + 1] if i + 1 < len(self.found) else None
+            if nxt is not None and _is_swap(f, nxt):
+                merged = nxt
+                where = (
+                    f"lines {f.line} and {nxt.line}"
+                    if f.label == nxt.label
+                    else f"{f.label}:{f.line} and {nxt.label}:{nxt.line}"
+                )
+                out.append(
+                    Problem(
+                        "seq_order",
+                        f"{nxt.label}:{nxt.line}",
+                        f"{where} are swapped (seq {f.raw.seq} comes before seq {nxt.raw.seq})",
+                    )
+                )
+                continue
+            out.append(_word(f))
+        return out, self.head
+
+
+_LINK_KINDS: Final = frozenset({"chain", "seq_gap", "seq_order"})
+
+
+def _is_swap(gap: _Found, order: _Found) -> bool:
+    # seq e+1 where e was expected, then seq e: a swapped pair, reported once.
+    return (
+        gap.raw.kind == "seq_gap"
+        and order.raw.kind == "seq_order"
+        and gap.raw.seq == gap.raw.expected + 1
+        and order.raw.seq == gap.raw.expected
+        and order.raw.expected == gap.raw.seq + 1
+        and order.ref is not None
+        and (order.ref.label, order.ref.line) == (gap.label, gap.line)
+    )
+
+
+def _word(f: _Found) -> Problem:
+    raw = f.raw
+    where = f"{f.label}:{f.line}"
+    if raw.kind not in _LINK_KINDS:
+        return Problem(raw.kind, where, raw.message)
+    ref = f.ref
+    if ref is None:
+        at = "the start"
+    elif ref.label == f.label:
+        at = f"line {ref.line}"
+    else:
+        at = ref.where
+    if raw.kind == "chain":
+        message = (
+            f"prev_hash does not match the hash of the receipt before it (seq {raw.seq - 1},"
+            f" {at}): that receipt was altered or replaced, or this one was inserted"
         )
-    ]
+    elif raw.kind == "seq_gap":
+        missing = f"seq {raw.expected}" + (f"..{raw.seq - 1}" if raw.seq - 1 > raw.expected else "")
+        message = (
+            f"seq {raw.seq} follows seq {raw.expected - 1} ({at}):"
+            f" {raw.seq - raw.expected} receipt(s) missing ({missing})"
+        )
+    else:
+        message = (
+            f"seq {raw.seq} comes after seq {raw.expected - 1} ({at}): receipts reordered or"
+            " duplicated"
+        )
+    return Problem(raw.kind, where, message)
 
 
 def _first_line(source: _Source) -> bytes | None:
@@ -348,7 +428,7 @@ def _trail_chain_id(sources: list[_Source]) -> str | None:
 
 
 def _plan(
-    source: _Source, chain_id: str, keyring: Keyring, want: frozenset[int]
+    source: _Source, chain_id: str, keyring: Keyring, want: frozenset[int], chunk_bytes: int
 ) -> list[ChunkTask]:
     path = source.path
     if is_sqlite(path):
@@ -357,7 +437,7 @@ def _plan(
             (count,) = db.execute("SELECT count(*) FROM aegis_receipts").fetchone()
         finally:
             db.close()
-        step = 8192
+        step = max(1, chunk_bytes // 1024)  # rows of about a kilobyte
         return [
             ChunkTask(str(path), 0, 0, True, chain_id, keyring, want, (i, min(count, i + step - 1)))
             for i in range(1, count + 1, step)
@@ -367,7 +447,7 @@ def _plan(
     start = 0
     with path.open("rb") as f:
         while start < size:
-            end = min(size, start + _CHUNK_BYTES)
+            end = min(size, start + max(1, chunk_bytes))
             if end < size:
                 f.seek(end)
                 rest = f.readline()
@@ -379,7 +459,6 @@ def _plan(
 
 def _read_checkpoints(
     files: list[Path],
-    sources: list[_Source],
     keyring: Keyring,
     chain_id: str | None,
     problems: list[Problem],
@@ -470,12 +549,12 @@ def _checkpoint_lines(path: Path) -> list[bytes | None]:
 def _check_checkpoints(
     cps: list[_CheckpointAt],
     hashes: dict[int, tuple[str, str]],
-    prev: tuple[Link, str] | None,
+    head: _Head | None,
     problems: list[Problem],
 ) -> int:
     covered = 0
-    head_seq = prev[0].seq if prev else -1
-    head_where = prev[1] if prev else "the start"
+    head_seq = head.link.seq if head else -1
+    head_where = head.where if head else "the start"
     for c in cps:
         cp = c.checkpoint
         seq = cp.size - 1
