@@ -8,7 +8,7 @@ endif
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := all
-.PHONY: all install uv lint typecheck test system-deps bench build lock format help
+.PHONY: all install uv lint typecheck test system-deps bench build lock format help demo
 
 all: lint test ## lint, type-check and test: what CI runs
 
@@ -40,6 +40,9 @@ system-deps: ## Debian's Chromium for the dashboard test (needs root the first t
 		else \
 			echo "chromium is missing: run 'sudo apt-get install chromium' (the dashboard test needs it)"; exit 1; \
 		fi; }
+
+demo: install ## the interactive terminal demo (no API key, no network)
+	$(UV) run python -m demo
 
 bench: install ## run the benchmarks under bench/ and print their tables
 	$(UV) run python -m bench
