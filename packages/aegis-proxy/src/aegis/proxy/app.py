@@ -10,7 +10,15 @@ from contextlib import suppress
 from aiohttp import web
 
 from aegis.core import Gate, InMemoryPolicyProvider
-from aegis.proxy import gemini_api, health, openai_api
+from aegis.proxy import (
+    admin,
+    gemini_api,
+    health,
+    metrics,
+    openai_api,
+    usage_api,
+    web_dashboard,
+)
 from aegis.proxy.auth import KeyIndex
 from aegis.proxy.config import Settings
 from aegis.proxy.errors import error_middleware
@@ -21,8 +29,18 @@ from aegis.proxy.governance import (
     receipt_signer,
 )
 from aegis.proxy.idempotency import IdempotencyStore
+from aegis.proxy.operator import Operator, operator_context, operator_middleware
 from aegis.proxy.routing import Router
-from aegis.proxy.state import GATE, IDEMPOTENCY, KEYS, POLICIES, ROUTER, SETTINGS, UPSTREAMS
+from aegis.proxy.state import (
+    GATE,
+    IDEMPOTENCY,
+    KEYS,
+    OPERATOR,
+    POLICIES,
+    ROUTER,
+    SETTINGS,
+    UPSTREAMS,
+)
 from aegis.proxy.upstream import open_upstream
 
 __all__ = ["apply_settings", "create_app"]
@@ -35,6 +53,9 @@ def apply_settings(app: web.Application, settings: Settings) -> None:
     the objects they already hold."""
     app[POLICIES].replace({t.tenant_id: t.policy for t in settings.tenants.values()})
     app[KEYS] = KeyIndex.from_settings(settings)
+    operator = app.get(OPERATOR)
+    if operator is not None:
+        operator.apply(settings)
 
 
 async def _governance(app: web.Application) -> AsyncIterator[None]:
@@ -75,10 +96,21 @@ def create_app(settings: Settings) -> web.Application:
     app[ROUTER] = Router(settings.providers, pricing, settings.default_provider)
     app[POLICIES] = InMemoryPolicyProvider()
     app[IDEMPOTENCY] = IdempotencyStore()
+    operator = app[OPERATOR] = Operator(settings, pricing)
     apply_settings(app, settings)
     app.cleanup_ctx.append(_governance)
+    app.cleanup_ctx.append(operator_context(operator, settings))  # needs the Gate
     app.cleanup_ctx.append(_upstreams)
+    if operator.is_active:
+        # Outermost, so it sees the answers the error middleware makes.
+        app.middlewares.insert(0, operator_middleware(operator))
     app.add_routes(health.routes())
     app.add_routes(openai_api.routes())
     app.add_routes(gemini_api.routes())
+    app.add_routes(usage_api.routes())
+    app.add_routes(admin.routes())
+    if settings.observability.metrics:
+        app.add_routes(metrics.routes())
+    if settings.observability.dashboard:
+        app.add_routes(web_dashboard.routes())
     return app

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from aegis.core import Gate, InMemoryPolicyProvider
@@ -11,7 +13,22 @@ from aegis.proxy.idempotency import IdempotencyStore
 from aegis.proxy.routing import Router
 from aegis.proxy.upstream import Upstream
 
-__all__ = ["GATE", "IDEMPOTENCY", "KEYS", "POLICIES", "ROUTER", "SETTINGS", "UPSTREAMS"]
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
+    from aegis.proxy.operator import Operator
+
+__all__ = [
+    "GATE",
+    "IDEMPOTENCY",
+    "KEYS",
+    "OPERATOR",
+    "POLICIES",
+    "ROUTER",
+    "SETTINGS",
+    "TRACER_PROVIDER",
+    "UPSTREAMS",
+]
 
 SETTINGS = web.AppKey("settings", Settings)
 GATE = web.AppKey("gate", Gate)
@@ -20,3 +37,8 @@ KEYS = web.AppKey("keys", KeyIndex)
 ROUTER = web.AppKey("router", Router)
 IDEMPOTENCY = web.AppKey("idempotency", IdempotencyStore)
 UPSTREAMS = web.AppKey("upstreams", dict[str, Upstream])
+# The operator surface (metrics, admin API, dashboard); typed lazily, so OpenTelemetry is
+# imported only when tracing is configured.
+OPERATOR: web.AppKey[Operator] = web.AppKey("operator")
+TRACER_PROVIDER: web.AppKey[TracerProvider] = web.AppKey("tracer_provider")
+"""Set before startup to trace into this provider (with ``tracing`` not ``off``)."""

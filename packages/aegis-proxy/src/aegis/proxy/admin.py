@@ -1,0 +1,226 @@
+"""The admin API under ``/admin/``, for operators holding an admin key (``[admin] api_keys``).
+
+A tenant key is refused with 403 on every route here, a missing or unknown key with 401, and a
+trusted ``x-tenant-id`` header grants nothing. Answers never carry key hashes, prompts or
+secrets.
+
+``GET /admin/tenants``, ``GET /admin/tenants/{tenant_id}``
+    Tenants and their policies.
+``GET /admin/usage``, ``GET /admin/usage/{tenant_id}``
+    Each window budget's current spend and reservations (from the ledger), and what receipts
+    since the start add up to (outcomes, denials, models, spend per minute).
+``GET /admin/receipts?tenant=&status=&since=&until=&limit=``
+    The latest receipts (newest first, at most ``limit``), each with its verification state.
+``POST /admin/verify``, ``GET /admin/verify``
+    Run a verification of the whole receipt trail; read the last run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from aiohttp import web
+
+from aegis.core import Keyring, Receipt, verify_trail
+from aegis.proxy.errors import BadRequest, NotFound, ProxyError, Unauthorized
+from aegis.proxy.operator import Operator
+from aegis.proxy.state import GATE, KEYS, OPERATOR
+from aegis.proxy.usage import tenant_usage
+
+__all__ = ["Forbidden", "presented_key", "receipt_state", "routes"]
+
+_STATUSES: Final = frozenset({"ok", "denied", "upstream_error", "cancelled"})
+_MAX_LIMIT: Final = 1000
+
+
+class Forbidden(ProxyError):
+    """The key is valid but may not do this (a tenant key on the admin API)."""
+
+    status = 403
+    type = "permission_error"
+
+
+def presented_key(request: web.Request) -> str | None:
+    """The key in ``Authorization: Bearer`` or ``x-goog-api-key`` (never the query string)."""
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    return request.headers.get("x-goog-api-key") or None
+
+
+def require_admin(request: web.Request) -> Operator:
+    """The operator state, once the request proved it holds an admin key."""
+    operator = request.app[OPERATOR]
+    key = presented_key(request)
+    if not key:
+        raise Unauthorized(
+            "missing admin key: send it as 'Authorization: Bearer <key>'", code="missing_api_key"
+        )
+    digest = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+    if digest in operator.admin_hashes:
+        return operator
+    if request.app[KEYS].tenant_for_key(key) is not None:
+        raise Forbidden("tenant keys cannot use the admin API", code="admin_key_required")
+    raise Unauthorized("invalid admin key", code="invalid_api_key")
+
+
+AdminHandler = Callable[[web.Request, Operator], Awaitable[web.StreamResponse]]
+
+
+def _admin(handler: AdminHandler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        operator = require_admin(request)
+        response = await handler(request, operator)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    return guarded
+
+
+def _tenant(operator: Operator, tenant_id: str) -> dict[str, Any]:
+    tenant = operator.tenants.get(tenant_id)
+    if tenant is None:
+        raise NotFound(f"no tenant {tenant_id!r}", code="tenant_not_found")
+    return {
+        "tenant_id": tenant.tenant_id,
+        "api_keys": len(tenant.api_key_hashes),
+        "policy_version": tenant.policy.version,
+        "policy": tenant.policy.to_dict(),
+    }
+
+
+async def list_tenants(request: web.Request, operator: Operator) -> web.StreamResponse:
+    return web.json_response({"tenants": [_tenant(operator, t) for t in sorted(operator.tenants)]})
+
+
+async def get_tenant(request: web.Request, operator: Operator) -> web.StreamResponse:
+    return web.json_response(_tenant(operator, request.match_info["tenant_id"]))
+
+
+async def all_usage(request: web.Request, operator: Operator) -> web.StreamResponse:
+    gate = request.app[GATE]
+    usage = [
+        await tenant_usage(gate, operator.stats, operator.tenants[t].policy)
+        for t in sorted(operator.tenants)
+    ]
+    return web.json_response({"tenants": usage})
+
+
+async def one_usage(request: web.Request, operator: Operator) -> web.StreamResponse:
+    tenant_id = request.match_info["tenant_id"]
+    if tenant_id not in operator.tenants:
+        raise NotFound(f"no tenant {tenant_id!r}", code="tenant_not_found")
+    policy = operator.tenants[tenant_id].policy
+    return web.json_response(await tenant_usage(request.app[GATE], operator.stats, policy))
+
+
+def _time_param(request: web.Request, name: str) -> datetime | None:
+    value = request.query.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadRequest(f"{name} must be an ISO-8601 time", param=name) from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def receipt_state(operator: Operator, receipt: Receipt, previous: Receipt | None) -> str:
+    """``verified`` (signed with the proxy's key and linked to the receipt before it),
+    ``bad_signature`` or ``broken_chain``."""
+    signer = operator.signer
+    sig = receipt.signature
+    if (
+        signer is None
+        or sig is None
+        or sig.key_id != signer.key_id
+        or not signer.verify(receipt.signing_bytes(), sig.sig)
+    ):
+        return "bad_signature"
+    if (
+        previous is not None
+        and previous.chain_id == receipt.chain_id
+        and previous.seq + 1 == receipt.seq
+        and previous.chain_hash() != receipt.prev_hash
+    ):
+        return "broken_chain"
+    return "verified"
+
+
+async def list_receipts(request: web.Request, operator: Operator) -> web.StreamResponse:
+    tenant = request.query.get("tenant") or None
+    status = request.query.get("status") or None
+    if status is not None and status not in _STATUSES:
+        raise BadRequest(f"status must be one of {sorted(_STATUSES)}", param="status")
+    since = _time_param(request, "since")
+    until = _time_param(request, "until")
+    try:
+        limit = int(request.query.get("limit", "100"))
+    except ValueError:
+        raise BadRequest("limit must be an integer", param="limit") from None
+    if not 1 <= limit <= _MAX_LIMIT:
+        raise BadRequest(f"limit must be 1-{_MAX_LIMIT}", param="limit")
+    recent = list(operator.stats.recent)
+    found: list[dict[str, Any]] = []
+    for index in range(len(recent) - 1, -1, -1):
+        receipt = recent[index]
+        if tenant is not None and receipt.tenant_id != tenant:
+            continue
+        if status is not None and receipt.status != status:
+            continue
+        if since is not None or until is not None:
+            at = datetime.fromisoformat(receipt.finished_at)
+            if (since is not None and at < since) or (until is not None and at > until):
+                continue
+        data = receipt.to_dict()
+        data["verification"] = receipt_state(
+            operator, receipt, recent[index - 1] if index > 0 else None
+        )
+        found.append(data)
+        if len(found) >= limit:
+            break
+    return web.json_response({"receipts": found, "kept": len(recent)})
+
+
+def _verify(operator: Operator) -> dict[str, Any]:
+    assert operator.signer is not None
+    report = verify_trail([operator.receipts_path], Keyring([operator.signer]))
+    return report.to_dict()
+
+
+async def run_verification(request: web.Request, operator: Operator) -> web.StreamResponse:
+    ran_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    if operator.receipts_sink == "memory" or operator.signer is None:
+        result: dict[str, Any] = {
+            "available": False,
+            "ran_at": ran_at,
+            "note": "the memory receipt sink keeps no trail to verify",
+        }
+    else:
+        async with operator.verifying:
+            report = await asyncio.to_thread(_verify, operator)
+        result = {"available": True, "ran_at": ran_at, **report}
+    operator.last_verification = result
+    return web.json_response(result)
+
+
+async def last_verification(request: web.Request, operator: Operator) -> web.StreamResponse:
+    return web.json_response({"last": operator.last_verification})
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/admin/tenants", _admin(list_tenants)),
+        web.get("/admin/tenants/{tenant_id}", _admin(get_tenant)),
+        web.get("/admin/usage", _admin(all_usage)),
+        web.get("/admin/usage/{tenant_id}", _admin(one_usage)),
+        web.get("/admin/receipts", _admin(list_receipts)),
+        web.post("/admin/verify", _admin(run_verification)),
+        web.get("/admin/verify", _admin(last_verification)),
+    ]

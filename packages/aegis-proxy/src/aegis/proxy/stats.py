@@ -1,0 +1,171 @@
+"""What the operator surface counts, derived from receipts: every Gate decision leaves exactly
+one receipt, so counting receipts is what makes the metrics agree with the trail.
+
+Labels stay bounded whatever clients send: a tenant that is not configured (possible only
+through a trusted ``x-tenant-id``) counts as ``other``, and so does a model the price table does
+not know. Counts are integers (spend in nano-USD), so sums are exact; they become floats only
+when a scraper reads them.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Final
+
+from aegis.core import PricingTable, Receipt, parse_usd
+
+__all__ = [
+    "DURATION_BUCKETS_S",
+    "OTHER",
+    "OVERHEAD_BUCKETS_S",
+    "TOKEN_KINDS",
+    "DecisionKey",
+    "Histogram",
+    "ReceiptStats",
+]
+
+OTHER: Final = "other"
+TOKEN_KINDS: Final = ("input", "cached_input", "output", "reasoning")
+DURATION_BUCKETS_S: Final = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+)  # fmt: skip
+OVERHEAD_BUCKETS_S: Final = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+)  # fmt: skip
+TIMELINE_MINUTES: Final = 180
+RECENT_RECEIPTS: Final = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionKey:
+    """The labels of one decision counter."""
+
+    tenant: str
+    provider: str
+    model: str
+    outcome: str
+    """``ok``, ``denied``, ``upstream_error`` or ``cancelled`` (the receipt's status)."""
+    reason: str
+    """Why a call was denied (``budget_exceeded``, ``model_not_allowed`` ...), else empty."""
+    budget: str
+    """The budget that denied it (``day``, ``per_run`` ...), else empty."""
+
+
+class Histogram:
+    """A labelled histogram kept as plain integer counts (observing is a bisect and two adds)."""
+
+    __slots__ = ("bounds", "series")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.series: dict[tuple[str, ...], tuple[list[int], list[float]]] = {}
+
+    def observe(self, labels: tuple[str, ...], value: float) -> None:
+        entry = self.series.get(labels)
+        if entry is None:
+            entry = self.series[labels] = ([0] * (len(self.bounds) + 1), [0.0])
+        entry[0][bisect_left(self.bounds, value)] += 1
+        entry[1][0] += value
+
+
+class ReceiptStats:
+    """Aggregates of every receipt since the process started, and the latest receipts."""
+
+    def __init__(self, pricing: PricingTable, tenants: Iterable[str]) -> None:
+        self._pricing = pricing
+        self._model_labels: dict[str, str] = {m: m for m in pricing.models()}
+        self.tenants: frozenset[str] = frozenset(tenants)
+        """Configured tenants (replaced on reload); others count as ``other``."""
+        self.decisions: dict[DecisionKey, int] = {}
+        self.tokens: dict[tuple[str, str, str, str], int] = {}
+        """(tenant, provider, model, kind) -> tokens."""
+        self.spend_nanos: dict[tuple[str, str, str], int] = {}
+        """(tenant, provider, model) -> charged nano-USD."""
+        self.timeline: dict[str, dict[int, int]] = {}
+        """tenant -> {minute (epoch s) -> charged nano-USD}, the last few hours."""
+        self.recent: deque[Receipt] = deque(maxlen=RECENT_RECEIPTS)
+        self.request_s = Histogram(DURATION_BUCKETS_S)
+        self.upstream_s = Histogram(DURATION_BUCKETS_S)
+        self.overhead_s = Histogram(OVERHEAD_BUCKETS_S)
+        self.first_token_s = Histogram(DURATION_BUCKETS_S)
+        self.upstream_attempts: dict[str, int] = {}
+        self.fallback_attempts: dict[str, int] = {}
+        self.listeners: list[Callable[[Receipt], None]] = []
+        """Also called with every receipt (tracing, the access log's request record)."""
+
+    def model_label(self, model: str | None) -> str:
+        """The model as a label: a priced model's name, else ``other``."""
+        if model is None:
+            return OTHER
+        label = self._model_labels.get(model)
+        if label is not None:
+            return label
+        price = self._pricing.get(model)
+        if price is None:
+            return OTHER  # never remembered: clients choose these strings
+        self._model_labels[model] = price.model
+        return price.model
+
+    def tenant_label(self, tenant_id: str) -> str:
+        return tenant_id if tenant_id in self.tenants else OTHER
+
+    def observe(self, receipt: Receipt) -> None:
+        """Count one receipt (the Gate's ``on_receipt`` hook; must not raise)."""
+        tenant = self.tenant_label(receipt.tenant_id)
+        provider = receipt.provider or ""
+        model = self.model_label(receipt.model)
+        decision = receipt.decision
+        key = DecisionKey(
+            tenant, provider, model, receipt.status, decision.reason or "", decision.budget or ""
+        )
+        self.decisions[key] = self.decisions.get(key, 0) + 1
+        usage = receipt.usage
+        if usage is not None:
+            tokens = self.tokens
+            for kind, count in (
+                ("input", usage.input_tokens),
+                ("cached_input", usage.cached_input_tokens),
+                ("output", usage.output_tokens),
+                ("reasoning", usage.reasoning_tokens),
+            ):
+                if count:
+                    tk = (tenant, provider, model, kind)
+                    tokens[tk] = tokens.get(tk, 0) + count
+        charged = parse_usd(receipt.actual_usd) if receipt.actual_usd != "0" else 0
+        sk = (tenant, provider, model)
+        self.spend_nanos[sk] = self.spend_nanos.get(sk, 0) + charged
+        if charged:
+            minute = int(time.time()) // 60 * 60
+            line = self.timeline.setdefault(tenant, {})
+            line[minute] = line.get(minute, 0) + charged
+            if len(line) > TIMELINE_MINUTES:
+                for old in sorted(line)[: len(line) - TIMELINE_MINUTES]:
+                    del line[old]
+        self.recent.append(receipt)
+        for listener in self.listeners:
+            listener(receipt)
+
+    def observe_request(
+        self,
+        route: str,
+        request_s: float,
+        upstream_s: float,
+        first_token_s: float | None,
+        attempts: int,
+    ) -> None:
+        """Record one proxied request's latencies (only requests that reached an upstream have
+        upstream and overhead times)."""
+        labels = (route,)
+        self.request_s.observe(labels, request_s)
+        if attempts:
+            self.upstream_s.observe(labels, upstream_s)
+            self.overhead_s.observe(labels, max(0.0, request_s - upstream_s))
+            self.upstream_attempts[route] = self.upstream_attempts.get(route, 0) + attempts
+            if attempts > 1:
+                self.fallback_attempts[route] = self.fallback_attempts.get(route, 0) + attempts - 1
+        if first_token_s is not None:
+            self.first_token_s.observe(labels, first_token_s)
