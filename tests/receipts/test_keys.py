@@ -182,3 +182,32 @@ def test_keyring_specs_are_checked(tmp_path: Path) -> None:
     bad.write_text('{"keys": [{"key_id": "k1", "alg": "RS256"}]}')
     with pytest.raises(ConfigError, match="alg must be HS256 or EdDSA"):
         Keyring.from_key_file(bad)
+
+
+async def test_an_auditor_with_the_checkpoint_public_key_only(
+    tmp_path: Path, kit: Any, clock: ManualClock
+) -> None:
+    # The hybrid: cheap HMAC on every receipt, Ed25519 on the checkpoints.
+    checkpoint_key = Ed25519Signer.generate(key_id="cp-2026")
+    directory = tmp_path / "trail"
+    sink = FileReceiptSink(directory, checkpoint_signer=checkpoint_key, checkpoint_every=4)
+    gate = kit.make_gate(k1(kit), sink, clock)
+    await kit.write_mixed_calls(gate, clock)  # 8 receipts: checkpoints at 4 and 8
+    await kit.ok_call(gate, "acme", "after")  # the 9th: covered only by the close checkpoint
+    await sink.close()
+    auditor = Keyring([checkpoint_key.verifier()])
+    assert {p.kind for p in verify_trail([directory], auditor).problems} == {"unknown_key"}
+    report = verify_trail([directory], auditor, receipt_signatures=False)
+    assert report.problems == ()
+    assert report.summary.covered == 9
+    assert "9 of 9 receipt(s) are authenticated by a signed checkpoint" in report.notes[0]
+    public = f"cp-2026:ed25519:{checkpoint_key.verifier().public_key_b64()}"
+    result = kit.run_cli("verify", "--chain-only", str(directory), env=kit.cli_env(public))
+    assert result.returncode == EXIT_INTACT, result.stdout
+    # Editing a covered receipt breaks the chain to the signed head, even unsigned-checked.
+    segment = next(directory.glob("receipts-*"))
+    lines = segment.read_bytes().splitlines()
+    lines[1] = canonical_bytes({**json.loads(lines[1]), "actual_usd": "0"})
+    segment.write_bytes(b"\n".join(lines) + b"\n")
+    tampered = verify_trail([directory], auditor, receipt_signatures=False)
+    assert [(p.kind, p.where) for p in tampered.problems] == [("chain", f"{segment}:3")]

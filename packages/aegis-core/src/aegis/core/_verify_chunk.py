@@ -124,6 +124,9 @@ class ChunkTask:
     state: tuple[int, str] | None = None
     """``(expected seq, expected prev_hash)`` on entry, when the receipts before are known;
     otherwise the chunk's first receipt sets them (and the caller links that one)."""
+    check_signatures: bool = True
+    """``False``: leave receipt signatures unchecked (an auditor holding only the checkpoint
+    key authenticates receipts through the checkpoints that cover them)."""
 
 
 @dataclass(slots=True)
@@ -184,6 +187,7 @@ def _check_lines(task: ChunkTask, lines: list[bytes], out: ChunkResult) -> None:
     problems = out.problems
     add = problems.append
     keyring_get = task.keyring.get
+    check_signatures = task.check_signatures
     checkers: dict[
         str, tuple[SignatureVerifier | None, str, Callable[[bytes, str], bool] | None]
     ] = {}
@@ -253,43 +257,48 @@ def _check_lines(task: ChunkTask, lines: list[bytes], out: ChunkResult) -> None:
         # is our own serialization of exactly the receipt keys, sorted, so that member runs
         # from its key to the next key, "started_at"; a quote inside a string is always
         # escaped, so neither marker can match inside a value.
-        at = canon.rfind(sig_mark)
-        signed = canon[:at] + canon[canon.find(next_mark, at) :]
-        key_id = sig["key_id"]
-        checker = checkers.get(key_id)
-        if checker is None:
-            key = keyring_get(key_id)
-            checker = checkers[key_id] = (key, key.alg if key else "", key.verify if key else None)
-        key, key_alg, key_verify = checker
-        if key_verify is None:
-            ok = False
-            add(
-                RawProblem(
-                    "unknown_key",
-                    number,
-                    f"signed with key_id {key_id!r}, which is not among the verification keys"
-                    f" ({', '.join(task.keyring.key_ids()) or 'none'})",
+        if check_signatures:
+            at = canon.rfind(sig_mark)
+            signed = canon[:at] + canon[canon.find(next_mark, at) :]
+            key_id = sig["key_id"]
+            checker = checkers.get(key_id)
+            if checker is None:
+                key = keyring_get(key_id)
+                checker = checkers[key_id] = (
+                    key,
+                    key.alg if key else "",
+                    key.verify if key else None,
                 )
-            )
-        elif key_alg != sig["alg"]:
-            ok = False
-            add(
-                RawProblem(
-                    "signature",
-                    number,
-                    f"signature alg {sig['alg']!r} does not match key {key_id!r} ({key_alg})",
+            key, key_alg, key_verify = checker
+            if key_verify is None:
+                ok = False
+                add(
+                    RawProblem(
+                        "unknown_key",
+                        number,
+                        f"signed with key_id {key_id!r}, which is not among the verification keys"
+                        f" ({', '.join(task.keyring.key_ids()) or 'none'})",
+                    )
                 )
-            )
-        elif not key_verify(signed, sig["sig"]):
-            ok = False
-            add(
-                RawProblem(
-                    "signature",
-                    number,
-                    f"signature does not verify with key {key_id!r} ({key_alg}):"
-                    " the receipt was altered after it was signed, or forged",
+            elif key_alg != sig["alg"]:
+                ok = False
+                add(
+                    RawProblem(
+                        "signature",
+                        number,
+                        f"signature alg {sig['alg']!r} does not match key {key_id!r} ({key_alg})",
+                    )
                 )
-            )
+            elif not key_verify(signed, sig["sig"]):
+                ok = False
+                add(
+                    RawProblem(
+                        "signature",
+                        number,
+                        f"signature does not verify with key {key_id!r} ({key_alg}):"
+                        " the receipt was altered after it was signed, or forged",
+                    )
+                )
         digest = sha256(canon).hexdigest()
         if d["chain_id"] != chain_id:
             add(

@@ -50,6 +50,12 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--allow-torn", action="store_true", help="report torn lines but still exit 0"
     )
+    verify.add_argument(
+        "--chain-only",
+        action="store_true",
+        help="do not check receipt signatures (holding only the checkpoint key): receipts are"
+        " then authenticated only by the signed checkpoints that cover them",
+    )
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     verify.add_argument(
         "--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: CPUs)"
@@ -106,6 +112,7 @@ def _verify(args: argparse.Namespace) -> int:
         checkpoints=args.checkpoints,
         allow_torn=args.allow_torn,
         jobs=args.jobs,
+        receipt_signatures=not args.chain_only,
     )
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
