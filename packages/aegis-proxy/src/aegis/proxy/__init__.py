@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from aegis.proxy.access_log import ACCESS_LOGGER
 from aegis.proxy.app import apply_settings, create_app
 from aegis.proxy.auth import KeyIndex, hash_key, new_key
 from aegis.proxy.config import (
+    AdminSettings,
     AuthSettings,
     ConfigProblems,
     LedgerSettings,
+    ObservabilitySettings,
     ProviderSettings,
     ReceiptSettings,
     ServerSettings,
@@ -18,15 +21,20 @@ from aegis.proxy.config import (
     settings_from_env,
 )
 from aegis.proxy.errors import ProxyError
-from aegis.proxy.state import GATE, SETTINGS
+from aegis.proxy.state import GATE, OPERATOR, SETTINGS, TRACER_PROVIDER
 
 __all__ = [
+    "ACCESS_LOGGER",
     "GATE",
+    "OPERATOR",
     "SETTINGS",
+    "TRACER_PROVIDER",
+    "AdminSettings",
     "AuthSettings",
     "ConfigProblems",
     "KeyIndex",
     "LedgerSettings",
+    "ObservabilitySettings",
     "ProviderSettings",
     "ProxyError",
     "ReceiptSettings",

@@ -10,12 +10,22 @@ from pathlib import Path
 
 from aiohttp import web
 
+from aegis.proxy.access_log import ACCESS_LOGGER
 from aegis.proxy.app import create_app
 from aegis.proxy.auth import hash_key, new_key
 from aegis.proxy.config import ConfigProblems, Settings, load_settings, settings_from_env
 from aegis.proxy.reload import watch_config
 
 __all__ = ["main"]
+
+
+def _access_log_to_stdout() -> None:
+    # Access lines are JSON documents on their own (no prefix), one per line on stdout.
+    access = logging.getLogger(ACCESS_LOGGER)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    access.addHandler(handler)
+    access.propagate = False
 
 
 def _settings(config: str | None) -> Settings:
@@ -53,8 +63,13 @@ def serve(config: str | None, host: str | None, port: int | None) -> int:
     return 0
 
 
-def keys_create(tenant: str) -> int:
+def keys_create(tenant: str | None, admin: bool = False) -> int:
     key = new_key()
+    if admin:
+        print(f"New admin key (shown once, store it now):\n\n    {key}\n")
+        print("Put its hash in the config (only the hash is stored):\n")
+        print(f'[admin]\napi_keys = ["{hash_key(key)}"]')
+        return 0
     print(f"New API key for tenant {tenant!r} (shown once, store it now):\n\n    {key}\n")
     print("Put its hash in the config (only the hash is stored):\n")
     print(f'[tenants.{tenant}]\napi_keys = ["{hash_key(key)}"]')
@@ -83,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     p_keys = sub.add_parser("keys", help="manage virtual API keys")
     keys_sub = p_keys.add_subparsers(dest="keys_command", required=True)
     p_create = keys_sub.add_parser("create", help="make a new key for a tenant")
-    p_create.add_argument("--tenant", required=True)
+    who = p_create.add_mutually_exclusive_group(required=True)
+    who.add_argument("--tenant")
+    who.add_argument("--admin", action="store_true", help="a key for /admin/ and /dashboard")
     p_check = sub.add_parser("check-config", help="validate a config file")
     p_check.add_argument("path", type=Path)
     args = parser.parse_args(argv)
@@ -91,8 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         level=os.environ.get("AEGIS_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    _access_log_to_stdout()
     if args.command == "keys":
-        return keys_create(args.tenant)
+        return keys_create(args.tenant, admin=args.admin)
     if args.command == "check-config":
         return check_config(str(args.path))
     return serve(args.config, args.host, args.port)

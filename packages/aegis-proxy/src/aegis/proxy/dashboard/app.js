@@ -1,0 +1,238 @@
+// Aegis spend dashboard: reads the proxy's admin API and redraws every few seconds.
+// Every value from the API goes into the page as text (model names come from clients).
+"use strict";
+
+const KEY_ITEM = "aegis-admin-key";
+const SVG = "http://www.w3.org/2000/svg";
+const params = new URLSearchParams(location.search);
+const REFRESH_MS = Math.max(1, Number(params.get("refresh")) || 5) * 1000;
+
+let timer = null;
+
+function $(id) { return document.getElementById(id); }
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs || {})) node.setAttribute(name, value);
+  for (const child of children) {
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function svg(tag, attrs) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attrs || {})) node.setAttribute(name, String(value));
+  return node;
+}
+
+function usd(text) {
+  // Amounts arrive as exact decimal strings; show cents, or more digits for tiny amounts.
+  const value = Number(text);
+  if (value === 0) return "$0.00";
+  if (Math.abs(value) < 0.01) return "$" + value.toPrecision(3);
+  return "$" + value.toFixed(2);
+}
+
+async function api(path, options) {
+  const key = sessionStorage.getItem(KEY_ITEM);
+  const response = await fetch(path, {
+    ...(options || {}),
+    headers: { Authorization: "Bearer " + key },
+    cache: "no-store",
+  });
+  if (response.status === 401 || response.status === 403) {
+    const body = await response.json().catch(() => ({}));
+    const message = (body.error && body.error.message) || response.statusText;
+    throw Object.assign(new Error(message), { auth: true });
+  }
+  if (!response.ok) throw new Error(path + " answered " + response.status);
+  return response.json();
+}
+
+function showLogin(message) {
+  sessionStorage.removeItem(KEY_ITEM);
+  if (timer !== null) clearInterval(timer);
+  timer = null;
+  $("main").hidden = true;
+  $("verify").hidden = true;
+  $("forget").hidden = true;
+  $("login").hidden = false;
+  $("login-error").textContent = message || "";
+  $("status").textContent = "not connected";
+  $("key").focus();
+}
+
+function budgetBar(budget) {
+  const limit = Number(budget.limit_usd);
+  const spent = Number(budget.spent_usd);
+  const reserved = Number(budget.reserved_usd);
+  const scale = limit > 0 ? 100 / limit : 0;
+  const spentWidth = Math.min(100, spent * scale);
+  const reservedWidth = Math.min(100 - spentWidth, reserved * scale);
+  const bar = svg("svg", { viewBox: "0 0 100 10", preserveAspectRatio: "none", role: "img" });
+  bar.append(svg("rect", { class: "bar-bg", x: 0, y: 0, width: 100, height: 10, rx: 2 }));
+  bar.append(svg("rect", { class: "bar-spent", x: 0, y: 0, width: spentWidth, height: 10 }));
+  bar.append(svg("rect", {
+    class: "bar-reserved", x: spentWidth, y: 0, width: reservedWidth, height: 10,
+  }));
+  const title = svg("title");
+  title.textContent = `${budget.budget}: ${budget.spent_usd} spent, ${budget.reserved_usd} reserved of ${budget.limit_usd}`;
+  bar.append(title);
+  const pct = limit > 0 ? Math.round((spent + reserved) * 100 / limit) : 0;
+  return el("div", { class: "budget", "data-budget": budget.budget },
+    el("div", { class: "caption" },
+      el("span", {}, `${budget.budget} (${budget.account})${budget.hard_stop ? "" : ", soft"}`),
+      el("span", { class: "mono" },
+        el("span", { "data-field": "budget-spent" }, budget.spent_usd), " + ",
+        el("span", { "data-field": "budget-reserved" }, budget.reserved_usd), " / ",
+        el("span", { "data-field": "budget-limit" }, budget.limit_usd), ` (${pct}%)`)),
+    bar);
+}
+
+function spendChart(timeline) {
+  const chart = svg("svg", { class: "chart", viewBox: "0 0 300 90", preserveAspectRatio: "none" });
+  chart.append(svg("line", { class: "axis", x1: 0, y1: 89, x2: 300, y2: 89 }));
+  if (timeline.length === 0) return chart;
+  // One column per minute over the last hour (minutes without spend stay empty).
+  const now = Math.floor(Date.now() / 60000);
+  const byMinute = new Map(timeline.map((p) => [Math.floor(Date.parse(p.minute) / 60000), Number(p.spend_usd)]));
+  const max = Math.max(...byMinute.values());
+  const width = 300 / 60;
+  for (let i = 0; i < 60; i++) {
+    const value = byMinute.get(now - 59 + i) || 0;
+    if (!value) continue;
+    const height = Math.max(1, (value / max) * 86);
+    const col = svg("rect", { class: "col", x: i * width + 0.5, y: 89 - height, width: width - 1, height });
+    const title = svg("title");
+    title.textContent = `${new Date((now - 59 + i) * 60000).toISOString().slice(11, 16)} UTC: $${value}`;
+    col.append(title);
+    chart.append(col);
+  }
+  return chart;
+}
+
+function figure(label, value, field) {
+  return el("div", { class: "figure" },
+    el("div", { class: "value", "data-field": field }, value),
+    el("div", { class: "label" }, label));
+}
+
+function tenantCard(usage, tenant) {
+  const since = usage.since_start;
+  const denied = since.outcomes.denied || 0;
+  const card = el("article", { class: "card tenant", "data-tenant": usage.tenant_id },
+    el("h2", {}, usage.tenant_id),
+    el("div", { class: "figures" },
+      figure("spent since start (USD)", since.spend_usd, "spend"),
+      figure("requests", since.requests, "requests"),
+      figure("denied", denied, "denied"),
+      figure("tokens", (since.tokens.input || 0) + (since.tokens.output || 0), "tokens")));
+  card.append(el("h3", {}, "Budgets"));
+  if (usage.budgets.length === 0) card.append(el("p", { class: "muted" }, "no window budgets"));
+  for (const budget of usage.budgets) card.append(budgetBar(budget));
+  if (usage.per_run_limit_usd) card.append(el("p", { class: "muted" }, "per run: " + usage.per_run_limit_usd));
+  card.append(el("h3", {}, "Spend per minute, last hour"), spendChart(since.timeline));
+  const denials = Object.entries(since.denials);
+  if (denials.length) {
+    card.append(el("h3", {}, "Denials"),
+      el("p", { class: "muted", "data-field": "denials" },
+        denials.map(([why, n]) => `${why}: ${n}`).join(", ")));
+  }
+  card.append(el("h3", {}, "Top models"));
+  const rows = since.models.slice(0, 5).map((m) => el("tr", { "data-model": m.model },
+    el("td", {}, m.model), el("td", { class: "num" }, m.requests), el("td", { class: "num" }, m.spend_usd)));
+  card.append(el("table", {},
+    el("thead", {}, el("tr", {}, el("th", {}, "model"), el("th", { class: "num" }, "requests"),
+      el("th", { class: "num" }, "USD"))),
+    el("tbody", {}, ...rows)));
+  if (tenant) card.title = `policy ${tenant.policy_version}`;
+  return card;
+}
+
+function receiptRow(r) {
+  const finished = r.finished_at.replace("T", " ").slice(0, 19);
+  return el("tr", { "data-receipt": r.receipt_id },
+    el("td", { class: "mono" }, finished),
+    el("td", {}, r.tenant_id),
+    el("td", {}, r.model || ""),
+    el("td", {}, el("span", { class: "badge " + r.status }, r.decision.reason || r.status)),
+    el("td", { class: "num mono" }, r.actual_usd),
+    el("td", { class: "mono", title: r.receipt_id }, r.receipt_id.slice(-10)),
+    el("td", {}, el("span", { class: "badge " + r.verification, "data-field": "verification" }, r.verification)));
+}
+
+function showTrail(result) {
+  const node = $("trail");
+  if (!result) { node.textContent = "not verified yet"; return; }
+  if (!result.available) { node.textContent = result.note; return; }
+  const s = result.summary;
+  const state = result.intact ? "intact" : "tampered";
+  node.replaceChildren(
+    el("span", { class: "badge " + state, "data-field": "trail-state" }, state),
+    ` ${s.receipts} receipts, ${s.checkpoints} checkpoints, total ${usd(s.total_usd)}; checked ${result.ran_at}`,
+    ...result.problems.slice(0, 5).map((p) => el("div", { class: "error" }, `${p.where}: ${p.message}`)));
+}
+
+async function refresh() {
+  try {
+    const tenantFilter = $("receipt-tenant").value;
+    const statusFilter = $("receipt-status").value;
+    const query = new URLSearchParams({ limit: "25" });
+    if (tenantFilter) query.set("tenant", tenantFilter);
+    if (statusFilter) query.set("status", statusFilter);
+    const [usage, tenants, receipts] = await Promise.all([
+      api("/admin/usage"), api("/admin/tenants"), api("/admin/receipts?" + query),
+    ]);
+    const byId = new Map(tenants.tenants.map((t) => [t.tenant_id, t]));
+    $("tenants").replaceChildren(...usage.tenants.map((u) => tenantCard(u, byId.get(u.tenant_id))));
+    const select = $("receipt-tenant");
+    const known = new Set([...select.options].map((o) => o.value));
+    for (const t of tenants.tenants) {
+      if (!known.has(t.tenant_id)) select.append(el("option", { value: t.tenant_id }, t.tenant_id));
+    }
+    $("receipts").replaceChildren(...receipts.receipts.map(receiptRow));
+    $("status").textContent = `${usage.tenants.length} tenants, updated ${new Date().toISOString().slice(11, 19)} UTC`;
+    $("status").dataset.loaded = "true";
+  } catch (error) {
+    if (error.auth) showLogin(error.message);
+    else $("status").textContent = "refresh failed: " + error.message;
+  }
+}
+
+async function verify() {
+  $("trail").textContent = "verifying...";
+  try {
+    showTrail(await api("/admin/verify", { method: "POST" }));
+  } catch (error) {
+    if (error.auth) showLogin(error.message);
+    else $("trail").textContent = "verification failed: " + error.message;
+  }
+}
+
+async function start() {
+  $("login").hidden = true;
+  $("main").hidden = false;
+  $("verify").hidden = false;
+  $("forget").hidden = false;
+  await refresh();
+  if (sessionStorage.getItem(KEY_ITEM)) {
+    await verify();
+    timer = setInterval(refresh, REFRESH_MS);
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("login-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    sessionStorage.setItem(KEY_ITEM, $("key").value.trim());
+    $("key").value = "";
+    start();
+  });
+  $("forget").addEventListener("click", () => showLogin(""));
+  $("verify").addEventListener("click", verify);
+  $("receipt-tenant").addEventListener("change", refresh);
+  $("receipt-status").addEventListener("change", refresh);
+  if (sessionStorage.getItem(KEY_ITEM)) start();
+  else showLogin("");
+});
