@@ -114,6 +114,41 @@ def _text_bytes(obj: Any, keys: tuple[str, ...]) -> int:
     return total
 
 
+def _delta_bytes(delta: Any) -> int:
+    if isinstance(delta, dict):
+        # Parsed JSON, the proxy's hot path: plain dict lookups.
+        nbytes = 0
+        for key in _CHAT_DELTA_TEXT:
+            value = delta.get(key)
+            if value and isinstance(value, str):
+                nbytes += text_tokens_upper_bound(value)
+        tool_calls = delta.get("tool_calls")
+        if tool_calls:
+            for call in tool_calls:
+                function = call.get("function") if isinstance(call, dict) else None
+                if isinstance(function, dict):
+                    nbytes += _text_bytes(function, ("name", "arguments"))
+        legacy_call = delta.get("function_call")
+        if isinstance(legacy_call, dict):
+            nbytes += _text_bytes(legacy_call, ("name", "arguments"))
+        audio = delta.get("audio")
+        if isinstance(audio, dict):
+            nbytes += _text_bytes(audio, ("transcript",))
+        return nbytes
+    nbytes = _text_bytes(delta, _CHAT_DELTA_TEXT)
+    tool_calls = wire_field(delta, "tool_calls")
+    if tool_calls:
+        for call in tool_calls:
+            nbytes += _text_bytes(wire_field(call, "function"), ("name", "arguments"))
+    legacy_call = wire_field(delta, "function_call")
+    if legacy_call is not None:
+        nbytes += _text_bytes(legacy_call, ("name", "arguments"))
+    audio = wire_field(delta, "audio")
+    if audio is not None:
+        nbytes += _text_bytes(audio, ("transcript",))
+    return nbytes
+
+
 def observe_chat_chunk(meter: OutputMeter, chunk: Any) -> bool:
     """Meter one chat completion chunk (parsed JSON or the SDK's chunk); ``False`` when it
     goes beyond the output limit and must not be delivered."""
@@ -124,17 +159,7 @@ def observe_chat_chunk(meter: OutputMeter, chunk: Any) -> bool:
             delta = wire_field(choice, "delta")
             if delta is None:
                 continue
-            nbytes = _text_bytes(delta, _CHAT_DELTA_TEXT)
-            tool_calls = wire_field(delta, "tool_calls")
-            if tool_calls:
-                for call in tool_calls:
-                    nbytes += _text_bytes(wire_field(call, "function"), ("name", "arguments"))
-            legacy_call = wire_field(delta, "function_call")
-            if legacy_call is not None:
-                nbytes += _text_bytes(legacy_call, ("name", "arguments"))
-            audio = wire_field(delta, "audio")
-            if audio is not None:
-                nbytes += _text_bytes(audio, ("transcript",))
+            nbytes = _delta_bytes(delta)
             if nbytes:
                 index = wire_field(choice, "index")
                 if not meter.add(index if isinstance(index, int) else 0, nbytes):

@@ -15,8 +15,7 @@ comes back with its original bytes and what it means for forwarding and billing:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 from aegis.adapters.openai.errors import OpenAIErrorInfo, parse_error_body
 from aegis.adapters.openai.meter import (
@@ -26,7 +25,7 @@ from aegis.adapters.openai.meter import (
     observe_responses_event,
 )
 from aegis.adapters.openai.sse import SseEvent, SseParser
-from aegis.adapters.openai.usage import usage_from_chat, usage_from_responses
+from aegis.adapters.openai.usage import usage_from_responses
 from aegis.core import Usage
 
 __all__ = ["DONE_EVENT", "ChatStreamReader", "EventKind", "ResponsesStreamReader", "StreamEvent"]
@@ -35,9 +34,8 @@ DONE_EVENT: Final = b"data: [DONE]\n\n"
 EventKind = Literal["chunk", "usage", "over_limit", "done", "terminal", "error", "other"]
 
 
-@dataclass(frozen=True, slots=True)
-class StreamEvent:
-    """One upstream event, classified."""
+class StreamEvent(NamedTuple):
+    """One upstream event, classified (a named tuple: one is built per streamed event)."""
 
     raw: bytes
     kind: EventKind
@@ -48,11 +46,15 @@ class StreamEvent:
     error: OpenAIErrorInfo | None = None
 
 
+_decode: Final = json.JSONDecoder().decode
+
+
 def _json(event: SseEvent) -> Any:
     if event.data is None:
         return None
     try:
-        return json.loads(event.data)
+        # Decoding first skips json.loads's byte-encoding detection on every event.
+        return _decode(event.data.decode("utf-8"))
     except ValueError:
         return None
 
@@ -84,8 +86,7 @@ class ChatStreamReader:
             self.error = parse_error_body(chunk)
             return StreamEvent(event.raw, "error", chunk, error=self.error)
         within = observe_chat_chunk(self.meter, chunk)
-        raw_usage = chunk.get("usage")
-        usage = None if raw_usage is None else usage_from_chat(raw_usage)
+        usage = None if chunk.get("usage") is None else self.meter.usage
         if not within:
             return StreamEvent(event.raw, "over_limit", chunk, usage)
         if usage is not None and not chunk.get("choices"):

@@ -8,8 +8,7 @@ untouched (or withhold one) without re-serializing anything. Events end at a bla
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 __all__ = ["SseEvent", "SseParser"]
 
@@ -17,9 +16,12 @@ _BOUNDARY: Final = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 _LINE: Final = re.compile(rb"\r\n|\n|\r")
 
 
-@dataclass(frozen=True, slots=True)
-class SseEvent:
-    """One event: its bytes as received and its parsed fields."""
+class SseEvent(NamedTuple):
+    """One event: its bytes as received and its parsed fields.
+
+    A named tuple rather than a frozen dataclass: one is built per streamed event, and tuples
+    are built several times faster.
+    """
 
     raw: bytes
     """The event including its terminating blank line."""

@@ -221,16 +221,17 @@ class GovernedStream(Generic[T]):
             usage, source = self._usage(status, cut=error is not None and status == "ok")
             if upstream_status is None:
                 upstream_status = self.response.status_code
-            receipt = await asyncio.shield(
-                self.gate.settle(
-                    self.permit,
-                    status=status,
-                    usage=usage,
-                    usage_source=source,
-                    upstream_status=upstream_status,
-                    error=error,
-                )
+            settle = self.gate.settle(
+                self.permit,
+                status=status,
+                usage=usage,
+                usage_source=source,
+                upstream_status=upstream_status,
+                error=error,
             )
+            # A stream that is being cancelled must still settle; a finished one needs no
+            # extra task for that.
+            receipt = await (settle if status == "ok" else asyncio.shield(settle))
         except BaseException as exc:
             settling.set_exception(exc)
             # Retrieved here so a settlement nobody awaits again is not reported as lost.
