@@ -1,27 +1,32 @@
 """The embedded default ledger: SQLite in WAL mode, shared safely by processes on one machine.
 
-Every operation is one ``BEGIN IMMEDIATE`` transaction, so the read-check-write of a reservation
-is serialized across processes (a deferred transaction could not upgrade to a write lock under
-WAL). Calls run on one worker thread per ledger, off the event loop.
+Operations run in ``BEGIN IMMEDIATE`` transactions, so the read-check-write of a reservation is
+serialized across processes (a deferred transaction could not upgrade to a write lock under
+WAL). They run on one worker thread per ledger, off the event loop, with group commit: the
+operations waiting when a transaction starts share it, each inside its own savepoint (a refused
+reservation rolls back alone), and one fsync makes the whole batch durable before any caller
+hears its answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import queue
 import sqlite3
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
+from contextlib import closing, suppress
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from aegis.core.clock import Clock, SystemClock
 from aegis.core.errors import (
+    AegisError,
     DuplicateRequest,
     HoldAlreadyResolved,
     HoldNotFound,
-    LedgerError,
     LedgerUnavailable,
 )
 from aegis.core.ledger import Account, Balance, Hold, Settlement, Statement, check_admission
@@ -56,6 +61,24 @@ CREATE INDEX IF NOT EXISTS aegis_holds_expiry ON aegis_holds (expires_at)
 
 # Bounded so a backlog of dead holds never makes one reservation slow.
 _SWEEP_BATCH: Final = 256
+# Operations sharing one transaction (and one fsync) at most.
+_GROUP_MAX: Final = 256
+
+
+@dataclass(slots=True)
+class _Op:
+    fn: Callable[[sqlite3.Connection, float], Any]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+def _deliver(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.done():  # the caller was cancelled; the operation happened anyway
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
 
 
 class SqliteLedger:
@@ -77,7 +100,7 @@ class SqliteLedger:
         self.path = Path(path)
         self._clock = clock or SystemClock()
         self._retention_s = retention_s
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aegis-sqlite")
+        self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
         self._connection: sqlite3.Connection | None = None
         self._synchronous = synchronous
         self._busy_timeout_ms = busy_timeout_ms
@@ -86,6 +109,8 @@ class SqliteLedger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with closing(self._open()) as conn:
             conn.executescript(_SCHEMA)
+        self._worker = threading.Thread(target=self._serve, name="aegis-sqlite-ledger", daemon=True)
+        self._worker.start()
 
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -104,31 +129,64 @@ class SqliteLedger:
         if self._closed:
             raise LedgerUnavailable("ledger is closed")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._transaction, fn)
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Op(fn, future, loop))
+        return await future
 
-    def _transaction(self, fn: Callable[[sqlite3.Connection, float], T]) -> T:
+    def _serve(self) -> None:
+        """The worker thread: run whatever is waiting as one transaction, until closed."""
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < _GROUP_MAX:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            for op, ok, value in self._transaction(batch):
+                with suppress(RuntimeError):  # RuntimeError: the caller's loop is gone
+                    op.loop.call_soon_threadsafe(_deliver, op.future, ok, value)
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def _transaction(self, batch: list[_Op]) -> list[tuple[_Op, bool, Any]]:
         try:
             conn = self._conn()
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise LedgerUnavailable(f"sqlite ledger {self.path}: {exc}") from exc
+            failure = LedgerUnavailable(f"sqlite ledger {self.path}: {exc}")
+            return [(op, False, failure) for op in batch]
+        results: list[tuple[_Op, bool, Any]] = []
         try:
             now = self._clock.time()
             self._sweep(conn, now)
-            result = fn(conn, now)
+            for op in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    value = op.fn(conn, now)
+                except AegisError as exc:  # a refusal (budget, duplicate ...), not a failure
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    results.append((op, False, exc))
+                else:
+                    conn.execute("RELEASE op")
+                    results.append((op, True, value))
             conn.execute("COMMIT")
-        except LedgerError:
-            conn.execute("ROLLBACK")
-            raise
-        except sqlite3.Error as exc:
+        except Exception as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            raise LedgerUnavailable(f"sqlite ledger {self.path}: {exc}") from exc
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        return result
+            # Nothing of the batch happened: every caller hears the store failed.
+            failure = LedgerUnavailable(f"sqlite ledger {self.path}: {exc}")
+            return [(op, False, failure) for op in batch]
+        return results
 
     def _sweep(self, conn: sqlite3.Connection, now: float) -> None:
         expired = conn.execute(
@@ -301,11 +359,5 @@ class SqliteLedger:
         if self._closed:
             return
         self._closed = True
-
-        def close_conn() -> None:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
-
-        await asyncio.get_running_loop().run_in_executor(self._executor, close_conn)
-        self._executor.shutdown(wait=True)
+        self._queue.put(None)  # after every operation already queued
+        await asyncio.to_thread(self._worker.join)
