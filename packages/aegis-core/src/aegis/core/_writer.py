@@ -154,10 +154,6 @@ class BatchWriter:
 
     def submit(self, receipt: Receipt) -> asyncio.Future[None] | None:
         """Queue ``receipt`` (its place in order is fixed now); returns the future to await."""
-        if self._failed is not None:
-            raise self._failed
-        if self._closing:
-            raise ReceiptSinkUnavailable(f"receipt trail {self._backend.name} is closed")
         line = receipt.canonical_line()
         future: asyncio.Future[None] | None = None
         loop: asyncio.AbstractEventLoop | None = None
@@ -167,6 +163,13 @@ class BatchWriter:
         day = receipt.finished_at[:10].replace("-", "")
         item = Item(line, receipt.seq, receipt.chain_id, receipt.prev_hash, day, future, loop)
         with self._cond:
+            # Checked under the lock: the writer fails (and drains the queue) under it too,
+            # so no receipt is queued after nobody is left to resolve it.
+            failed = self._failed
+            if failed is not None:
+                raise ReceiptSinkUnavailable(failed.message) from failed.__cause__
+            if self._closing:
+                raise ReceiptSinkUnavailable(f"receipt trail {self._backend.name} is closed")
             self._queue.append(item)
             self._cond.notify()
         self.last_submitted = receipt
@@ -198,7 +201,8 @@ class BatchWriter:
                 f"receipt trail {self._backend.name} cannot be opened: {_describe(exc)}"
             )
             error.__cause__ = exc
-            self._failed = error
+            with self._cond:
+                self._failed = error
             self.opened.set_exception(error)
             self._drain_failed()
             self._backend_close()
@@ -249,7 +253,8 @@ class BatchWriter:
             f"receipt trail {self._backend.name} cannot be written: {_describe(exc)}"
         )
         error.__cause__ = exc
-        self._failed = error
+        with self._cond:
+            self._failed = error
         logger.error("receipt trail %s failed: %s", self._backend.name, _describe(exc))
         self._drain_failed()
 
@@ -299,9 +304,8 @@ class BatchWriter:
                 self._checkpoint()
         except Exception as exc:
             self._fail(exc)
-            self._resolve(accepted, self._failed)
-            for item, _ in rejected:
-                self._resolve([item], self._failed)
+            # Nothing in the batch is known to be durable: every write in it fails.
+            self._resolve(batch, self._failed)
             return
         self._resolve(accepted, None)
         for item, error in rejected:
