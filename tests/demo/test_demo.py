@@ -132,7 +132,9 @@ class Screen:
                 pass
             except pexpect.EOF:
                 if not re.search(pattern, self.text[after:]):
-                    raise AssertionError(f"exited before {pattern!r}:\n{self.text[-3000:]}")
+                    raise AssertionError(
+                        f"exited before {pattern!r}:\n{self.text[-3000:]}"
+                    ) from None
 
     def choose(self, key: str, after: int) -> int:
         """Wait for the menu prompt, then press ``key`` and Enter."""
