@@ -29,7 +29,6 @@ the verifier to report; the chain continues from the last complete receipt.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
 import logging
 import os
@@ -164,6 +163,8 @@ class _FileBackend:
 
     def open(self) -> bytes | None:
         self.directory.mkdir(parents=True, exist_ok=True)
+        import fcntl  # POSIX only; imported here so aegis.core still imports elsewhere
+
         self._lock_fd = os.open(self.directory / f"{self.prefix}.lock", os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -259,7 +260,7 @@ class _FileBackend:
 
     def sync(self) -> None:
         if self._fd >= 0:
-            os.fdatasync(self._fd)
+            _fdatasync(self._fd)
 
     def append_checkpoint(self, line: bytes) -> None:
         os.write(self._cp_fd, line + b"\n")
@@ -270,6 +271,10 @@ class _FileBackend:
             if fd >= 0:
                 os.close(fd)
         self._fd = self._cp_fd = self._lock_fd = -1
+
+
+# fdatasync skips the metadata an append does not need; macOS has only fsync.
+_fdatasync = getattr(os, "fdatasync", os.fsync)
 
 
 def _fsync_dir(directory: Path) -> None:
