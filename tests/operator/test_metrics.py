@@ -43,11 +43,11 @@ def model_label(model: str | None) -> str:
 async def scripted_calls(proxy: Proxy, upstream: FakeUpstream) -> None:
     """Every outcome the metrics distinguish, for two tenants."""
     acme = proxy.client()
-    hi = [{"role": "user", "content": "hi there"}]
+    hi: list[Any] = [{"role": "user", "content": "hi there"}]
     await acme.chat.completions.create(model="gpt-4o-mini", messages=hi, max_tokens=50)
     upstream.fake.enqueue(Reply(text="one two three four five"))
     stream = await acme.chat.completions.create(model="gpt-4o-mini", messages=hi, stream=True)
-    async for _ in stream:
+    async for _chunk in stream:
         pass
     await acme.embeddings.create(model="text-embedding-3-small", input=["a b c", "d e"])
     with pytest.raises(openai.RateLimitError):  # worst case $0.16 > the day's $0.05
@@ -120,8 +120,8 @@ async def test_metric_values_match_the_receipts_exactly(
     tokens: Counter[frozenset[tuple[str, str]]] = Counter()
     spend: dict[frozenset[tuple[str, str]], Decimal] = {}
     for r in receipts:
-        key = {"tenant": r.tenant_id, "provider": r.provider or "", "model": model_label(r.model)}
-        spend[labels(**key)] = spend.get(labels(**key), Decimal(0)) + Decimal(r.actual_usd)
+        names = {"tenant": r.tenant_id, "provider": r.provider or "", "model": model_label(r.model)}
+        spend[labels(**names)] = spend.get(labels(**names), Decimal(0)) + Decimal(r.actual_usd)
         if r.usage is None:
             continue
         for kind, count in (
@@ -131,7 +131,7 @@ async def test_metric_values_match_the_receipts_exactly(
             ("reasoning", r.usage.reasoning_tokens),
         ):
             if count:
-                tokens[labels(**key, kind=kind)] += count
+                tokens[labels(**names, kind=kind)] += count
     assert family(samples, "aegis_tokens_total") == dict(tokens)
     assert family(samples, "aegis_spend_usd_total") == {k: float(v) for k, v in spend.items()}
     assert sum(spend.values()) > 0
