@@ -24,6 +24,7 @@ __all__ = [
     "rss_mb",
     "start_proxy",
     "start_upstream",
+    "thread_cpu_s",
     "write_config",
 ]
 
@@ -50,6 +51,21 @@ def cpu_s(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def thread_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds of the main thread (``main``) and of all other threads (``others``)."""
+    out = {"main": 0.0, "others": 0.0}
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out["main" if int(task) == pid else "others"] += (
+            int(fields[11]) + int(fields[12])
+        ) / CLK_TCK
+    return out
 
 
 def rss_mb(pid: int) -> float:
@@ -109,10 +125,11 @@ def start_proxy(
     log = config.with_suffix(".log")
     env = {**os.environ, "BENCH_UPSTREAM_KEY": "sk-bench", "AEGIS_RECEIPT_SECRET": "r" * 32}
     env["AEGIS_LOG_LEVEL"] = "WARNING"
-    argv = [sys.executable]
-    if profile is not None:
-        argv += ["-m", "cProfile", "-o", str(profile)]
-    argv += ["-m", "aegis.proxy", "serve", "--config", str(config)]
+    if profile is None:
+        argv = [sys.executable, "-m", "aegis.proxy"]
+    else:
+        argv = [sys.executable, "-m", "bench._profiled", str(profile)]
+    argv += ["serve", "--config", str(config)]
     process = _spawn(argv, log, env, cores)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -25,6 +25,7 @@ import platform
 import pstats
 import resource
 import shutil
+import signal
 import statistics
 import tempfile
 import time
@@ -42,6 +43,7 @@ from bench._procs import (
     rss_mb,
     start_proxy,
     start_upstream,
+    thread_cpu_s,
     write_config,
 )
 from bench._report import report
@@ -49,6 +51,7 @@ from bench._report import report
 PATH = "/v1/chat/completions"
 PROXY_CORE = {0}
 LOAD_CORE = {1}
+PHASES = ("calls", "streams", "memory", "tenants", "profile")
 
 CHAT = json.dumps(
     {
@@ -322,23 +325,31 @@ async def tenant_rows(
     workdir: Path,
     upstream: Proc,
     direct: Target,
-    small: Target,
     tenants: int,
     reps: int,
     duration_s: float,
     procs: list[Proc],
 ) -> list[dict[str, Any]]:
-    config = workdir / "many.toml"
-    port = free_port()
-    started = time.perf_counter()
-    keys = write_config(config, port=port, upstream_port=upstream.port, tenants=tenants, keyed=1000)
-    proc = start_proxy(config, port, PROXY_CORE, timeout_s=600)
-    procs.append(proc)
-    ready_s = time.perf_counter() - started
-    big = Target(f"aegis-{tenants}", port, proc.pid, keys)
-    await warm(big)
-    rows = [row(f"{tenants} tenants: config written + proxy ready s", "", ready_s)]
-    rows.append(row(f"{tenants} tenants: RSS at rest MB", "", rss_mb(proc.pid)))
+    """Two fresh proxies, 10 tenants and ``tenants`` tenants, called in turn (the big one
+    spreads the load over 1,000 tenants' keys)."""
+    targets = []
+    rows = []
+    for count in (10, tenants):
+        config = workdir / f"tenants-{count}.toml"
+        port = free_port()
+        started = time.perf_counter()
+        keys = write_config(
+            config, port=port, upstream_port=upstream.port, tenants=count, keyed=min(count, 1000)
+        )
+        proc = start_proxy(config, port, PROXY_CORE, timeout_s=600)
+        procs.append(proc)
+        ready_s = time.perf_counter() - started
+        targets.append(Target(f"aegis-{count}", port, proc.pid, keys))
+        await warm(targets[-1])
+        if count != 10:
+            rows.append(row(f"{count} tenants: config written + proxy ready s", "", ready_s))
+            rows.append(row(f"{count} tenants: RSS at rest MB", "", rss_mb(proc.pid)))
+    small, big = targets
     for c in (1, 16):
         s = await interleaved((direct, small, big), CHAT, c, reps, duration_s)
         d, a, b = s[direct.name], s[small.name], s[big.name]
@@ -366,36 +377,56 @@ async def tenant_rows(
     return rows
 
 
-def print_profile(path: Path, calls: int, top: int = 30) -> None:
+def print_profile(path: Path, calls: int, top: int) -> None:
     stats = pstats.Stats(str(path))
     entries = stats.stats  # type: ignore[attr-defined]
     total = sum(v[2] for v in entries.values())
-    print(
-        f"\ncProfile of the proxy: {calls} calls, "
-        f"{total * 1e6 / max(calls, 1):.0f} µs own time/call"
-    )
-    print(f"{'own %':>6} {'cum %':>6} {'µs/call':>8}  function")
+    print(f"{'own %':>6} {'cum %':>6} {'own µs/call':>11}  function (event loop thread)")
     ranked = sorted(entries.items(), key=lambda kv: kv[1][2], reverse=True)[:top]
     for (file, line, name), (_, _, tottime, cumtime, _) in ranked:
-        where = f"{Path(file).name}:{line}({name})" if line else name
+        where = f"{'/'.join(Path(file).parts[-2:])}:{line}({name})" if line else name
         print(
             f"{tottime / total * 100:6.1f} {cumtime / total * 100:6.1f} "
-            f"{tottime * 1e6 / max(calls, 1):8.1f}  {where}"
+            f"{tottime * 1e6 / max(calls, 1):11.1f}  {where}"
         )
 
 
-async def profile(workdir: Path, upstream: Proc, duration_s: float, procs: list[Proc]) -> None:
-    config = workdir / "profiled.toml"
-    port = free_port()
-    keys = write_config(config, port=port, upstream_port=upstream.port, tenants=10, keyed=10)
-    out = workdir / "proxy.prof"
-    proc = start_proxy(config, port, PROXY_CORE, profile=out)
-    procs.append(proc)
-    target = Target("profiled", port, proc.pid, keys)
-    run = await closed_loop(port, target.requests(CHAT), concurrency=16, duration_s=duration_s)
-    proc.stop()
-    print_profile(out, len(run.latencies_ns))
-    shutil.copy(out, Path(__file__).parent / "results" / "proxy.prof")
+async def profile(
+    workdir: Path, upstream: Proc, duration_s: float, procs: list[Proc], top: int
+) -> None:
+    """cProfile of the event loop's thread in steady state (start-up excluded), per call, and
+    the CPU of each of the proxy's threads."""
+    for label, body in (("non-streamed", CHAT), ("streamed", STREAM)):
+        config = workdir / f"profiled-{label}.toml"
+        port = free_port()
+        keys = write_config(config, port=port, upstream_port=upstream.port, tenants=10, keyed=10)
+        out = workdir / f"proxy-{label}.prof"
+        proc = start_proxy(config, port, PROXY_CORE, profile=out)
+        procs.append(proc)
+        target = Target("profiled", port, proc.pid, keys)
+        await warm(target)
+        before = thread_cpu_s(proc.pid)
+        run = await closed_loop(port, target.requests(body), concurrency=16, duration_s=duration_s)
+        after = thread_cpu_s(proc.pid)
+        calls = len(run.latencies_ns)
+        threads = ", ".join(
+            f"{name} {(after[name] - before.get(name, 0.0)) * 1e3 / calls:.3f}"
+            for name in sorted(after)
+            if after[name] - before.get(name, 0.0) > 0
+        )
+        print(f"\n{label}, c=16, unprofiled: CPU ms/call by thread: {threads}")
+        os.kill(proc.pid, signal.SIGUSR1)
+        run = await closed_loop(port, target.requests(body), concurrency=16, duration_s=duration_s)
+        os.kill(proc.pid, signal.SIGUSR2)
+        for _ in range(100):
+            if out.exists():
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        proc.stop()
+        print(f"cProfile, {len(run.latencies_ns)} calls:")
+        print_profile(out, len(run.latencies_ns), top)
+        shutil.copy(out, Path(__file__).parent / "results" / out.name)
 
 
 def raise_fd_limit() -> None:
@@ -409,6 +440,9 @@ async def main(args: argparse.Namespace) -> None:
     reps, duration_s = (2, 0.4) if args.quick else (args.reps, args.duration)
     streams = 200 if args.quick else args.streams
     tenants = 10_000 if args.quick else args.tenants
+    phases = set(args.only.split(",")) if args.only else set(PHASES) - {"profile"}
+    if args.profile:
+        phases.add("profile")
     pin(os.getpid(), LOAD_CORE)
     workdir = Path(tempfile.mkdtemp(prefix="aegis-bench-proxy-"))
     procs: list[Proc] = []
@@ -426,29 +460,32 @@ async def main(args: argparse.Namespace) -> None:
         rest_mb = rss_mb(proxy_proc.pid)
         await warm(direct)
         await warm(proxy)
-        print("measuring non-streamed calls", flush=True)
-        rows = await calls_rows(direct, proxy, reps, duration_s)
-        print("measuring streams", flush=True)
-        rows += await stream_rows(direct, proxy, reps, duration_s)
-        rows += await passthrough_rows(direct, proxy)
-        print(f"holding {streams} slow streams", flush=True)
-        held, peak_mb, failed = await hold_streams(proxy, streams)
-        rows.append(row("RSS at rest MB", "", rest_mb))
-        rows.append(
-            row(
-                f"RSS holding {streams} slow streams MB",
-                "",
-                peak_mb,
-                f"{held} held, {failed} failed",
+        rows: list[dict[str, Any]] = []
+        if "calls" in phases:
+            print("measuring non-streamed calls", flush=True)
+            rows += await calls_rows(direct, proxy, reps, duration_s)
+        if "streams" in phases:
+            print("measuring streams", flush=True)
+            rows += await stream_rows(direct, proxy, reps, duration_s)
+            rows += await passthrough_rows(direct, proxy)
+        if "memory" in phases:
+            print(f"holding {streams} slow streams", flush=True)
+            held, peak_mb, failed = await hold_streams(proxy, streams)
+            rows.append(row("RSS at rest MB", "", rest_mb))
+            rows.append(
+                row(
+                    f"RSS holding {streams} slow streams MB",
+                    "",
+                    peak_mb,
+                    f"{held} held, {failed} failed",
+                )
             )
-        )
-        rows.append(row("RSS after the run MB", "", rss_mb(proxy_proc.pid), goal="<= 100"))
-        print(f"starting a proxy with {tenants} tenants", flush=True)
-        rows += await tenant_rows(
-            workdir, upstream, direct, proxy, tenants, reps, duration_s, procs
-        )
-        if args.profile:
-            await profile(workdir, upstream, max(duration_s * 4, 2.0), procs)
+            rows.append(row("RSS after the run MB", "", rss_mb(proxy_proc.pid), goal="<= 100"))
+        if "tenants" in phases:
+            print(f"starting proxies with 10 and {tenants} tenants", flush=True)
+            rows += await tenant_rows(workdir, upstream, direct, tenants, reps, duration_s, procs)
+        if "profile" in phases:
+            await profile(workdir, upstream, max(duration_s * 3, 1.0), procs, args.top)
     finally:
         for proc in reversed(procs):
             proc.stop()
@@ -475,6 +512,8 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--streams", type=int, default=1000, help="slow streams held at once")
     parser.add_argument("--tenants", type=int, default=100_000, help="tenants in the big config")
     parser.add_argument("--profile", action="store_true", help="also cProfile the proxy")
+    parser.add_argument("--only", help=f"comma-separated phases of {','.join(PHASES)}")
+    parser.add_argument("--top", type=int, default=30, help="functions in the profile")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
     return parser.parse_args(argv)
 
