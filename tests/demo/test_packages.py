@@ -91,8 +91,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     tools = tmp_path_factory.mktemp("tools")
     subprocess.run([sys.executable, "-m", "venv", str(tools)], check=True)
     subprocess.run(
-        [str(tools / "bin" / "python"), "-m", "pip", "download", "--quiet", "--dest", str(built.wheelhouse),
-         "--only-binary", ":all:", *sorted(third_party)],
+        [str(tools / "bin" / "python"), "-m", "pip", "download", "--quiet",
+         "--dest", str(built.wheelhouse), "--only-binary", ":all:", *sorted(third_party)],
         check=True,
     )  # fmt: skip
     return built
@@ -114,7 +114,7 @@ def test_every_package_builds_a_wheel_and_an_sdist_with_its_metadata(built: Buil
         assert meta["Summary"].startswith("Aegis ")
         assert meta["Author"]
         assert meta["Description-Content-Type"] == "text/markdown"
-        assert meta.get_payload().startswith(f"# {name}")  # the package README
+        assert str(meta.get_payload()).startswith(f"# {name}")  # the package README
         urls = dict(u.split(", ", 1) for u in meta.get_all("Project-URL") or [])
         assert {"Homepage", "Repository", "Documentation", "Issues"} <= set(urls)
         classifiers = meta.get_all("Classifier") or []
