@@ -45,6 +45,8 @@ LOW_DETAIL_IMAGE_TOKENS_UPPER_BOUND: Final = 3_072
 AUDIO_BASE64_CHARS_PER_TOKEN: Final = 16
 SCHEMA_OVERHEAD_TOKENS: Final = 16
 """Framing tokens around one rendered tool or response schema, with margin."""
+MAX_COUNT: Final = 2**31 - 1
+"""No token count or choice count the API accepts is larger (OpenAI's fields are int32)."""
 MAX_CHOICES: Final = 128
 """OpenAI's limit on ``n``."""
 
@@ -102,6 +104,8 @@ def _count(body: Mapping[str, Any], key: str, *, minimum: int) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise InvalidRequestBody(f"'{key}' must be an integer >= {minimum}", param=key)
+    if value > MAX_COUNT:
+        raise InvalidRequestBody(f"'{key}' must be at most {MAX_COUNT}", param=key)
     return value
 
 

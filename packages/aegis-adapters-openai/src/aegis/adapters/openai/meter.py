@@ -24,6 +24,7 @@ from aegis.core import Usage, text_tokens_upper_bound
 __all__ = [
     "RESPONSES_TERMINAL_EVENTS",
     "OutputMeter",
+    "delta_bytes",
     "observe_chat_chunk",
     "observe_responses_event",
 ]
@@ -114,7 +115,9 @@ def _text_bytes(obj: Any, keys: tuple[str, ...]) -> int:
     return total
 
 
-def _delta_bytes(delta: Any) -> int:
+def delta_bytes(delta: Any) -> int:
+    """UTF-8 bytes of the output one chat delta shows (text, refusal, reasoning text, tool
+    call names and arguments, audio transcript)."""
     if isinstance(delta, dict):
         # Parsed JSON, the proxy's hot path: plain dict lookups.
         nbytes = 0
@@ -159,7 +162,7 @@ def observe_chat_chunk(meter: OutputMeter, chunk: Any) -> bool:
             delta = wire_field(choice, "delta")
             if delta is None:
                 continue
-            nbytes = _delta_bytes(delta)
+            nbytes = delta_bytes(delta)
             if nbytes:
                 index = wire_field(choice, "index")
                 if not meter.add(index if isinstance(index, int) else 0, nbytes):

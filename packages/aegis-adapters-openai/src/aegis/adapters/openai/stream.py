@@ -46,8 +46,9 @@ class StreamProtocol:
     """Meter an item; ``False`` when it is beyond the output limit."""
     is_usage_only: Callable[[Any], bool]
     """The item only carries usage the adapter asked for (withheld unless the caller did)."""
-    failure: Callable[[Any], str | None]
-    """Why the stream failed, if this item says it did (a Responses ``response.failed``)."""
+    failure: Callable[[Any], str | None] | None
+    """Why the stream failed, if this item says it did (a Responses ``response.failed``);
+    ``None`` when items never say so."""
     limit_name: str
     """The request field holding the output limit, for receipts."""
 
@@ -143,11 +144,17 @@ class GovernedStream(Generic[T]):
         self._started = True
         protocol = self._protocol
         meter = self.meter
+        # Locals: this loop runs once per chunk.
+        observe = protocol.observe
+        failure_of = protocol.failure
+        usage_only = protocol.is_usage_only if self._withhold_usage else None
+        monotonic = self.gate.clock.monotonic
+        renew_after = self._renewed_at + self._renew_every_s
         failure: str | None = None
         try:
             async for item in self._upstream:
                 self._received += 1
-                if not protocol.observe(meter, item):
+                if not observe(meter, item):
                     limit = self.permit.max_output_tokens
                     await self._settle(
                         "ok",
@@ -155,12 +162,14 @@ class GovernedStream(Generic[T]):
                         f"at the reserved output ({limit} tokens)",
                     )
                     return
-                failure = failure or protocol.failure(item)
-                if self._withhold_usage and protocol.is_usage_only(item):
+                if failure_of is not None and failure is None:
+                    failure = failure_of(item)
+                if usage_only is not None and usage_only(item):
                     continue
                 yield item
-                if self.gate.clock.monotonic() - self._renewed_at > self._renew_every_s:
+                if monotonic() > renew_after:
                     await self._renew()
+                    renew_after = self._renewed_at + self._renew_every_s
         except BaseException as exc:
             if isinstance(exc, GeneratorExit | asyncio.CancelledError):
                 await self._settle("cancelled", error="consumer stopped the stream")
