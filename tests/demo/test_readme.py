@@ -1,0 +1,206 @@
+"""Every code block of the top-level README, run or mirrored one to one.
+
+Blocks are marked ``<!-- readme-test: NAME -->``. Python and shell blocks run as written,
+with only what a reader would fill in themselves: the key ``keys create`` printed, and
+``localhost:8787`` pointing at the proxy this test started (on a free port, in front of the
+local fakes of OpenAI and Gemini instead of the real APIs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import aiohttp
+from fakes.gemini_upstream import FakeGeminiServer
+from fakes.openai_upstream import FakeUpstream
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+BIN = Path(sys.executable).parent
+MARKED = re.compile(r"<!-- readme-test: (\S+) -->\n```(\w+)\n(.*?)^```", re.S | re.M)
+BLOCKS = {name: (lang, body) for name, lang, body in MARKED.findall(README)}
+EXERCISED = {
+    "architecture",
+    "make",
+    "quickstart-keys",
+    "quickstart-config",
+    "quickstart-serve",
+    "curl",
+    "openai-sdk",
+    "genai-sdk",
+    "core",
+}
+
+
+def block(name: str) -> str:
+    return BLOCKS[name][1]
+
+
+def test_every_code_block_is_marked_and_exercised() -> None:
+    fences = re.findall(r"^```\w*$", README, re.M)
+    assert len(fences) == 2 * len(BLOCKS), "an unmarked code block in README.md"
+    assert len(BLOCKS) == len(MARKED.findall(README)), "a marker used twice"
+    assert set(BLOCKS) == EXERCISED
+
+
+def test_the_architecture_picture_names_real_parts() -> None:
+    picture = block("architecture")
+    for package in re.findall(r"aegis-[a-z-]+[a-z]", picture):
+        if package != "aegis-receipts":
+            assert (ROOT / "packages" / package / "pyproject.toml").exists(), package
+    core = tomllib.loads((ROOT / "packages/aegis-core/pyproject.toml").read_text())
+    assert "aegis-receipts" in core["project"]["scripts"]
+    proxy_readme = (ROOT / "packages/aegis-proxy/README.md").read_text()
+    assert "`POST /v1/chat/completions`" in proxy_readme
+    assert "`POST /v1beta/models/{model}:generateContent`" in proxy_readme
+    assert (ROOT / "packages/aegis-core/src/aegis/core/redis_ledger.py").exists()
+    assert (ROOT / "packages/aegis-core/src/aegis/core/sqlite_ledger.py").exists()
+
+
+def dry_run(target: str) -> str:
+    return subprocess.run(
+        ["make", "-n", target], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def test_the_two_make_commands_do_what_the_readme_says() -> None:
+    commands = [line.split("#")[0].strip() for line in block("make").splitlines()]
+    assert commands == ["make demo", "make test"]
+    demo = dry_run("demo")
+    assert "sync --frozen --all-packages --all-groups" in demo  # sets everything up
+    assert demo.strip().splitlines()[-1].endswith("run python -m demo")
+    test = dry_run("test")
+    assert "sync --frozen --all-packages --all-groups" in test
+    assert test.strip().splitlines()[-1].endswith("run pytest")
+    # The other targets the README names.
+    assert "run ruff check" in dry_run("lint")
+    assert "run mypy" in dry_run("lint")
+    assert dry_run("bench").strip().splitlines()[-1].endswith("run python -m bench")
+    assert "sync --frozen" in dry_run("install")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def run(cmd: str | list[str], cwd: Path, env: dict[str, str]) -> str:
+    if isinstance(cmd, str):
+        process = await asyncio.create_subprocess_shell(
+            cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+    else:
+        process = await asyncio.create_subprocess_exec(
+            *cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+    out, err = await process.communicate()
+    assert process.returncode == 0, f"{cmd}: {err.decode()}"
+    return out.decode()
+
+
+async def test_the_quick_start_curl_and_both_sdks(tmp_path: Path) -> None:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("AEGIS_CONFIG", None)
+
+    # Step 1. `pip install aegis-proxy` is what tests/demo/test_packages.py does from the built
+    # wheel (the proxy installs alone and `aegis-proxy --help` runs); here it is installed.
+    keys = block("quickstart-keys").strip().splitlines()
+    assert keys == ["pip install aegis-proxy", "aegis-proxy keys create --tenant my-team"]
+    printed = await run(keys[1], tmp_path, env)
+    key = re.search(r"^\s+(\S+)$", printed, re.M)
+    line = re.search(r'api_keys = \["(sha256:[0-9a-f]{64})"\]', printed)
+    assert key, printed
+    assert line, printed
+    assert "[tenants.my-team]" in printed
+
+    async with FakeUpstream() as openai_up, FakeGeminiServer() as gemini_up:
+        # Step 2. The file as written, with the printed hash; the providers point at the fakes
+        # and the server at a free port (the only lines added).
+        port = free_port()
+        config = block("quickstart-config")
+        assert config.count('"sha256:…"') == 1
+        config = config.replace('"sha256:…"', f'"{line[1]}"')
+        config = config.replace(
+            'type = "openai"', f'type = "openai"\nbase_url = "{openai_up.base_url}"'
+        )
+        config = config.replace('type = "gemini"', f'type = "gemini"\nbase_url = "{gemini_up.url}"')
+        (tmp_path / "aegis.toml").write_text(f"[server]\nport = {port}\n\n{config}")
+        checked = await run("aegis-proxy check-config aegis.toml", tmp_path, env)
+        assert "ok (2 providers, 1 tenants)" in checked
+
+        # Step 3. The export line and the serve command, as written.
+        serve = block("quickstart-serve").strip().splitlines()
+        assert serve[0].startswith("export OPENAI_API_KEY=sk-")
+        assert "GEMINI_API_KEY=" in serve[0]
+        assert serve[1] == "aegis-proxy serve --config aegis.toml"
+        script = "\n".join(["set -e", serve[0], f"exec {serve[1]}"])
+        log = (tmp_path / "proxy.log").open("wb")
+        proxy = subprocess.Popen(
+            ["bash", "-c", script], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            async with aiohttp.ClientSession() as http:
+                for _ in range(300):
+                    assert proxy.poll() is None, (tmp_path / "proxy.log").read_text()
+                    try:
+                        async with http.get(url + "/readyz") as response:
+                            if response.status == 200:
+                                break
+                    except aiohttp.ClientError:
+                        pass
+                    await asyncio.sleep(0.05)
+            call_env = {**env, "AEGIS_KEY": key[1]}
+
+            curl = block("curl").replace("localhost:8787", f"127.0.0.1:{port}")
+            completion = json.loads(await run(curl, tmp_path, call_env))
+            assert completion["object"] == "chat.completion"
+            assert completion["choices"][0]["message"]["content"]
+            sent = openai_up.fake.requests[-1]
+            assert sent.headers["Authorization"] == "Bearer sk-..."  # the export line's key
+
+            for name in ("openai-sdk", "genai-sdk"):
+                code = block(name).replace("localhost:8787", f"127.0.0.1:{port}")
+                program = tmp_path / f"{name}.py"
+                program.write_text(f"import os\nAEGIS_KEY = os.environ['AEGIS_KEY']\n{code}")
+                printed_reply = await run([sys.executable, str(program)], tmp_path, call_env)
+                assert printed_reply.strip(), name
+            assert len(openai_up.fake.requests) == 2
+            assert len(gemini_up.fake.requests) == 1
+        finally:
+            proxy.terminate()
+            proxy.wait(timeout=30)
+            log.close()
+
+    # Both SDK calls and the curl call were governed: three receipts under ./.aegis/.
+    trail = b"".join(p.read_bytes() for p in (tmp_path / ".aegis/receipts").glob("*.jsonl"))
+    receipts = [json.loads(r) for r in trail.splitlines() if b'"receipt_id"' in r]
+    assert [(r["tenant_id"], r["status"]) for r in receipts] == [("my-team", "ok")] * 3
+    assert {r["run_id"] for r in receipts} == {"nightly-report-42", None}
+
+
+def test_the_core_example_runs_and_prints_what_it_says(tmp_path: Path) -> None:
+    code = block("core")
+    expected = re.search(r"print\(.*\)\s+# (.+)$", code, re.M)
+    assert expected
+    program = tmp_path / "core_example.py"
+    program.write_text(code)
+    out = subprocess.run(
+        [sys.executable, str(program)],
+        cwd=tmp_path,
+        env={**os.environ, "AEGIS_RECEIPT_SECRET": "s" * 32},
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert out.strip() == expected[1]
+    assert (tmp_path / ".aegis/ledger.db").exists()
