@@ -26,7 +26,9 @@ ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 BIN = Path(sys.executable).parent
 MARKED = re.compile(r"<!-- readme-test: (\S+) -->\n```(\w+)\n(.*?)^```", re.S | re.M)
-BLOCKS = {name: (lang, body) for name, lang, body in MARKED.findall(README)}
+BLOCKS: dict[str, tuple[str, str]] = {
+    name: (lang, body) for name, lang, body in MARKED.findall(README)
+}
 EXERCISED = {
     "architecture",
     "make",
