@@ -12,6 +12,7 @@ from aegis.core import (
     Gate,
     HmacSha256Signer,
     InMemoryPolicyProvider,
+    InvalidRequest,
     Ledger,
     LedgerUnavailable,
     ManualClock,
@@ -388,3 +389,33 @@ async def test_receipts_chain_and_resume_after_restart(ledger: Ledger, clock: Ma
     await call(restarted, "r3")
     third = sink.receipts[-1]
     assert (third.chain_id, third.seq, third.prev_hash) == (first.chain_id, 2, second.chain_hash())
+
+
+@pytest.mark.parametrize(
+    ("model", "inp", "out", "param"),
+    [
+        ("gpt-4o-mini", -1, 10, "input_tokens"),
+        ("gpt-4o-mini", 10, -1, "max_output_tokens"),
+        ("gpt-4o-mini", 10, 2**41, "max_output_tokens"),
+        # Within the token range, but $66M of worst case cannot be held exactly by every ledger.
+        ("o1", 10, 2**40, "max_output_tokens"),
+    ],
+)
+async def test_absurd_token_counts_are_refused_not_reserved(
+    ledger: Ledger, clock: ManualClock, model: str, inp: int, out: int, param: str
+) -> None:
+    gate, sink = make_gate(ledger, clock, budgets={"per_run_usd": "1"})
+    with pytest.raises(InvalidRequest) as info:
+        await gate.admit(
+            tenant_id="acme",
+            request_id="a",
+            run_id="r",
+            provider="openai",
+            model=model,
+            input_tokens=inp,
+            max_output_tokens=out,
+        )
+    assert info.value.param == param
+    assert sink.receipts[-1].decision.reason == "invalid_request"
+    balance = (await ledger.balances(tenant_id="acme", keys=["run:r"]))["run:r"]
+    assert balance.spent_nanos == 0

@@ -5,6 +5,7 @@ Every error subclasses :class:`AegisError` and, where one fits, the nearest buil
     AegisError(Exception)
     ├── ConfigError(AegisError, ValueError)      bad policy, price table or setting; .field
     │   └── PolicyError                          .tenant_id
+    ├── InvalidRequest(AegisError, ValueError)   a call the Gate cannot bound; .param
     ├── Denied(AegisError)                       the Gate refused a call; .reason, .tenant_id
     │   ├── PolicyDenied                         model or capability not allowed
     │   ├── BudgetExceeded                       .budget, .available_nanos, .resets_at
@@ -32,6 +33,7 @@ __all__ = [
     "DuplicateRequest",
     "HoldAlreadyResolved",
     "HoldNotFound",
+    "InvalidRequest",
     "LedgerError",
     "LedgerUnavailable",
     "PolicyDenied",
@@ -67,6 +69,14 @@ class PolicyError(ConfigError):
         super().__init__(f"policy for tenant {tenant_id!r}: {field}: {problem}", field=field)
         self.tenant_id = tenant_id
         self.problem = problem
+
+
+class InvalidRequest(AegisError, ValueError):
+    """The call's own numbers are out of range (negative or absurd token counts)."""
+
+    def __init__(self, message: str, *, param: str) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class Denied(AegisError):

@@ -22,6 +22,7 @@ from aegis.core.errors import (
     BudgetExceeded,
     Denied,
     DuplicateRequest,
+    InvalidRequest,
     LedgerError,
     LedgerUnavailable,
     PolicyDenied,
@@ -51,6 +52,10 @@ logger = logging.getLogger(__name__)
 UsageSource = Literal["reported", "counted", "reservation", "none"]
 RUN_RETENTION_S: Final = 7 * 86_400
 """A run's spend is remembered this long after its last call."""
+MAX_TOKENS: Final = 2**40
+"""Token counts above this are not a real call (and would overflow a ledger's integers)."""
+MAX_RESERVATION_NANOS: Final = 2**53 - 1
+"""Every ledger stores amounts exactly up to here (Redis scripts compute in doubles)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +168,16 @@ class Gate:
                 body_sha256=body_sha256,
             )
 
+        for name, value, limit in (
+            ("input_tokens", input_tokens, MAX_TOKENS),
+            ("max_output_tokens", max_output_tokens, MAX_TOKENS),
+        ):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit
+            ):
+                invalid = InvalidRequest(f"{name} must be an integer from 0 to {limit}", param=name)
+                await self._write(refuse(invalid, "invalid_request"))
+                raise invalid
         policy = await self.policy_provider.get_policy(tenant_id=tenant_id)
         if policy is None:
             err: Denied = PolicyDenied(
@@ -198,6 +213,13 @@ class Gate:
 
         output_tokens = price.max_output_tokens if max_output_tokens is None else max_output_tokens
         estimated = price.worst_case_nanos(input_tokens, output_tokens)
+        if estimated > MAX_RESERVATION_NANOS:
+            invalid = InvalidRequest(
+                f"the call's worst case (${format_usd(estimated)}) is too large to budget",
+                param="max_output_tokens",
+            )
+            await self._write(refuse(invalid, "invalid_request", policy=policy))
+            raise invalid
         accounts = self._accounts(policy, run_id or request_id, now)
         clamped = False
         try:

@@ -56,8 +56,12 @@ async def read_call(request: web.Request) -> IncomingCall:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    except RecursionError:
+        raise BadRequest("request body is nested too deeply", code="invalid_json") from None
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object", code="invalid_json")
+    if not isinstance(body.get("stream", False), bool):
+        raise BadRequest("'stream' must be true or false", param="stream")
     return IncomingCall(
         tenant_id=tenant_id,
         request_id=_header_id(request, "x-request-id") or os.urandom(12).hex(),

@@ -28,7 +28,7 @@ from aiohttp.typedefs import Handler
 
 from aegis.adapters.gemini import GOOGLE_STATUS
 from aegis.adapters.openai import error_for
-from aegis.core import AegisError
+from aegis.core import AegisError, InvalidRequest
 
 __all__ = [
     "BadRequest",
@@ -123,6 +123,8 @@ def response_for(exc: AegisError) -> web.Response:
         return error_response(
             exc.status, exc.message, type=exc.type, param=exc.param, code=exc.code
         )
+    if isinstance(exc, InvalidRequest):
+        return error_response(400, exc.message, type="invalid_request_error", param=exc.param)
     wire = error_for(exc)
     return web.Response(
         status=wire.status, body=wire.body, headers=wire.headers, content_type="application/json"

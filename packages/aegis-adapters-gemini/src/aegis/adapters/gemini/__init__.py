@@ -74,6 +74,7 @@ def __getattr__(name: str) -> Any:
         return getattr(governed, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 __all__ = [
     "GOOGLE_STATUS",
     "MEDIA_PART_MIN_TOKENS",
