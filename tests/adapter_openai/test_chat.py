@@ -354,3 +354,18 @@ async def test_a_missing_usage_is_billed_at_the_reservation(
     await chat(gov, client, {"model": "gpt-4o-mini", "messages": HELLO, "max_tokens": 20})
     assert gov.last.usage_source == "reservation"
     assert gov.last.actual_usd == gov.last.reserved_usd
+
+
+async def test_servers_that_predate_max_completion_tokens_get_max_tokens(
+    gov: Governance, client: AsyncOpenAI, fake: FakeOpenAI
+) -> None:
+    body = {"model": "gpt-4o-mini", "messages": HELLO}
+    await chat_completions_via_gate(
+        gate=gov.gate,
+        client=client,
+        tenant_id="acme",
+        request_id="legacy",
+        body=body,
+        limit_field="max_tokens",
+    )
+    assert fake.requests[0].body == {**body, "max_tokens": MINI.max_output_tokens}

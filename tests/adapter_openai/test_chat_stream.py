@@ -283,3 +283,18 @@ async def test_a_long_stream_renews_its_reservation(
     assert receipt is not None
     assert not receipt.late
     assert receipt.actual_usd == format_usd(10 * 150 + 8 * 600)
+
+
+async def test_a_stream_dropped_unread_still_settles(
+    gov: Governance, client: AsyncOpenAI, fake: FakeOpenAI
+) -> None:
+    stream = await open_stream(gov, client)
+    permit = stream.permit
+    del stream
+    for _ in range(100):  # event-loop turns: the drop schedules the settlement
+        if gov.receipts:
+            break
+        await asyncio.sleep(0)
+    assert gov.last.request_id == permit.request_id
+    assert gov.last.status == "cancelled"
+    assert await gov.month() == (0, 0)

@@ -206,3 +206,34 @@ async def test_embeddings_need_their_capability_and_budget(
     with pytest.raises(BudgetExceeded):
         await embed(poor, client, {"model": "text-embedding-3-small", "input": "x" * 1000})
     assert fake.requests == []
+
+
+async def test_responses_tools_and_text_format_pass_through_untouched(
+    gov: Governance, client: AsyncOpenAI, fake: FakeOpenAI
+) -> None:
+    tools = [
+        {
+            "type": "function",
+            "name": "get_weather",
+            "description": "Weather in a city.",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            "strict": False,
+        }
+    ]
+    text = {"format": {"type": "json_schema", "name": "w", "schema": {"type": "object"}}}
+    body = {
+        "model": "o4-mini",
+        "input": [{"role": "user", "content": [{"type": "input_text", "text": "Paris?"}]}],
+        "tools": tools,
+        "text": text,
+        "max_output_tokens": 300,
+        "reasoning": {"effort": "low"},
+    }
+    call = {"id": "call_7", "name": "get_weather", "arguments": '{"city": "Paris"}'}
+    fake.enqueue(Reply(text=None, tool_calls=[call]))
+    result = await respond(gov, client, body)
+    assert isinstance(result, Response)
+    assert fake.requests[0].body == body
+    (item,) = result.output
+    assert item.type == "function_call"
+    assert item.arguments == '{"city": "Paris"}'

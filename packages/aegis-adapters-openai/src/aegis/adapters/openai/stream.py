@@ -36,6 +36,8 @@ __all__ = ["GovernedStream"]
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+_DROPPED: set[asyncio.Task[Receipt]] = set()
+"""Settlements of dropped streams, kept referenced until they finish."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +129,20 @@ class GovernedStream(Generic[T]):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    def __del__(self) -> None:
+        # A stream dropped before it settled would pin its reservation until the TTL; settle it
+        # on the loop, as asyncio does for abandoned async generators.
+        if self._settling is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if not loop.is_closed():
+            task = loop.create_task(self.aclose())
+            _DROPPED.add(task)
+            task.add_done_callback(_DROPPED.discard)
 
     async def aclose(self) -> Receipt:
         """Stop the stream (if it still runs), settle, and return the receipt."""
