@@ -51,9 +51,7 @@ class ProxyCollector(Collector):
             labels=("tenant", "provider", "model", "outcome", "reason", "budget"),
         )
         for key, count in stats.decisions.items():
-            requests.add_metric(
-                (key.tenant, key.provider, key.model, key.outcome, key.reason, key.budget), count
-            )
+            requests.add_metric(key, count)
         yield requests
         tokens = CounterMetricFamily(
             "aegis_tokens",

@@ -13,10 +13,9 @@ import time
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
-from aegis.core import PricingTable, Receipt, parse_usd
+from aegis.core import NANOS_PER_USD, PricingTable, Receipt
 
 __all__ = [
     "DURATION_BUCKETS_S",
@@ -40,9 +39,8 @@ TIMELINE_MINUTES: Final = 180
 RECENT_RECEIPTS: Final = 2000
 
 
-@dataclass(frozen=True, slots=True)
-class DecisionKey:
-    """The labels of one decision counter."""
+class DecisionKey(NamedTuple):
+    """The labels of one decision counter (a plain tuple on the hot path)."""
 
     tenant: str
     provider: str
@@ -53,6 +51,14 @@ class DecisionKey:
     """Why a call was denied (``budget_exceeded``, ``model_not_allowed`` ...), else empty."""
     budget: str
     """The budget that denied it (``day``, ``per_run`` ...), else empty."""
+
+
+def _nanos(usd: str) -> int:
+    # Receipts carry amounts as format_usd wrote them (at most 9 decimals, never negative):
+    # integer arithmetic on the digits is exact and much cheaper than a Decimal.
+    whole, _, frac = usd.partition(".")
+    nanos = int(whole) * NANOS_PER_USD
+    return nanos + int(frac.ljust(9, "0")) if frac else nanos
 
 
 class Histogram:
@@ -80,7 +86,8 @@ class ReceiptStats:
         self._model_labels: dict[str, str] = {m: m for m in pricing.models()}
         self.tenants: frozenset[str] = frozenset(tenants)
         """Configured tenants (replaced on reload); others count as ``other``."""
-        self.decisions: dict[DecisionKey, int] = {}
+        self.decisions: dict[tuple[str, str, str, str, str, str], int] = {}
+        """Counts by the fields of :class:`DecisionKey`."""
         self.tokens: dict[tuple[str, str, str, str], int] = {}
         """(tenant, provider, model, kind) -> tokens."""
         self.spend_nanos: dict[tuple[str, str, str], int] = {}
@@ -119,10 +126,16 @@ class ReceiptStats:
         provider = receipt.provider or ""
         model = self.model_label(receipt.model)
         decision = receipt.decision
-        key = DecisionKey(
-            tenant, provider, model, receipt.status, decision.reason or "", decision.budget or ""
+        key = (
+            tenant,
+            provider,
+            model,
+            receipt.status,
+            decision.reason or "",
+            decision.budget or "",
         )
-        self.decisions[key] = self.decisions.get(key, 0) + 1
+        decisions = self.decisions
+        decisions[key] = decisions.get(key, 0) + 1
         usage = receipt.usage
         if usage is not None:
             tokens = self.tokens
@@ -135,7 +148,7 @@ class ReceiptStats:
                 if count:
                     tk = (tenant, provider, model, kind)
                     tokens[tk] = tokens.get(tk, 0) + count
-        charged = parse_usd(receipt.actual_usd) if receipt.actual_usd != "0" else 0
+        charged = _nanos(receipt.actual_usd)
         sk = (tenant, provider, model)
         self.spend_nanos[sk] = self.spend_nanos.get(sk, 0) + charged
         if charged:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aegis.core import Gate, Policy, format_usd, window_span
-from aegis.proxy.stats import ReceiptStats
+from aegis.proxy.stats import DecisionKey, ReceiptStats
 
 __all__ = ["BudgetUsage", "budget_usage", "tenant_usage"]
 
@@ -86,7 +86,8 @@ async def tenant_usage(gate: Gate, stats: ReceiptStats, policy: Policy) -> dict[
     outcomes: dict[str, int] = {}
     denials: dict[str, int] = {}
     requests_by_model: dict[str, int] = {}
-    for key, count in stats.decisions.items():
+    for fields, count in stats.decisions.items():
+        key = DecisionKey._make(fields)
         if key.tenant != tenant:
             continue
         outcomes[key.outcome] = outcomes.get(key.outcome, 0) + count
