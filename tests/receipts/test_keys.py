@@ -211,3 +211,21 @@ async def test_an_auditor_with_the_checkpoint_public_key_only(
     segment.write_bytes(b"\n".join(lines) + b"\n")
     tampered = verify_trail([directory], auditor, receipt_signatures=False)
     assert [(p.kind, p.where) for p in tampered.problems] == [("chain", f"{segment}:3")]
+
+
+@pytest.mark.parametrize("length", [16, 32, 63, 64, 65, 200])
+def test_hs256_is_rfc_2104_hmac_sha256(length: int) -> None:
+    import base64
+    import hmac
+    import pickle
+
+    secret = bytes(range(length)) if length < 256 else b"k" * length
+    signer = HmacSha256Signer(key_id="k", secret=secret)
+    for payload in (b"", b'{"a":1}', b"x" * 5000):
+        expected = base64.urlsafe_b64encode(hmac.digest(secret, payload, "sha256")).rstrip(b"=")
+        assert signer.sign(payload) == expected.decode()
+        assert signer.verify(payload, expected.decode())
+        assert not signer.verify(payload + b" ", expected.decode())
+    copy = pickle.loads(pickle.dumps(signer))  # as handed to the verifier's worker processes
+    assert copy.sign(b"abc") == signer.sign(b"abc")
+    assert "secret=<redacted>" in repr(copy)

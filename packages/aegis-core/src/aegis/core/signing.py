@@ -15,6 +15,8 @@ from typing import Final, Protocol
 __all__ = ["HmacSha256Signer", "SignatureVerifier", "b64url", "b64url_decode"]
 
 _URLSAFE: Final = bytes.maketrans(b"+/", b"-_")
+_IPAD: Final = bytes(x ^ 0x36 for x in range(256))
+_OPAD: Final = bytes(x ^ 0x5C for x in range(256))
 
 
 def b64url(raw: bytes) -> str:
@@ -53,7 +55,7 @@ class SignatureVerifier(Protocol):
 class HmacSha256Signer:
     """HS256: fast and simple; whoever can verify can also forge, so keep the secret close."""
 
-    __slots__ = ("_secret", "key_id")
+    __slots__ = ("_inner", "_outer", "_secret", "key_id")
 
     def __init__(self, *, key_id: str, secret: bytes | str) -> None:
         if isinstance(secret, str):
@@ -62,18 +64,39 @@ class HmacSha256Signer:
             raise ValueError("an HMAC receipt secret needs at least 16 bytes")
         self.key_id = key_id
         self._secret = secret
+        # RFC 2104 with the two keyed SHA-256 states computed once: every receipt is signed
+        # and verified from copies of them (hmac.digest would redo the key schedule per call).
+        block = hashlib.sha256(secret).digest() if len(secret) > 64 else secret
+        block = block.ljust(64, b"\0")
+        self._inner = hashlib.sha256(block.translate(_IPAD))
+        self._outer = hashlib.sha256(block.translate(_OPAD))
 
     @property
     def alg(self) -> str:
         return "HS256"
 
+    def _mac(self, payload: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(payload)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
     def sign(self, payload: bytes) -> str:
-        return b64url(hmac.digest(self._secret, payload, hashlib.sha256))
+        return b64url(self._mac(payload))
 
     def verify(self, payload: bytes, sig: str) -> bool:
         """Constant-time check of a signature made with this key."""
-        mac = binascii.b2a_base64(hmac.digest(self._secret, payload, hashlib.sha256), newline=False)
+        mac = binascii.b2a_base64(self._mac(payload), newline=False)
         return hmac.compare_digest(mac.translate(_URLSAFE).rstrip(b"="), sig.encode())
 
     def __repr__(self) -> str:
         return f"HmacSha256Signer(key_id={self.key_id!r}, secret=<redacted>)"
+
+    def __reduce__(self) -> tuple[object, tuple[str, bytes]]:
+        # Hash states do not pickle; the verifier's worker processes rebuild them.
+        return (_hmac_signer, (self.key_id, self._secret))
+
+
+def _hmac_signer(key_id: str, secret: bytes) -> HmacSha256Signer:
+    return HmacSha256Signer(key_id=key_id, secret=secret)
