@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from hypothesis import given, strategies as st
+
 from aegis.adapters.openai import rewrite_chat_request, rewrite_responses_request
 
 MSG = [{"role": "user", "content": "hi"}]
@@ -91,3 +93,37 @@ def test_responses_limit() -> None:
     assert lower.changes == {}
     higher = rewrite_responses_request({**body, "max_output_tokens": 100}, max_output_tokens=64)
     assert higher.body["max_output_tokens"] == 64
+
+
+def test_a_limit_that_is_not_an_integer_is_replaced() -> None:
+    out = rewrite_chat_request(chat(max_tokens="lots"), max_output_tokens=7)
+    assert out.body["max_tokens"] == 7
+    responses = rewrite_responses_request(
+        {"model": "m", "max_output_tokens": 2.5}, max_output_tokens=7
+    )
+    assert responses.body["max_output_tokens"] == 7
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@given(
+    extra=st.dictionaries(st.text(max_size=6), json_values, max_size=4),
+    stream=st.booleans(),
+    limit=st.integers(min_value=1, max_value=10_000),
+    indent=st.sampled_from([None, 2]),
+)
+def test_to_bytes_always_encodes_the_rewritten_body(
+    extra: dict[str, Any], stream: bool, limit: int, indent: int | None
+) -> None:
+    body = {**extra, "model": "m", "messages": MSG, "stream": stream}
+    original = json.dumps(body, indent=indent).encode()
+    out = rewrite_chat_request(body, max_output_tokens=limit)
+    assert json.loads(out.to_bytes(original)) == out.body
+    assert json.loads(out.to_bytes()) == out.body

@@ -55,6 +55,11 @@ class RequestRewrite:
         return json.dumps(self.body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def _within(value: object, limit: int) -> bool:
+    # Anything but an integer within the limit is replaced by the limit.
+    return isinstance(value, int) and not isinstance(value, bool) and value <= limit
+
+
 def _apply(body: Mapping[str, Any], changes: dict[str, Any], wants: bool) -> RequestRewrite:
     if not changes:
         return RequestRewrite(
@@ -84,7 +89,7 @@ def rewrite_chat_request(
         value = body.get(name)
         if value is not None:
             present = True
-            if value > max_output_tokens:
+            if not _within(value, max_output_tokens):
                 changes[name] = max_output_tokens
     if not present:
         changes[limit_field] = max_output_tokens
@@ -103,6 +108,6 @@ def rewrite_responses_request(body: Mapping[str, Any], *, max_output_tokens: int
     """A Responses body that carries ``max_output_tokens`` (streams always report usage)."""
     value = body.get("max_output_tokens")
     changes: dict[str, Any] = {}
-    if value is None or value > max_output_tokens:
+    if value is None or not _within(value, max_output_tokens):
         changes["max_output_tokens"] = max_output_tokens
     return _apply(body, changes, True)
