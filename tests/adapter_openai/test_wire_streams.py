@@ -211,3 +211,10 @@ def test_responses_reader_failures() -> None:
 def test_unparseable_events_pass_as_other() -> None:
     reader = ChatStreamReader(max_output_tokens=None)
     assert [e.kind for e in reader.feed(b"data: {not json\n\n: ping\n\n")] == ["other", "other"]
+
+
+def test_reasoning_text_of_compatible_servers_is_counted() -> None:
+    reader = ChatStreamReader(max_output_tokens=None)
+    delta = {"reasoning_content": "hmm", "content": None}
+    reader.feed(sse({"id": "c", "choices": [{"index": 0, "delta": delta}]}))
+    assert reader.meter.output_bytes == 3

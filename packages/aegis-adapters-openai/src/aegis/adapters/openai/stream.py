@@ -133,7 +133,7 @@ class GovernedStream(Generic[T]):
     def __del__(self) -> None:
         # A stream dropped before it settled would pin its reservation until the TTL; settle it
         # on the loop, as asyncio does for abandoned async generators.
-        if self._settling is not None:
+        if getattr(self, "_settling", True) is not None:
             return
         try:
             loop = asyncio.get_running_loop()
