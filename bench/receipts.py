@@ -28,6 +28,7 @@ from typing import Any
 from aegis.core import (
     Checkpoint,
     Decision,
+    Ed25519Signer,
     FileReceiptSink,
     Gate,
     HmacSha256Signer,
@@ -277,6 +278,28 @@ def main() -> None:
                 "concurrency": 1,
                 "receipts": part.summary.receipts,
                 "receipts_per_s": round(part.summary.receipts / cpu),
+            }
+        )
+        # Ed25519 receipts, checked with the public key only: the signature dominates.
+        ed_signer = Ed25519Signer.generate(key_id="ed")
+        chain = ReceiptChain(ed_signer, chain_id="bench-ed")
+        ed_dir = directory / "ed"
+        ed_dir.mkdir()
+        with (ed_dir / "receipts-20261126-000000.jsonl").open("wb") as out:
+            for i in range(20_000):
+                out.write(chain.seal(_receipt(i)).canonical_line() + b"\n")
+        cpu = time.process_time()
+        ed = verify_trail([ed_dir], Keyring([ed_signer.verifier()]))
+        cpu = time.process_time() - cpu
+        assert ed.problems == (), ed.problems[:3]
+        rows.append(
+            {
+                "what": "verify EdDSA jobs=1 (per CPU-second)",
+                "sink": "file",
+                "durability": "-",
+                "concurrency": 1,
+                "receipts": ed.summary.receipts,
+                "receipts_per_s": round(ed.summary.receipts / cpu),
             }
         )
     finally:
