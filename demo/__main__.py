@@ -63,8 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stack.stop()
     console.print(
-        f"Stopped. The ledger, receipts and config stay in {stack.workdir} "
-        f"(verify: AEGIS_RECEIPT_KEYS=... aegis-receipts verify {stack.receipts_dir})"
+        f"Stopped. The config, ledger, receipts and proxy log stay in {stack.shown(stack.workdir)}"
+        f"; verify the trail again with:\n  AEGIS_RECEIPT_KEYS={stack.verify_keys} "
+        f"aegis-receipts verify {stack.shown(stack.receipts_dir)}"
     )
     if args.svg is not None:
         console.save_svg(str(args.svg), title="python -m demo --script")

@@ -281,16 +281,16 @@ def budget_bars(stack: Stack) -> list[BudgetBar]:
 
 def verify(stack: Stack) -> Verification:
     """Run the real verifier, ``aegis-receipts verify``, over the trail."""
-    argv = ["verify", str(stack.receipts_dir), "--jobs", "1"]
+    argv = ["verify", stack.shown(stack.receipts_dir), "--jobs", "1"]
     result = subprocess.run(
         [sys.executable, "-m", "aegis.core.cli", *argv],
-        env=stack.verify_env,
+        env={**stack.environ, "AEGIS_RECEIPT_KEYS": stack.verify_keys},
         capture_output=True,
         text=True,
         check=False,
     )
     return Verification(
-        command="aegis-receipts " + " ".join(argv),
+        command=f"AEGIS_RECEIPT_KEYS={stack.verify_keys} aegis-receipts " + " ".join(argv),
         exit_code=result.returncode,
         output=(result.stdout + result.stderr).strip(),
     )

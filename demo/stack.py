@@ -138,13 +138,21 @@ class Stack:
         }
 
     @property
-    def verify_env(self) -> dict[str, str]:
-        """The environment ``aegis-receipts verify`` needs to hold the demo's key."""
-        return {
-            **self.environ,
-            "AEGIS_RECEIPT_SECRET": self.receipt_secret,
-            "AEGIS_RECEIPT_KEYS": f"{KEY_ID}:env:AEGIS_RECEIPT_SECRET",
-        }
+    def secret_path(self) -> Path:
+        """The receipt secret, kept (mode 0600) so the trail can be verified after the demo."""
+        return self.workdir / "receipt.secret"
+
+    @property
+    def verify_keys(self) -> str:
+        """``AEGIS_RECEIPT_KEYS`` for ``aegis-receipts verify``: the demo's key, from its file."""
+        return f"{KEY_ID}:file:{self.shown(self.secret_path)}"
+
+    def shown(self, path: Path) -> str:
+        """``path`` as the user would type it: relative when under the current folder."""
+        try:
+            return str(path.relative_to(Path.cwd()))
+        except ValueError:
+            return str(path)
 
     def provider_label(self, kind: str) -> str:
         """``real`` or ``SIMULATED``, for the screen."""
@@ -180,6 +188,8 @@ class Stack:
         if self.workdir.exists():
             shutil.rmtree(self.workdir)
         self.workdir.mkdir(parents=True)
+        self.secret_path.touch(mode=0o600)
+        self.secret_path.write_text(self.receipt_secret)
         self._thread.start()
         simulated_url = self.run(self.simulated.start())
         self.write_config(simulated_url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -63,32 +64,39 @@ class Demo:
                     lines.append("  DOWN: answering 503", style="bold red")
                 lines.append("\n")
         lines.append("workdir  ", style="bold")
-        lines.append(str(self.stack.workdir))
+        lines.append(self.stack.shown(self.stack.workdir))
         return Panel(lines, title="Aegis demo", title_align="left", border_style="cyan")
 
     def budgets(self) -> Table:
         """One row per budget: a bar of spend (committed and held) against its limit."""
         table = Table(title="Budgets (live from the proxy's ledger)", title_justify="left")
-        table.add_column("tenant", no_wrap=True)
-        table.add_column("model", no_wrap=True)
+        table.add_column("tenant / model", no_wrap=True)
         table.add_column("budget", no_wrap=True)
-        table.add_column("spend", width=24)
-        table.add_column("spent / limit", justify="right", no_wrap=True)
-        table.add_column("resets (UTC)", no_wrap=True)
+        table.add_column("spend", width=18)
+        table.add_column("spent", justify="right", no_wrap=True)
+        table.add_column("limit", justify="right", no_wrap=True)
+        table.add_column("resets UTC", no_wrap=True)
         previous = None
         for bar in actions.budget_bars(self.stack):
             first = bar.tenant != previous
             previous = bar.tenant
             share = min(1.0, bar.spent_nanos / bar.limit_nanos) if bar.limit_nanos else 1.0
             style = "green" if share < 0.6 else "yellow" if share < 0.9 else "red"
-            marker = "▶ " if bar.tenant == self.tenant else "  "
+            who = Text()
+            if first:
+                current = bar.tenant == self.tenant
+                who.append(
+                    ("▶ " if current else "  ") + bar.tenant, style="bold" if current else ""
+                )
+                who.append(f"\n  {self.models[bar.tenant]}", style="dim")
             table.add_row(
-                (marker + bar.tenant) if first else "",
-                self.models[bar.tenant] if first else "",
+                who,
                 bar.budget + ("" if bar.hard_stop else " (soft)"),
                 ProgressBar(total=bar.limit_nanos, completed=bar.spent_nanos, complete_style=style),
-                f"${format_usd(bar.spent_nanos)} / ${format_usd(bar.limit_nanos)}",
+                f"${format_usd(bar.spent_nanos)}",
+                f"${format_usd(bar.limit_nanos)}",
                 bar.resets_at.strftime("%H:%M:%S") if bar.resets_at else "never",
+                end_section=False,
             )
         return table
 
@@ -134,15 +142,22 @@ class Demo:
         model = model or self.models[self.tenant]
         c = self.console
         c.print(f"[bold]{self.tenant}[/] -> [bold]{model}[/]: {text}")
-        result = actions.send(
-            self.stack,
-            self.tenant,
-            model,
-            text,
-            on_text=lambda piece: c.print(
-                piece, end="", style="cyan", markup=False, highlight=False, soft_wrap=True
-            ),
-        )
+        column = 0
+
+        def show(pieces: str) -> None:
+            # Wrap at words ourselves: the text arrives in pieces, and a log has no terminal
+            # to wrap it.
+            nonlocal column
+            for piece in re.split(r"(?=\s)", pieces):
+                at_word = piece[:1].isspace() and column > c.width - 12
+                if at_word or column + len(piece) > c.width:
+                    c.print()
+                    piece = piece.lstrip()
+                    column = 0
+                c.print(piece, end="", style="cyan", markup=False, highlight=False, soft_wrap=True)
+                column += len(piece)
+
+        result = actions.send(self.stack, self.tenant, model, text, on_text=show)
         if result.text:
             c.print()
         self.show_result(result)
@@ -183,24 +198,25 @@ class Demo:
             f"(read from {', '.join(files) or 'receipts/'}, not verified)",
             title_justify="left",
         )
-        for column in ("line", "seq", "tenant", "provider/model", "status", "decision", "usd"):
+        for column in ("line", "seq", "tenant", "provider/model", "outcome", "usd"):
             table.add_column(
                 column,
                 justify="right" if column in ("line", "seq", "usd") else "left",
-                no_wrap=True,
+                no_wrap=column != "outcome",
             )
         for r in trail[-limit:]:
             d = r.record.get("decision") or {}
-            decision = "allowed" if d.get("allowed") else f"denied: {d.get('reason')}"
-            if d.get("budget"):
-                decision += f" ({d['budget']})"
+            outcome = str(r.record.get("status"))
+            if not d.get("allowed"):
+                outcome = f"denied: {d.get('reason')}"
+                if d.get("budget"):
+                    outcome += f" ({d['budget']})"
             table.add_row(
                 str(r.line),
                 str(r.record.get("seq")),
                 str(r.record.get("tenant_id")),
                 f"{r.record.get('provider')}/{r.record.get('model')}",
-                str(r.record.get("status")),
-                decision,
+                outcome,
                 str(r.record.get("actual_usd")),
             )
         self.console.print(table)
