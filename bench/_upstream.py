@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import sys
-from typing import Final
+from contextlib import suppress
+from typing import Any, Final
 
 MODEL: Final = "gpt-4o-mini"
 STREAM_EVENTS: Final = 24
@@ -92,6 +94,7 @@ _SSE_HEAD: Final = (
 _SSE_CHUNKS: Final = [_http_chunk(e) for e in stream_events(STREAM_EVENTS)]
 _SLOW_CHUNKS: Final = [_http_chunk(e) for e in stream_events(SLOW_EVENTS)]
 _END: Final = b"0\r\n\r\n"
+_QUICKACK: Final = getattr(socket, "TCP_QUICKACK", None)
 
 
 def _content_length(head: bytes) -> int:
@@ -103,17 +106,25 @@ def _content_length(head: bytes) -> int:
 
 
 class _Server(asyncio.Protocol):
-    __slots__ = ("_buf", "_transport")
+    __slots__ = ("_buf", "_sock", "_transport")
 
     def __init__(self) -> None:
         self._buf = b""
         self._transport: asyncio.Transport | None = None
+        self._sock: Any = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        self._sock = transport.get_extra_info("socket")
 
     def data_received(self, data: bytes) -> None:
+        if _QUICKACK is not None and self._sock is not None:
+            # A client that writes headers and body apart without TCP_NODELAY would otherwise
+            # wait ~40 ms for our delayed ACK (Nagle): a stall of the client's making that
+            # no gateway should be charged with.
+            with suppress(OSError):
+                self._sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
         buf = self._buf + data
         while True:
             end = buf.find(b"\r\n\r\n")

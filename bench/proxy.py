@@ -29,8 +29,8 @@ import signal
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -91,12 +91,13 @@ class Target:
     port: int
     pid: int
     keys: Sequence[str] = ()
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     def requests(self, body: bytes) -> list[bytes]:
         if not self.keys:
-            return [request_bytes(self.port, PATH, body, {})]
+            return [request_bytes(self.port, PATH, body, dict(self.headers))]
         return [
-            request_bytes(self.port, PATH, body, {"Authorization": f"Bearer {k}"})
+            request_bytes(self.port, PATH, body, {**self.headers, "Authorization": f"Bearer {k}"})
             for k in self.keys
         ]
 
@@ -149,12 +150,13 @@ async def interleaved(
     return samples
 
 
-def med(samples: list[Sample], field: Callable[[Sample], float]) -> float:
-    return statistics.median(field(s) for s in samples)
+def med(samples: list[Sample], get: Callable[[Sample], float]) -> float:
+    return statistics.median(get(s) for s in samples)
 
 
-def added(a: list[Sample], b: list[Sample], field: Callable[[Sample], float]) -> float:
-    return statistics.median(field(y) - field(x) for x, y in zip(a, b, strict=True))
+def added(a: list[Sample], b: list[Sample], get: Callable[[Sample], float]) -> float:
+    """The median of the per-repetition differences ``b - a``."""
+    return statistics.median(get(y) - get(x) for x, y in zip(a, b, strict=True))
 
 
 def row(figure: str, direct: Any, aegis: Any, diff: Any = "", goal: str = "") -> dict[str, Any]:
@@ -429,6 +431,19 @@ async def profile(
         shutil.copy(out, Path(__file__).parent / "results" / out.name)
 
 
+def busy_warning() -> float:
+    """The 1-minute load average; says so when other work shares the machine."""
+    load = os.getloadavg()[0]
+    cores = os.cpu_count() or 1
+    if load > cores * 0.5:
+        print(
+            f"warning: load average {load:.1f} on {cores} cores: other processes share the "
+            "machine, so figures will be noisy (see the note under the table)",
+            flush=True,
+        )
+    return load
+
+
 def raise_fd_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 8192 <= hard or (soft < hard and hard < 8192):
@@ -444,6 +459,7 @@ async def main(args: argparse.Namespace) -> None:
     if args.profile:
         phases.add("profile")
     pin(os.getpid(), LOAD_CORE)
+    load_before = busy_warning()
     workdir = Path(tempfile.mkdtemp(prefix="aegis-bench-proxy-"))
     procs: list[Proc] = []
     try:
@@ -499,7 +515,8 @@ async def main(args: argparse.Namespace) -> None:
             f"{platform.processor() or platform.machine()}, {cores} cores, proxy pinned to "
             f"core 0, upstream + load on core 1; {reps} interleaved reps x {duration_s}s each, "
             "medians; governance on: SQLite ledger (synchronous=normal), file receipts "
-            "(durability=group, 50 ms), per-run + day + month budgets"
+            "(durability=group, 50 ms), per-run + day + month budgets; "
+            f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
         ),
     )
 
