@@ -9,9 +9,10 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-import pexpect
+import pexpect  # type: ignore[import-untyped]  # no stubs in the locked dev group
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -144,7 +145,7 @@ class Screen:
 
 
 @pytest.fixture
-def screen(tmp_path: Path):
+def screen(tmp_path: Path) -> Iterator[Screen]:
     child = pexpect.spawn(
         sys.executable,
         ["-m", "demo", "--workdir", str(tmp_path / "work"), "--latency-scale", "0"],
@@ -203,7 +204,7 @@ def test_the_interactive_menu_in_a_terminal(screen: Screen, tmp_path: Path) -> N
 
     # The dashboard shows the drained bar.
     at = screen.wait_for(r"Budgets \(live from the proxy's ledger\)", after=at)
-    at = screen.wait_for(r"hour\s.*\$0\.01\d* / \$0\.015", after=at)
+    at = screen.wait_for(r"│ hour\s+│[^│]+│\s+\$0\.01\d*\s+│\s+\$0\.015 │", after=at)
 
     # Receipts, verify, tamper, verify again.
     at = screen.choose("6", at)
