@@ -95,9 +95,13 @@ def assert_tour(out: str, workdir: Path) -> None:
 
 
 def test_script_mode_runs_the_whole_tour(tmp_path: Path) -> None:
-    result = run_script(tmp_path, "--script")
+    result = run_script(tmp_path, "--script", "--svg", str(tmp_path / "tour.svg"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert_tour(result.stdout, (tmp_path / "work").resolve())
+    # The screenshot in demo/README.md is made this way.
+    svg = (tmp_path / "tour.svg").read_text()
+    assert svg.startswith("<svg")
+    assert "Step&#160;9/9" in svg or "Step 9/9" in svg
 
 
 def test_piped_stdin_runs_the_tour_too(tmp_path: Path) -> None:
