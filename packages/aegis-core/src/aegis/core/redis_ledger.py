@@ -23,6 +23,8 @@ epoch that the other replicas then adopt by themselves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import logging
 import os
 from collections.abc import Sequence
@@ -42,7 +44,6 @@ from aegis.core.ledger import Account, Balance, Hold, Settlement, Statement, che
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
-    from redis.commands.core import AsyncScript
 
 __all__ = ["RedisLedger"]
 
@@ -63,6 +64,86 @@ def _text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
+_Pending = tuple[str, str, list[str], int, "asyncio.Future[list[Any]]"]
+
+
+class _Batcher:
+    """Sends the scripts of concurrent calls together, one pipeline per round trip.
+
+    Each call still takes exactly one script and one round trip; under load many calls share
+    it, which saves the per-command socket writes and pool hand-offs that would otherwise
+    bound a single process to a few thousand calls per second. A retried pipeline is safe:
+    every write carries a token and a replayed script returns its first result.
+    """
+
+    def __init__(self, redis: Redis, *, in_flight: int = 2, max_batch: int = 128) -> None:
+        self._redis = redis
+        self._queue: list[_Pending] = []
+        self._slots = in_flight
+        self._max_batch = max_batch
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self, script: str, sha: str, args: list[str], numkeys: int) -> list[Any]:
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._queue.append((script, sha, args, numkeys, future))
+        if self._slots:
+            self._slots -= 1
+            task = asyncio.create_task(self._drain())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch = self._queue[: self._max_batch]
+                del self._queue[: self._max_batch]
+                try:
+                    replies = await self._send(batch)
+                except BaseException as exc:
+                    for *_, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    continue
+                for (*_, future), reply in zip(batch, replies, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(reply, Exception):
+                        future.set_exception(reply)
+                    else:
+                        future.set_result(reply)
+        finally:
+            self._slots += 1
+
+    async def _send(self, batch: list[_Pending]) -> list[Any]:
+        from redis.exceptions import NoScriptError
+
+        pipe = self._redis.pipeline(transaction=False)
+        for _, sha, args, numkeys, _ in batch:
+            pipe.evalsha(sha, numkeys, *args)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+        if missing:
+            # A restarted (or flushed) server forgot the scripts: load them, run those again.
+            for script in {batch[i][0] for i in missing}:
+                await self._redis.script_load(script)
+            pipe = self._redis.pipeline(transaction=False)
+            for i in missing:
+                _, sha, args, numkeys, _ = batch[i]
+                pipe.evalsha(sha, numkeys, *args)
+            for i, reply in zip(missing, await pipe.execute(raise_on_error=False), strict=True):
+                replies[i] = reply
+        return replies
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
 class RedisLedger:
     """Accounts and holds in Redis (standalone, Sentinel or Cluster by hash tag)."""
 
@@ -76,15 +157,17 @@ class RedisLedger:
         create_epoch: bool = True,
         retention_s: float = 86_400.0,
         timeout_s: float = 2.0,
+        max_connections: int = 64,
     ) -> None:
         """``epoch_file``: where this replica records the data set's epoch across restarts.
         ``create_epoch``: start a new epoch in an empty Redis (``False`` for read-only tools).
         ``retention_s``: how long a resolved hold is kept to answer duplicate request ids.
-        ``timeout_s``: per Redis call; past it the call fails closed."""
+        ``timeout_s``: per Redis call; past it the call fails closed.
+        ``max_connections``: the connection pool's size (calls in flight at once)."""
         if "{" in prefix or "}" in prefix:
             raise ValueError("the key prefix must not contain braces")
         try:
-            from redis.asyncio import Redis
+            from redis.asyncio import BlockingConnectionPool, Redis
             from redis.asyncio.retry import Retry
             from redis.backoff import ExponentialBackoff
         except ImportError as exc:
@@ -96,17 +179,22 @@ class RedisLedger:
         self._create_epoch = create_epoch
         self._retention_ms = str(int(retention_s * 1000))
         # Retrying is safe: every write carries a token, and a replay returns the first result.
-        self._redis: Redis = Redis.from_url(
+        # A full pool makes calls wait (up to timeout_s) for a connection rather than fail.
+        pool = BlockingConnectionPool.from_url(
             url,
+            max_connections=max_connections,
+            timeout=timeout_s,
             decode_responses=True,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), 2),
         )
-        self._scripts: dict[str, AsyncScript] = {
-            name: self._redis.register_script(getattr(lua, name))
+        self._redis: Redis = Redis.from_pool(pool)
+        self._scripts = {
+            name: (getattr(lua, name), hashlib.sha1(getattr(lua, name).encode()).hexdigest())
             for name in ("RESERVE", "COMMIT", "RELEASE", "RENEW", "BALANCES", "STATEMENT")
         }
+        self._batch = _Batcher(self._redis)
         self._epoch: str | None = None
         self._epoch_lock: asyncio.Lock | None = None
         self._closed = False
@@ -197,8 +285,9 @@ class RedisLedger:
             adopt = "0"
             for _ in range(3):
                 now = "" if self._clock is None else str(round(self._clock.time() * 1000))
-                reply: list[Any] = await self._scripts[name](
-                    keys=keys, args=[epoch, now, adopt, self._retention_ms, *args]
+                script, sha = self._scripts[name]
+                reply = await self._batch.run(
+                    script, sha, [*keys, epoch, now, adopt, self._retention_ms, *args], len(keys)
                 )
                 if reply[0] not in ("noepoch", "epoch"):
                     return reply
@@ -290,4 +379,5 @@ class RedisLedger:
         if self._closed:
             return
         self._closed = True
+        await self._batch.close()
         await self._redis.aclose()
