@@ -1,8 +1,9 @@
-"""``aegis-proxy``: serve, make keys, check a config file."""
+"""``aegis-proxy``: serve, make keys, check a config file, read and operate the ledger."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
@@ -10,10 +11,12 @@ from pathlib import Path
 
 from aiohttp import web
 
+from aegis.core import AegisError
 from aegis.proxy.access_log import ACCESS_LOGGER
 from aegis.proxy.app import create_app
 from aegis.proxy.auth import hash_key, new_key
 from aegis.proxy.config import ConfigProblems, Settings, load_settings, settings_from_env
+from aegis.proxy.ledger_cli import accept_loss, read_statement
 from aegis.proxy.reload import watch_config
 
 __all__ = ["main"]
@@ -87,6 +90,25 @@ def check_config(path: str) -> int:
     return 0
 
 
+def ledger_command(config: str | None, tenant: str | None) -> int:
+    """``usage TENANT`` (with a tenant) or ``ledger accept-loss`` (without)."""
+    try:
+        settings = _settings(config)
+        if tenant is not None:
+            print(asyncio.run(read_statement(settings, tenant)))
+            return 0
+        epoch = asyncio.run(accept_loss(settings))
+    except ConfigProblems as exc:
+        for problem in exc.problems:
+            print(f"{exc.source}: {problem}", file=sys.stderr)
+        return 2
+    except AegisError as exc:
+        print(f"aegis-proxy: {exc}", file=sys.stderr)
+        return 1
+    print(f"new ledger epoch {epoch}: replicas serve again, counting spend from what Redis holds")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aegis-proxy", description=__doc__)
     sub = parser.add_subparsers(dest="command")
@@ -103,6 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     who.add_argument("--admin", action="store_true", help="a key for /admin/ and /dashboard")
     p_check = sub.add_parser("check-config", help="validate a config file")
     p_check.add_argument("path", type=Path)
+    p_usage = sub.add_parser("usage", help="a tenant's spend and reservations per window")
+    p_usage.add_argument("tenant")
+    p_ledger = sub.add_parser("ledger", help="operate the ledger")
+    ledger_sub = p_ledger.add_subparsers(dest="ledger_command", required=True)
+    ledger_sub.add_parser("accept-loss", help="serve again after Redis lost its data")
+    for p in (p_usage, p_ledger):
+        p.add_argument("--config", help="TOML config file (default: $AEGIS_CONFIG)")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=os.environ.get("AEGIS_LOG_LEVEL", "INFO"),
@@ -113,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         return keys_create(args.tenant, admin=args.admin)
     if args.command == "check-config":
         return check_config(str(args.path))
+    if args.command in ("usage", "ledger"):
+        return ledger_command(args.config, args.tenant if args.command == "usage" else None)
     return serve(args.config, args.host, args.port)
 
 

@@ -63,9 +63,15 @@ class AuthSettings:
 
 @dataclass(frozen=True, slots=True)
 class LedgerSettings:
-    backend: Literal["memory", "sqlite"] = "sqlite"
+    backend: Literal["memory", "sqlite", "redis"] = "sqlite"
     path: Path = Path(".aegis/ledger.db")
     synchronous: Literal["full", "normal"] = "full"
+    url: str = "redis://127.0.0.1:6379/0"
+    """``redis`` backend: the server every replica shares."""
+    epoch_path: Path = Path(".aegis/redis-epoch")
+    """``redis`` backend: where this replica records the data set's epoch, so that a Redis
+    that lost its data is noticed (and refused) even after the replica restarts."""
+    key_prefix: str = "aegis"
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,10 +259,18 @@ def parse_settings(data: Mapping[str, Any], *, source: Path | None = None) -> Se
 
     lg = r.table(data, "ledger")
     ledger = LedgerSettings(
-        backend=r.choice(lg, "backend", "ledger", ("memory", "sqlite"), "sqlite"),
+        backend=r.choice(lg, "backend", "ledger", ("memory", "sqlite", "redis"), "sqlite"),
         path=r.path(r.typed(lg, "path", "ledger", str, ".aegis/ledger.db")),
         synchronous=r.choice(lg, "synchronous", "ledger", ("full", "normal"), "full"),
+        url=r.typed(lg, "url", "ledger", str, "redis://127.0.0.1:6379/0"),
+        epoch_path=r.path(r.typed(lg, "epoch_path", "ledger", str, ".aegis/redis-epoch")),
+        key_prefix=r.typed(lg, "key_prefix", "ledger", str, "aegis"),
     )
+    if not ledger.url.startswith(("redis://", "rediss://", "unix://")):
+        # The URL itself is not echoed: it may carry a password.
+        r.problem("ledger.url", "must be a redis://, rediss:// or unix:// URL")
+    if "{" in ledger.key_prefix or "}" in ledger.key_prefix:
+        r.problem("ledger.key_prefix", "must not contain braces (they mark Redis hash tags)")
 
     rc = r.table(data, "receipts")
     receipts = ReceiptSettings(

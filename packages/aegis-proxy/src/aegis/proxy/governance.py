@@ -15,6 +15,7 @@ from aegis.core import (
     MemoryReceiptSink,
     PricingTable,
     ReceiptSink,
+    RedisLedger,
     SqliteLedger,
     SqliteReceiptSink,
     default_pricing_table,
@@ -33,10 +34,20 @@ def build_pricing(settings: Settings) -> PricingTable:
     return table
 
 
-def open_ledger(settings: Settings) -> Ledger:
-    if settings.ledger.backend == "memory":
+def open_ledger(settings: Settings, *, create_epoch: bool = True) -> Ledger:
+    """The configured ledger; ``create_epoch=False`` for tools that must not start a Redis
+    data set's epoch (reading an empty Redis then fails rather than shows zero spend)."""
+    cfg = settings.ledger
+    if cfg.backend == "memory":
         return MemoryLedger()
-    return SqliteLedger(settings.ledger.path, synchronous=settings.ledger.synchronous)
+    if cfg.backend == "redis":
+        return RedisLedger(
+            cfg.url,
+            prefix=cfg.key_prefix,
+            epoch_file=cfg.epoch_path,
+            create_epoch=create_epoch,
+        )
+    return SqliteLedger(cfg.path, synchronous=cfg.synchronous)
 
 
 def receipt_signer(settings: Settings) -> HmacSha256Signer:
