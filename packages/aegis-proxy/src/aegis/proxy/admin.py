@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -131,10 +132,16 @@ def _time_param(request: web.Request, name: str) -> datetime | None:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-def receipt_state(operator: Operator, receipt: Receipt, previous: Receipt | None) -> str:
+def receipt_state(
+    operator: Operator, data: dict[str, Any], previous: tuple[bytes, dict[str, Any]] | None
+) -> str:
     """``verified`` (signed with the proxy's key and linked to the receipt before it),
-    ``bad_signature`` or ``broken_chain``."""
+    ``bad_signature`` or ``broken_chain``; ``data`` is a receipt as plain data."""
     signer = operator.signer
+    try:
+        receipt = Receipt.from_dict(data)
+    except (KeyError, TypeError, ValueError):
+        return "bad_signature"
     sig = receipt.signature
     if (
         signer is None
@@ -143,13 +150,14 @@ def receipt_state(operator: Operator, receipt: Receipt, previous: Receipt | None
         or not signer.verify(receipt.signing_bytes(), sig.sig)
     ):
         return "bad_signature"
-    if (
-        previous is not None
-        and previous.chain_id == receipt.chain_id
-        and previous.seq + 1 == receipt.seq
-        and previous.chain_hash() != receipt.prev_hash
-    ):
-        return "broken_chain"
+    if previous is not None:
+        line, before = previous
+        if (
+            before.get("chain_id") == receipt.chain_id
+            and before.get("seq") == receipt.seq - 1
+            and hashlib.sha256(line).hexdigest() != receipt.prev_hash
+        ):
+            return "broken_chain"
     return "verified"
 
 
@@ -169,19 +177,19 @@ async def list_receipts(request: web.Request, operator: Operator) -> web.StreamR
     recent = list(operator.stats.recent)
     found: list[dict[str, Any]] = []
     for index in range(len(recent) - 1, -1, -1):
-        receipt = recent[index]
-        if tenant is not None and receipt.tenant_id != tenant:
+        data = json.loads(recent[index])
+        if tenant is not None and data["tenant_id"] != tenant:
             continue
-        if status is not None and receipt.status != status:
+        if status is not None and data["status"] != status:
             continue
         if since is not None or until is not None:
-            at = datetime.fromisoformat(receipt.finished_at)
+            at = datetime.fromisoformat(data["finished_at"])
             if (since is not None and at < since) or (until is not None and at > until):
                 continue
-        data = receipt.to_dict()
-        data["verification"] = receipt_state(
-            operator, receipt, recent[index - 1] if index > 0 else None
-        )
+        previous = None
+        if index > 0:
+            previous = (recent[index - 1], json.loads(recent[index - 1]))
+        data["verification"] = receipt_state(operator, data, previous)
         found.append(data)
         if len(found) >= limit:
             break
