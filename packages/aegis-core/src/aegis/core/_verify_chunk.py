@@ -17,28 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 
+from aegis.core._problems import ProblemKind
 from aegis.core.keyring import Keyring
 from aegis.core.receipts import encode_dict
 from aegis.core.signing import SignatureVerifier
 
 __all__ = ["ChunkResult", "ChunkTask", "Link", "RawProblem", "verify_chunk"]
 
-ProblemKind = Literal[
-    "parse",
-    "canonical",
-    "signature",
-    "unknown_key",
-    "seq_gap",
-    "seq_order",
-    "chain",
-    "foreign_chain",
-    "genesis",
-    "torn",
-    "truncated",
-    "checkpoint",
-]
 
 RECEIPT_KEYS: Final = frozenset(
     {

@@ -19,17 +19,11 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Final
 
-from aegis.core._verify_chunk import (
-    ChunkResult,
-    ChunkTask,
-    Link,
-    ProblemKind,
-    RawProblem,
-    verify_chunk,
-)
-from aegis.core.checkpoints import Checkpoint
+from aegis.core._checkpoint_check import check_checkpoints, read_checkpoints
+from aegis.core._problems import Problem, ProblemKind
+from aegis.core._verify_chunk import ChunkResult, ChunkTask, Link, RawProblem, verify_chunk
 from aegis.core.keyring import Keyring
-from aegis.core.receipts import GENESIS_HASH, canonical_bytes
+from aegis.core.receipts import GENESIS_HASH
 from aegis.core.trail import find_trail_files, is_sqlite
 
 __all__ = [
@@ -57,19 +51,6 @@ EXIT_TRUNCATED: Final = 4
 """Intact up to where it ends, but a checkpoint shows receipts cut from the tail."""
 
 _CHUNK_BYTES: Final = 8 << 20
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One thing wrong with the trail, and where."""
-
-    kind: ProblemKind
-    where: str
-    """``file:line`` (for an SQLite trail, ``file:row`` counting rows in write order)."""
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.message}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,12 +134,6 @@ class _Source:
     tasks: list[ChunkTask] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
-class _CheckpointAt:
-    checkpoint: Checkpoint
-    where: str
-
-
 def verify_trail(
     paths: Sequence[str | Path],
     keyring: Keyring,
@@ -193,7 +168,7 @@ def verify_trail(
     notes: list[str] = []
     sources = [_Source(str(p), p) for p in found.receipts]
     chain_id = _trail_chain_id(sources)
-    cps = _read_checkpoints(cp_files, keyring, chain_id, problems)
+    cps = read_checkpoints(cp_files, keyring, chain_id, problems)
     want = frozenset(c.checkpoint.size - 1 for c in cps)
     for source in sources:
         source.tasks = [
@@ -217,7 +192,9 @@ def verify_trail(
         problems.append(Problem("parse", ", ".join(map(str, paths)) or "-", "no receipt files"))
     elif head is None:
         notes.append("the trail holds no receipts")
-    covered = _check_checkpoints(cps, stitched.hashes, head, problems)
+    covered = check_checkpoints(
+        cps, stitched.hashes, (head.link.seq, head.where) if head else None, problems
+    )
     if not receipt_signatures:
         total = head.link.seq + 1 if head else 0
         notes.append(
@@ -470,140 +447,3 @@ def _plan(
             tasks.append(ChunkTask(str(path), start, end, end >= size, chain_id, keyring, want))
             start = end
     return tasks or [ChunkTask(str(path), 0, 0, True, chain_id, keyring, want)]
-
-
-def _read_checkpoints(
-    files: list[Path],
-    keyring: Keyring,
-    chain_id: str | None,
-    problems: list[Problem],
-) -> list[_CheckpointAt]:
-    found: list[_CheckpointAt] = []
-    for path in files:
-        lines = _checkpoint_lines(path)
-        label = f"{path}:checkpoint " if is_sqlite(path) else f"{path}:"
-        before: _CheckpointAt | None = None
-        for number, raw in enumerate(lines, 1):
-            where = f"{label}{number}"
-            if raw is None:
-                problems.append(
-                    Problem("torn", where, "torn checkpoint line (an interrupted write)")
-                )
-                continue
-            try:
-                data = json.loads(raw)
-                cp = Checkpoint.from_dict(data)
-            except ValueError as exc:
-                problems.append(Problem("checkpoint", where, f"not a valid checkpoint: {exc}"))
-                continue
-            if canonical_bytes(data) != raw:
-                problems.append(Problem("checkpoint", where, "checkpoint not in canonical form"))
-            sig = cp.signature
-            assert sig is not None
-            key = keyring.get(sig.key_id)
-            if key is None:
-                problems.append(
-                    Problem(
-                        "unknown_key",
-                        where,
-                        f"checkpoint signed with key_id {sig.key_id!r}, which is not among the"
-                        f" verification keys ({', '.join(keyring.key_ids()) or 'none'})",
-                    )
-                )
-                continue
-            if key.alg != sig.alg or not key.verify(cp.signing_bytes(), sig.sig):
-                problems.append(
-                    Problem(
-                        "checkpoint",
-                        where,
-                        f"checkpoint signature does not verify with key {sig.key_id!r}: altered"
-                        " or forged",
-                    )
-                )
-                continue
-            if chain_id is not None and cp.chain_id != chain_id:
-                problems.append(
-                    Problem(
-                        "foreign_chain",
-                        where,
-                        f"checkpoint of chain {cp.chain_id!r}, not of this trail's chain"
-                        f" {chain_id!r}",
-                    )
-                )
-                continue
-            if before is not None and cp.size < before.checkpoint.size:
-                problems.append(
-                    Problem(
-                        "checkpoint",
-                        where,
-                        f"checkpoint size {cp.size} is smaller than the one before it"
-                        f" ({before.checkpoint.size} at {before.where})",
-                    )
-                )
-            before = _CheckpointAt(cp, where)
-            found.append(before)
-    return found
-
-
-def _checkpoint_lines(path: Path) -> list[bytes | None]:
-    if is_sqlite(path):
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            rows = db.execute("SELECT line FROM aegis_receipt_checkpoints ORDER BY id").fetchall()
-        finally:
-            db.close()
-        return [bytes(r[0]) for r in rows]
-    data = path.read_bytes()
-    parts: list[bytes | None] = list(data.split(b"\n"))
-    tail = parts.pop()
-    if tail:
-        parts.append(None)
-    return parts
-
-
-def _check_checkpoints(
-    cps: list[_CheckpointAt],
-    hashes: dict[int, tuple[str, str]],
-    head: _Head | None,
-    problems: list[Problem],
-) -> int:
-    covered = 0
-    head_seq = head.link.seq if head else -1
-    head_where = head.where if head else "the start"
-    for c in cps:
-        cp = c.checkpoint
-        seq = cp.size - 1
-        if seq > head_seq:
-            problems.append(
-                Problem(
-                    "truncated",
-                    c.where,
-                    f"checkpoint covers {cp.size} receipts (seq 0..{seq}) but the trail ends at"
-                    f" seq {head_seq} ({head_where}): {seq - head_seq} receipt(s) cut from the"
-                    " tail",
-                )
-            )
-            continue
-        found = hashes.get(seq)
-        if found is None:
-            problems.append(
-                Problem(
-                    "checkpoint",
-                    c.where,
-                    f"the checkpoint's head, seq {seq}, is not in the trail",
-                )
-            )
-            continue
-        digest, where = found
-        if digest != cp.head_hash:
-            problems.append(
-                Problem(
-                    "checkpoint",
-                    c.where,
-                    f"receipt seq {seq} ({where}) does not hash to this checkpoint's head_hash:"
-                    " the trail was rewritten after the checkpoint",
-                )
-            )
-            continue
-        covered = max(covered, cp.size)
-    return covered
