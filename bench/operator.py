@@ -31,7 +31,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from aegis.core import Decision, Receipt, Usage, default_pricing_table
+from aegis.core import (
+    Decision,
+    HmacSha256Signer,
+    Receipt,
+    ReceiptChain,
+    Usage,
+    default_pricing_table,
+)
 from aegis.proxy.stats import ReceiptStats
 from aegis.proxy.timing import (
     RequestTiming,
@@ -113,29 +120,33 @@ def work_per_request_us() -> dict[str, float]:
     """The operator surface's own work per request, timed in this process: the receipt hook,
     the middleware's timestamps and its histogram updates."""
     stats = ReceiptStats(default_pricing_table(), [f"t{i:06d}" for i in range(10)])
-    receipt = Receipt(
-        receipt_id="0" * 32,
-        request_id="r",
-        tenant_id="t000001",
-        run_id=None,
-        provider="up",
-        model="gpt-4o-mini",
-        capability="llm:invoke",
-        decision=Decision(True),
-        status="ok",
-        usage=Usage(input_tokens=31, output_tokens=22),
-        usage_source="reported",
-        estimated_usd="0.0000430",
-        reserved_usd="0.0000430",
-        actual_usd="0.0000178",
-        overage=False,
-        late=False,
-        pricing_version=None,
-        pricing_as_of=None,
-        policy_version=None,
-        started_at="2026-11-26T00:00:00.000000Z",
-        finished_at="2026-11-26T00:00:00.001000Z",
-        latency_us=1000,
+    chain = ReceiptChain(HmacSha256Signer(key_id="bench", secret="s" * 32))
+    # Sealed, as the Gate hands receipts over (with their canonical line already made).
+    receipt = chain.seal(
+        Receipt(
+            receipt_id="0" * 32,
+            request_id="r",
+            tenant_id="t000001",
+            run_id=None,
+            provider="up",
+            model="gpt-4o-mini",
+            capability="llm:invoke",
+            decision=Decision(True),
+            status="ok",
+            usage=Usage(input_tokens=31, output_tokens=22),
+            usage_source="reported",
+            estimated_usd="0.0000430",
+            reserved_usd="0.0000430",
+            actual_usd="0.0000178",
+            overage=False,
+            late=False,
+            pricing_version=None,
+            pricing_as_of=None,
+            policy_version=None,
+            started_at="2026-11-26T00:00:00.000000Z",
+            finished_at="2026-11-26T00:00:00.001000Z",
+            latency_us=1000,
+        )
     )
     var = current_timing()
 
