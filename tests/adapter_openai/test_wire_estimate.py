@@ -266,3 +266,9 @@ def test_embeddings_inputs() -> None:
     for bad in ([], None, [{"x": 1}], 5):
         with pytest.raises(InvalidRequestBody):
             estimate_embeddings_request({"model": "e", "input": bad})
+
+
+def test_a_message_needs_a_role() -> None:
+    for message in ({}, {"role": 3, "content": "x"}):
+        with pytest.raises(InvalidRequestBody):
+            estimate_chat_request(chat(message))

@@ -57,6 +57,7 @@ __all__ = [
 DEFAULT_TEXT: Final = "Hello! I am a fake upstream, answering one word at a time."
 _WORD: Final = re.compile(r"\S+\s*|\s+")
 _COUNT: Final = re.compile(r"\S+")
+_ROLES: Final = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 
 def words(text: str) -> list[str]:
@@ -427,6 +428,16 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return _error_response(Fault.bad_request("'messages' must be a non-empty array"))
+    for i, sent in enumerate(messages):
+        role = sent.get("role") if isinstance(sent, dict) else None
+        if role not in _ROLES:
+            param = f"messages[{i}].role"
+            return _error_response(Fault.bad_request(f"Invalid value for '{param}'.", param=param))
+        if role != "assistant" and not isinstance(sent.get("content"), str | list):
+            param = f"messages[{i}].content"
+            return _error_response(
+                Fault.bad_request(f"Missing required parameter: '{param}'.", param=param)
+            )
     n = body.get("n") or 1
     prompt = sum(_count_words(m.get("content")) + 3 for m in messages if isinstance(m, dict))
     plan = _plan(

@@ -184,8 +184,10 @@ def estimate_chat_request(body: Mapping[str, Any]) -> RequestEstimate:
     tally = _Tally()
     tokens = REPLY_OVERHEAD_TOKENS
     for message in messages:
-        if not isinstance(message, Mapping):
-            raise InvalidRequestBody("each message must be an object", param="messages")
+        if not isinstance(message, Mapping) or not isinstance(message.get("role"), str):
+            raise InvalidRequestBody(
+                "each message must be an object with a string 'role'", param="messages"
+            )
         tokens += MESSAGE_OVERHEAD_TOKENS
         for key, value in message.items():
             if key == "content":
