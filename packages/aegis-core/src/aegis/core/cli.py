@@ -21,7 +21,7 @@ from typing import Any
 from aegis.core.errors import ConfigError
 from aegis.core.keyring import KEYS_ENV, Keyring
 from aegis.core.trail import find_trail_files, iter_records
-from aegis.core.verify import EXIT_INTACT, EXIT_USAGE, VerifyReport, verify_trail
+from aegis.core.verify import EXIT_INTACT, EXIT_USAGE, VerifyReport, plain_usd, verify_trail
 
 __all__ = ["main"]
 
@@ -131,7 +131,7 @@ def _print_report(report: VerifyReport, max_problems: int) -> None:
     print(f"chain:       {s.chain_id or '-'} ({s.files} file(s)), head seq {s.head_seq}")
     print(f"receipts:    {s.receipts} verified")
     print(f"tenants:     {s.tenants}")
-    print(f"total spend: ${s.total_usd}")
+    print(f"total spend: ${plain_usd(s.total_usd)}")
     print(f"first/last:  {s.first_at or '-'} / {s.last_at or '-'}")
     print(f"checkpoints: {s.checkpoints} verified, covering {s.covered} receipt(s)")
     for note in report.notes:
@@ -241,7 +241,7 @@ def _summarize(args: argparse.Namespace) -> int:
                         **dict(zip(columns, k, strict=True)),
                         "receipts": n,
                         "denied": d,
-                        "usd": str(u),
+                        "usd": plain_usd(u),
                     }
                     for k, (n, d, u) in ordered
                 ],
@@ -249,11 +249,13 @@ def _summarize(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    rows = [[*k, str(n), str(d), str(u)] for k, (n, d, u) in ordered]
+    rows = [[*k, str(n), str(d), plain_usd(u)] for k, (n, d, u) in ordered]
     total_n = sum(n for n, _, _ in groups.values())
     total_d = sum(d for _, d, _ in groups.values())
     total_u = sum((u for _, _, u in groups.values()), Decimal(0))
-    rows.append(["TOTAL", *([""] * (len(columns) - 1)), str(total_n), str(total_d), str(total_u)])
+    rows.append(
+        ["TOTAL", *([""] * (len(columns) - 1)), str(total_n), str(total_d), plain_usd(total_u)]
+    )
     n = len(columns)
     _table([*columns, "receipts", "denied", "usd"], rows, right={n, n + 1, n + 2})
     return 0

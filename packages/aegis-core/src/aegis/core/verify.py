@@ -36,6 +36,7 @@ __all__ = [
     "ProblemKind",
     "TrailSummary",
     "VerifyReport",
+    "plain_usd",
     "verify_trail",
 ]
 
@@ -110,7 +111,7 @@ class VerifyReport:
             "summary": {
                 "receipts": s.receipts,
                 "tenants": s.tenants,
-                "total_usd": str(s.total_usd),
+                "total_usd": plain_usd(s.total_usd),
                 "first_at": s.first_at,
                 "last_at": s.last_at,
                 "chain_id": s.chain_id,
@@ -125,6 +126,12 @@ class VerifyReport:
             ],
             "notes": list(self.notes),
         }
+
+
+def plain_usd(amount: Decimal) -> str:
+    """An exact amount as a plain decimal string without trailing zeros (``10.94441``)."""
+    text = format(amount.normalize(), "f")
+    return "0" if text in ("-0", "0") else text
 
 
 @dataclass(slots=True)
