@@ -21,7 +21,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.stop()
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "sqlite-normal", "redis"])
 async def ledger(
     request: pytest.FixtureRequest, clock: ManualClock, tmp_path: Path
 ) -> AsyncIterator[Ledger]:
@@ -29,8 +29,10 @@ async def ledger(
     impl: Ledger
     if request.param == "memory":
         impl = MemoryLedger(clock=clock)
-    elif request.param == "sqlite":
+    elif request.param == "sqlite":  # on its worker thread, with group commit
         impl = SqliteLedger(tmp_path / "ledger.db", clock=clock)
+    elif request.param == "sqlite-normal":  # inline on the event loop
+        impl = SqliteLedger(tmp_path / "ledger.db", clock=clock, synchronous="normal")
     else:
         server: RedisServer = request.getfixturevalue("redis_server")
         impl = RedisLedger(server.url, clock=clock, prefix=f"test{next(_prefixes)}")

@@ -29,7 +29,8 @@ POLICY = {"budgets": {"per_window": [{"window": "month", "limit_usd": "0.05"}]}}
 async def main(db: str, seed: int, calls: int) -> dict[str, object]:
     rng = random.Random(seed)
     sink = MemoryReceiptSink()
-    ledger = SqliteLedger(db)
+    # Half the processes run the ledger inline (synchronous=normal), half on its worker thread.
+    ledger = SqliteLedger(db, synchronous="normal" if seed % 2 else "full")
     gate = Gate(
         policy_provider=InMemoryPolicyProvider({"acme": POLICY}),
         ledger=ledger,
