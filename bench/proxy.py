@@ -42,6 +42,7 @@ from bench._procs import (
     pin,
     rss_mb,
     start_proxy,
+    start_redis,
     start_upstream,
     thread_cpu_s,
     write_config,
@@ -51,7 +52,7 @@ from bench._report import report
 PATH = "/v1/chat/completions"
 PROXY_CORE = {0}
 LOAD_CORE = {1}
-PHASES = ("calls", "streams", "memory", "tenants", "profile")
+PHASES = ("calls", "streams", "memory", "tenants", "redis", "profile")
 
 CHAT = json.dumps(
     {
@@ -323,6 +324,56 @@ async def warm(target: Target) -> None:
     await closed_loop(target.port, target.requests(STREAM), concurrency=4, duration_s=0.2)
 
 
+async def compare(
+    direct: Target, a: Target, b: Target, what: str, reps: int, duration_s: float
+) -> list[dict[str, Any]]:
+    """Two proxies side by side, each against the direct upstream, called in turn; in the
+    rows, ``direct`` holds ``a``'s figure, ``aegis`` ``b``'s, ``added`` how ``b`` differs."""
+    rows = []
+    for c in (1, 16):
+        s = await interleaved((direct, a, b), CHAT, c, reps, duration_s)
+        d, sa, sb = s[direct.name], s[a.name], s[b.name]
+        for label, va, vb in (
+            ("added p50 ms", added(d, sa, lambda x: x.p50_ms), added(d, sb, lambda x: x.p50_ms)),
+            (
+                "CPU ms/call",
+                med(sa, lambda x: x.cpu_ms_per_call),
+                med(sb, lambda x: x.cpu_ms_per_call),
+            ),
+            ("calls/s", med(sa, lambda x: x.calls_per_s), med(sb, lambda x: x.calls_per_s)),
+        ):
+            ratio = f"{(vb / va - 1) * 100:+.0f}%" if va else ""
+            rows.append(row(f"c={c} {label}: {what}", va, vb, ratio))
+        print(f"  {what} c={c} done", flush=True)
+    return rows
+
+
+async def fresh_proxy(
+    workdir: Path,
+    name: str,
+    upstream: Proc,
+    procs: list[Proc],
+    *,
+    tenants: int = 10,
+    redis_url: str | None = None,
+) -> Target:
+    config = workdir / f"{name}.toml"
+    port = free_port()
+    keys = write_config(
+        config,
+        port=port,
+        upstream_port=upstream.port,
+        tenants=tenants,
+        keyed=min(tenants, 1000),
+        redis_url=redis_url,
+    )
+    proc = start_proxy(config, port, PROXY_CORE, timeout_s=600)
+    procs.append(proc)
+    target = Target(name, port, proc.pid, keys)
+    await warm(target)
+    return target
+
+
 async def tenant_rows(
     workdir: Path,
     upstream: Proc,
@@ -334,49 +385,35 @@ async def tenant_rows(
 ) -> list[dict[str, Any]]:
     """Two fresh proxies, 10 tenants and ``tenants`` tenants, called in turn (the big one
     spreads the load over 1,000 tenants' keys)."""
-    targets = []
-    rows = []
-    for count in (10, tenants):
-        config = workdir / f"tenants-{count}.toml"
-        port = free_port()
-        started = time.perf_counter()
-        keys = write_config(
-            config, port=port, upstream_port=upstream.port, tenants=count, keyed=min(count, 1000)
-        )
-        proc = start_proxy(config, port, PROXY_CORE, timeout_s=600)
-        procs.append(proc)
-        ready_s = time.perf_counter() - started
-        targets.append(Target(f"aegis-{count}", port, proc.pid, keys))
-        await warm(targets[-1])
-        if count != 10:
-            rows.append(row(f"{count} tenants: config written + proxy ready s", "", ready_s))
-            rows.append(row(f"{count} tenants: RSS at rest MB", "", rss_mb(proc.pid)))
-    small, big = targets
-    for c in (1, 16):
-        s = await interleaved((direct, small, big), CHAT, c, reps, duration_s)
-        d, a, b = s[direct.name], s[small.name], s[big.name]
-        small_p50, big_p50 = added(d, a, lambda x: x.p50_ms), added(d, b, lambda x: x.p50_ms)
-        for label, small_v, big_v in (
-            ("added p50 ms", small_p50, big_p50),
-            (
-                "CPU ms/call",
-                med(a, lambda x: x.cpu_ms_per_call),
-                med(b, lambda x: x.cpu_ms_per_call),
-            ),
-            ("calls/s", med(a, lambda x: x.calls_per_s), med(b, lambda x: x.calls_per_s)),
-        ):
-            ratio = f"{(big_v / small_v - 1) * 100:+.0f}%" if small_v else ""
-            rows.append(
-                row(
-                    f"c={c} {label}: 10 vs {tenants} tenants",
-                    small_v,
-                    big_v,
-                    ratio,
-                    "within 10%",
-                )
-            )
-        print(f"  tenants c={c} done", flush=True)
+    small = await fresh_proxy(workdir, "tenants-10", upstream, procs)
+    started = time.perf_counter()
+    big = await fresh_proxy(workdir, f"tenants-{tenants}", upstream, procs, tenants=tenants)
+    rows = [
+        row(
+            f"{tenants} tenants: config written + proxy ready s", "", time.perf_counter() - started
+        ),
+        row(f"{tenants} tenants: RSS at rest MB", "", rss_mb(big.pid)),
+    ]
+    rows += await compare(direct, small, big, f"10 vs {tenants} tenants", reps, duration_s)
+    for r in rows[2:]:
+        r["goal"] = "within 10%"
     return rows
+
+
+async def redis_rows(
+    workdir: Path,
+    upstream: Proc,
+    direct: Target,
+    reps: int,
+    duration_s: float,
+    procs: list[Proc],
+) -> list[dict[str, Any]]:
+    """The SQLite ledger and the Redis ledger (Redis on the load's core) side by side."""
+    redis, url = start_redis(workdir, LOAD_CORE)
+    procs.append(redis)
+    sqlite = await fresh_proxy(workdir, "ledger-sqlite", upstream, procs)
+    shared = await fresh_proxy(workdir, "ledger-redis", upstream, procs, redis_url=url)
+    return await compare(direct, sqlite, shared, "sqlite vs redis ledger", reps, duration_s)
 
 
 def print_profile(path: Path, calls: int, top: int) -> None:
@@ -500,6 +537,9 @@ async def main(args: argparse.Namespace) -> None:
         if "tenants" in phases:
             print(f"starting proxies with 10 and {tenants} tenants", flush=True)
             rows += await tenant_rows(workdir, upstream, direct, tenants, reps, duration_s, procs)
+        if "redis" in phases:
+            print("starting proxies on the SQLite and the Redis ledger", flush=True)
+            rows += await redis_rows(workdir, upstream, direct, reps, duration_s, procs)
         if "profile" in phases:
             await profile(workdir, upstream, max(duration_s * 3, 1.0), procs, args.top)
     finally:
