@@ -369,3 +369,27 @@ async def test_servers_that_predate_max_completion_tokens_get_max_tokens(
         limit_field="max_tokens",
     )
     assert fake.requests[0].body == {**body, "max_tokens": MINI.max_output_tokens}
+
+
+async def test_concurrent_calls_never_overspend_and_the_ledger_matches_the_receipts(
+    make_governance: MakeGovernance, client: AsyncOpenAI, fake: FakeOpenAI
+) -> None:
+    # Each call's worst case is $0.0000645 (30 input, 100 output tokens): the budget holds five.
+    gov = make_governance(budgets={"per_window": [{"window": "month", "limit_usd": "0.00035"}]})
+    fake.default = Reply(delay_s=0.05, prompt_tokens=20, completion_tokens=4)
+    body = {"model": "gpt-4o-mini", "messages": HELLO, "max_completion_tokens": 100}
+
+    async def one(i: int) -> bool:
+        try:
+            await chat(gov, client, body, rid=f"c{i}")
+        except BudgetExceeded:
+            return False
+        return True
+
+    admitted = sum(await asyncio.gather(*(one(i) for i in range(20))))
+    assert admitted == 5
+    assert len(fake.requests) == admitted
+    committed, pending = await gov.month()
+    assert pending == 0
+    assert committed == gov.charged_nanos() == admitted * (20 * 150 + 4 * 600)
+    assert len([r for r in gov.receipts if r.status == "denied"]) == 20 - admitted

@@ -298,3 +298,17 @@ async def test_a_stream_dropped_unread_still_settles(
     assert gov.last.request_id == permit.request_id
     assert gov.last.status == "cancelled"
     assert await gov.month() == (0, 0)
+
+
+async def test_chunks_are_yielded_as_they_arrive(
+    gov: Governance, client: AsyncOpenAI, fake: FakeOpenAI
+) -> None:
+    fake.enqueue(Reply(text=TEXT, chunk_delay_s=0.05))
+    stream = await open_stream(gov, client)
+    async for chunk in stream:
+        if chunk.choices[0].delta.content:
+            # The first word is here while the upstream is still sending the rest.
+            assert stream.receipt is None
+            assert stream.meter.output_bytes == len("one ")
+            break
+    await stream.aclose()
