@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from fakes.gemini_upstream import FakeGeminiServer
 from fakes.openai_upstream import FakeUpstream
 from fakes.proxy_harness import UPSTREAM_SECRET, Proxy, make_settings
 from prometheus_client.parser import text_string_to_metric_families
@@ -31,6 +32,12 @@ async def openai_upstream() -> AsyncIterator[FakeUpstream]:
 
 
 @pytest.fixture
+async def gemini_upstream() -> AsyncIterator[FakeGeminiServer]:
+    async with FakeGeminiServer() as upstream:
+        yield upstream
+
+
+@pytest.fixture
 async def backup_upstream() -> AsyncIterator[FakeUpstream]:
     async with FakeUpstream() as upstream:
         yield upstream
@@ -41,6 +48,7 @@ def operator_settings(
     upstream: FakeUpstream,
     backup: FakeUpstream | None = None,
     *,
+    gemini: FakeGeminiServer | None = None,
     receipts: str = "memory",
     observability: dict[str, Any] | None = None,
     trust_tenant_header: bool = False,
@@ -49,7 +57,7 @@ def operator_settings(
 ) -> Settings:
     """The proxy harness's settings (tenants acme and beta) plus an admin key;
     ``serve_any_model``: the openai provider claims every model name (as a vLLM might)."""
-    settings = make_settings(tmp_path, upstream, backup, receipts=receipts, **acme)
+    settings = make_settings(tmp_path, upstream, backup, gemini, receipts=receipts, **acme)
     providers = dict(settings.providers)
     if serve_any_model:
         providers["openai"] = dataclasses.replace(providers["openai"], models=("*",))

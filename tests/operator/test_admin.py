@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import pytest
 from fakes.openai_upstream import FakeUpstream
 from fakes.proxy_harness import KEY, OTHER_KEY, Proxy
 
-from aegis.proxy import Settings, hash_key, parse_settings
+from aegis.proxy import AdminSettings, Settings, apply_settings, hash_key, parse_settings
 
 StartProxy = Callable[[Settings], Awaitable[Proxy]]
 GetJson = Callable[..., Awaitable[tuple[int, Any]]]
@@ -261,3 +262,30 @@ def test_admin_keys_are_made_by_the_cli_and_checked_by_the_config() -> None:
                 "tenants": {"acme": {"api_keys": [hash_key(key)]}},
             }
         )
+
+
+# apply_settings (not this feature's code) replaces app[KEYS] on a started app, which aiohttp
+# deprecates; the SIGHUP tests in tests/proxy see the same warning in their subprocess.
+@pytest.mark.filterwarnings("ignore:Changing state of started:DeprecationWarning")
+async def test_admin_keys_and_tenants_follow_a_reload(
+    tmp_path: Path,
+    openai_upstream: FakeUpstream,
+    start_proxy: StartProxy,
+    settings_for: Callable[..., Settings],
+    get_json: GetJson,
+    admin_key: str,
+) -> None:
+    settings = settings_for(tmp_path, openai_upstream)
+    proxy = await start_proxy(settings)
+    new_admin = "aegis-sk-rotated-admin-key-0123456789"
+    reloaded = dataclasses.replace(
+        settings,
+        admin=AdminSettings(api_keys=(hash_key(new_admin),)),
+        tenants={k: v for k, v in settings.tenants.items() if k == "acme"},
+    )
+    apply_settings(proxy.app, reloaded)
+    status, _ = await get_json(proxy, "/admin/tenants", admin_key)
+    assert status == 401
+    status, body = await get_json(proxy, "/admin/tenants", new_admin)
+    assert status == 200
+    assert [t["tenant_id"] for t in body["tenants"]] == ["acme"]

@@ -10,8 +10,11 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
+from fakes.gemini_upstream import FakeGeminiServer, Reply as GeminiReply
 from fakes.openai_upstream import FakeUpstream, Fault, Reply
 from fakes.proxy_harness import KEY, OTHER_KEY, Proxy
+from google import genai
+from google.genai import types
 
 from aegis.core import MemoryReceiptSink, Receipt, default_pricing_table
 from aegis.proxy import GATE, Settings
@@ -291,3 +294,42 @@ async def test_metrics_can_be_turned_off(
     )
     async with aiohttp.ClientSession() as http, http.get(proxy.url + "/metrics") as response:
         assert response.status == 404
+
+
+async def test_gemini_native_calls_are_counted_like_any_other(
+    tmp_path: Path,
+    openai_upstream: FakeUpstream,
+    gemini_upstream: FakeGeminiServer,
+    start_proxy: StartProxy,
+    settings_for: Callable[..., Settings],
+    scrape: Scrape,
+) -> None:
+    proxy = await start_proxy(settings_for(tmp_path, openai_upstream, gemini=gemini_upstream))
+    client = genai.Client(api_key=KEY, http_options=types.HttpOptions(base_url=proxy.url))
+    gemini_upstream.fake.script(GeminiReply(text="one two three four", chunks=2))
+    async for _chunk in await client.aio.models.generate_content_stream(
+        model="gemini-2.5-flash", contents="count"
+    ):
+        pass
+    await client.aio.models.embed_content(model="gemini-embedding-001", contents="embed me")
+    stream_receipt, embed_receipt = receipts_of(proxy)
+    samples = await scrape(proxy)
+    assert family(samples, "aegis_requests_total") == {
+        labels(
+            tenant="acme",
+            provider="gemini",
+            model=r.model or "",
+            outcome="ok",
+            reason="",
+            budget="",
+        ): 1.0
+        for r in (stream_receipt, embed_receipt)
+    }
+    spend = family(samples, "aegis_spend_usd_total")
+    for r in (stream_receipt, embed_receipt):
+        key = labels(tenant="acme", provider="gemini", model=r.model or "")
+        assert spend[key] == float(Decimal(r.actual_usd))
+    route = labels(route="/{version}/models/{target}")
+    assert family(samples, "aegis_request_duration_seconds_count") == {route: 2.0}
+    assert family(samples, "aegis_time_to_first_token_seconds_count") == {route: 1.0}
+    assert family(samples, "aegis_upstream_attempts_total") == {route: 2.0}
