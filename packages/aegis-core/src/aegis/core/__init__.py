@@ -32,6 +32,7 @@ from aegis.core.estimate import (
 )
 from aegis.core.file_sink import FileReceiptSink
 from aegis.core.gate import Gate, GovernedCall, Permit, UsageSource
+from aegis.core.ids import new_id
 from aegis.core.keyring import KEYS_ENV, Keyring
 from aegis.core.ledger import Account, Balance, Hold, HoldState, Ledger, Settlement, Statement
 from aegis.core.memory_ledger import MemoryLedger
@@ -155,6 +156,7 @@ __all__ = [
     "default_pricing_table",
     "format_usd",
     "nanos_to_usd",
+    "new_id",
     "parse_usd",
     "text_tokens_upper_bound",
     "verify_trail",

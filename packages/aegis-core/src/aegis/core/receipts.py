@@ -12,11 +12,11 @@ import hashlib
 import json
 import json.encoder
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal, Protocol
 
+from aegis.core.ids import new_id
 from aegis.core.pricing import Usage
 
 __all__ = [
@@ -42,7 +42,7 @@ _STARTED_AT_MARK: Final = b',"started_at":'
 
 def new_receipt_id() -> str:
     """A UUIDv7-style id: 48 bits of milliseconds then 80 random bits, so ids sort by time."""
-    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
+    return new_id()
 
 
 _ENCODER: Final = json.JSONEncoder(

@@ -4,13 +4,12 @@ request and the run."""
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from typing import Any, Final
 
 from aiohttp import web
 
-from aegis.core import Gate, Policy
+from aegis.core import Gate, Policy, new_id
 from aegis.proxy.errors import BadRequest, PayloadTooLarge
 from aegis.proxy.state import KEYS, SETTINGS
 
@@ -64,7 +63,7 @@ async def read_call(request: web.Request) -> IncomingCall:
         raise BadRequest("'stream' must be true or false", param="stream")
     return IncomingCall(
         tenant_id=tenant_id,
-        request_id=_header_id(request, "x-request-id") or os.urandom(12).hex(),
+        request_id=_header_id(request, "x-request-id") or new_id(),
         run_id=_header_id(request, "x-run-id"),
         raw=raw,
         body=body,
