@@ -55,7 +55,7 @@ class ProxyCollector(Collector):
         yield requests
         tokens = CounterMetricFamily(
             "aegis_tokens",
-            "Tokens billed on receipts, by kind (input includes cached_input).",
+            "Tokens billed on receipts, by kind (input includes cached_input, output reasoning).",
             labels=("tenant", "provider", "model", "kind"),
         )
         for (tenant, provider, model, kind), count in stats.tokens.items():
