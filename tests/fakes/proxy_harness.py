@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from openai import AsyncOpenAI
@@ -73,3 +81,56 @@ class Proxy:
         for client in self.clients:
             await client.close()
         await self.server.close()
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ProxyProcess:
+    """The real ``aegis-proxy serve`` in a subprocess, its output in ``log``."""
+
+    def __init__(self, config: Path, port: int, env: Mapping[str, str], log: Path) -> None:
+        self.config = config
+        self.port = port
+        self.env = {**os.environ, **env}
+        self.log = log
+        self.url = f"http://127.0.0.1:{port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> ProxyProcess:
+        """Start it and wait until ``/readyz`` answers 200 (fails with its log if it dies)."""
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "aegis.proxy", "serve", "--config", str(self.config)],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        async with aiohttp.ClientSession() as http:
+            for _ in range(400):
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(self.url + "/readyz") as response:
+                        if response.status == 200:
+                            return self
+                if self.process.poll() is not None:
+                    raise AssertionError(f"the proxy exited:\n{self.log.read_text()}")
+                await asyncio.sleep(0.05)
+        raise AssertionError(f"the proxy never became ready:\n{self.log.read_text()}")
+
+    def signal(self, sig: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+
+    def wait(self, timeout: float = 30) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        """Kill it if it still runs (test teardown)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()

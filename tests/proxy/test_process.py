@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -16,17 +15,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 from fakes.openai_upstream import FakeUpstream, Reply
+from fakes.proxy_harness import ProxyProcess, free_port
 
 from aegis.proxy import hash_key, new_key
 
 ROOT = Path(__file__).resolve().parents[2]
 PROXY = [sys.executable, "-m", "aegis.proxy"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_config(
@@ -45,42 +39,17 @@ def write_config(
     )
 
 
-class Served:
-    def __init__(self, process: subprocess.Popen[bytes], port: int, config: Path) -> None:
-        self.process = process
-        self.url = f"http://127.0.0.1:{port}"
-        self.config = config
-
-
 @pytest.fixture
-async def served(tmp_path: Path, openai_upstream: FakeUpstream) -> AsyncIterator[Served]:
+async def served(tmp_path: Path, openai_upstream: FakeUpstream) -> AsyncIterator[ProxyProcess]:
     port = free_port()
     config = tmp_path / "aegis.toml"
     write_config(config, openai_upstream, port, {"acme": KEY})
-    env = {**os.environ, "FAKE_KEY": "sk-upstream", "AEGIS_RECEIPT_SECRET": "r" * 32}
-    log = tmp_path / "proxy.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [*PROXY, "serve", "--config", str(config)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    served = Served(process, port, config)
-    async with aiohttp.ClientSession() as http:
-        for _ in range(200):
-            try:
-                async with http.get(served.url + "/readyz") as response:
-                    if response.status == 200:
-                        break
-            except aiohttp.ClientError:
-                pass
-            assert process.poll() is None, log.read_text()
-            await asyncio.sleep(0.05)
-    yield served
-    if process.poll() is None:
-        process.kill()
-    process.wait()
+    env = {"FAKE_KEY": "sk-upstream", "AEGIS_RECEIPT_SECRET": "r" * 32}
+    proxy = ProxyProcess(config, port, env, tmp_path / "proxy.log")
+    try:
+        yield await proxy.start()
+    finally:
+        proxy.stop()
 
 
 KEY = new_key()
@@ -93,7 +62,9 @@ def readme_curl_commands() -> list[str]:
     return [c for c in body.replace("\\\n", " ").splitlines() if c.startswith("curl ")]
 
 
-async def test_the_readme_curl_examples_work(served: Served, openai_upstream: FakeUpstream) -> None:
+async def test_the_readme_curl_examples_work(
+    served: ProxyProcess, openai_upstream: FakeUpstream
+) -> None:
     commands = readme_curl_commands()
     assert len(commands) == 2
     outputs = []
@@ -113,7 +84,7 @@ async def test_the_readme_curl_examples_work(served: Served, openai_upstream: Fa
 
 
 async def test_sighup_and_file_changes_reload_tenants(
-    served: Served, openai_upstream: FakeUpstream
+    served: ProxyProcess, openai_upstream: FakeUpstream
 ) -> None:
     new = new_key()
     body = {
@@ -136,7 +107,7 @@ async def test_sighup_and_file_changes_reload_tenants(
     assert await status(new) == 401
     port = int(served.url.rsplit(":", 1)[1])
     write_config(served.config, openai_upstream, port, {"acme": KEY, "beta": new})
-    served.process.send_signal(signal.SIGHUP)
+    served.signal(signal.SIGHUP)
     for _ in range(100):
         if await status(new) == 200:
             break
@@ -144,14 +115,14 @@ async def test_sighup_and_file_changes_reload_tenants(
     assert await status(new) == 200
     # An invalid file leaves the running config in place.
     served.config.write_text(served.config.read_text() + "\n[tenants.broken]\nbudgets = 3\n")
-    served.process.send_signal(signal.SIGHUP)
+    served.signal(signal.SIGHUP)
     await asyncio.sleep(0.3)
     assert await status(new) == 200
     assert await status(KEY) == 200
 
 
 async def test_sigterm_lets_a_stream_in_flight_finish_and_flushes_its_receipt(
-    served: Served, openai_upstream: FakeUpstream, tmp_path: Path
+    served: ProxyProcess, openai_upstream: FakeUpstream, tmp_path: Path
 ) -> None:
     openai_upstream.fake.enqueue(Reply(text=" ".join(["tick"] * 20), chunk_delay_s=0.05))
     async with (
@@ -171,11 +142,11 @@ async def test_sigterm_lets_a_stream_in_flight_finish_and_flushes_its_receipt(
         receipt_id = response.headers["x-aegis-receipt-id"]
         first = await response.content.readuntil(b"\n\n")
         assert first.startswith(b"data: ")
-        served.process.send_signal(signal.SIGTERM)
+        served.signal(signal.SIGTERM)
         rest = await response.read()
     assert rest.endswith(b"data: [DONE]\n\n")
     assert rest.count(b'"content":"tick') + first.count(b'"content":"tick') == 20
-    assert served.process.wait(timeout=20) == 0
+    assert served.wait(timeout=20) == 0
     trail = "".join(p.read_text() for p in sorted((tmp_path / "receipts").glob("*.jsonl")))
     receipts = [json.loads(line) for line in trail.splitlines() if line.startswith("{")]
     ours = [r for r in receipts if r.get("receipt_id") == receipt_id]
