@@ -36,7 +36,16 @@ from pathlib import Path
 from typing import Any, Final
 
 from bench._load import closed_loop
-from bench._procs import Proc, free_port, pin, rss_mb, start_proxy, start_upstream, write_config
+from bench._procs import (
+    Proc,
+    boost,
+    free_port,
+    pin,
+    rss_mb,
+    start_proxy,
+    start_upstream,
+    write_config,
+)
 from bench._report import report
 from bench.proxy import (
     CHAT,
@@ -115,6 +124,7 @@ def _spawn(argv: list[str], log: Path, env: dict[str, str], cwd: Path | None = N
             argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     pin(process.pid, PROXY_CORE)
+    boost(process.pid)
     return Proc(process, 0, log)
 
 
@@ -220,6 +230,7 @@ async def main(args: argparse.Namespace) -> None:
     if "aegis" in args.gateways:
         starters["aegis"] = start_aegis
     pin(os.getpid(), LOAD_CORE)
+    boost(os.getpid())
     load_before = busy_warning()
     workdir = Path(tempfile.mkdtemp(prefix="aegis-bench-peers-"))
     results: dict[str, Figures] = {}

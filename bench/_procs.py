@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -18,6 +19,7 @@ from typing import Final
 __all__ = [
     "CLK_TCK",
     "Proc",
+    "boost",
     "cpu_s",
     "free_port",
     "pin",
@@ -31,6 +33,7 @@ __all__ = [
 
 CLK_TCK: Final = os.sysconf("SC_CLK_TCK")
 _PAGE: Final = os.sysconf("SC_PAGE_SIZE")
+PRIORITY: Final = -10
 
 
 def free_port() -> int:
@@ -45,6 +48,13 @@ def pin(pid: int, cores: set[int]) -> None:
     if cores <= available and len(available) > 1:
         for task in os.listdir(f"/proc/{pid}/task"):
             os.sched_setaffinity(int(task), cores)
+
+
+def boost(pid: int) -> None:
+    """Raise a process's CPU priority where allowed (root): on a machine shared with other
+    work, the measured processes then get their cores. Threads started later inherit it."""
+    with suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, pid, PRIORITY)
 
 
 def cpu_s(pid: int) -> float:
@@ -101,6 +111,7 @@ def _spawn(
     with log.open("wb") as out:
         process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
     pin(process.pid, cores)
+    boost(process.pid)
     return process
 
 
@@ -143,13 +154,19 @@ def start_upstream(workdir: Path, cores: set[int]) -> Proc:
 
 
 def start_proxy(
-    config: Path, port: int, cores: set[int], *, profile: Path | None = None, timeout_s: float = 120
+    config: Path,
+    port: int,
+    cores: set[int],
+    *,
+    profile: Path | None = None,
+    timeout_s: float = 120,
+    log_level: str = "INFO",
 ) -> Proc:
     """Start ``aegis-proxy serve`` and wait until ``/readyz`` answers 200."""
     log = config.with_suffix(".log")
     env = {**os.environ, "BENCH_UPSTREAM_KEY": "sk-bench", "AEGIS_RECEIPT_SECRET": "r" * 32}
     # INFO: the access log (on by default) writes its line per request, as in production.
-    env["AEGIS_LOG_LEVEL"] = "INFO"
+    env["AEGIS_LOG_LEVEL"] = log_level
     if profile is None:
         argv = [sys.executable, "-m", "aegis.proxy"]
     else:

@@ -1,18 +1,21 @@
-"""aegis-proxy: added latency, calls/s, CPU per call, streams, memory and tenant scale, each
-measured against the direct upstream in the same run.
+"""aegis-proxy: added latency, calls/s, CPU per call, streams, memory, tenant scale and the
+ledger backend, each measured against the direct upstream in the same run.
 
 Run: ``uv run python -m bench.proxy`` (about 3 minutes; ``--quick`` for a smoke run,
-``--profile`` to add a cProfile of the proxy under load).
+``--profile`` to add a cProfile of the proxy under load, ``--only PHASES`` for some phases;
+``accesslog`` measures what the access log costs). bench/README.md has the latest figures.
 
 Setup: an instant OpenAI-compatible upstream (``bench/_upstream.py``) and a lean keep-alive
 load generator (``bench/_load.py``, this process) share one core; the proxy, with governance
-fully on (SQLite ledger, file receipts with group commit, per-run and window budgets, every
-call authenticated, reserved, settled and receipted), is alone on the other. Every figure is
-a median over repetitions in which the direct upstream and the proxy are run in turn.
+fully on (SQLite ledger, file receipts with group commit, per-run and window budgets, metrics
+and access log; every call authenticated, reserved, settled and receipted), is alone on the
+other. Every figure is a median over repetitions in which the direct upstream and the proxy
+are run in turn.
 
 Columns: ``direct`` is the upstream called straight; ``aegis`` the same load through the
 proxy; ``added`` the median of the per-repetition differences. CPU rows give the proxy's CPU
-(all threads, from ``/proc/<pid>/stat``) per call; in the direct column, the upstream's.
+(all threads, from ``/proc/<pid>/stat``) per call; in the direct column, the upstream's. In
+the side-by-side rows (tenants, ledger, access log), ``direct`` holds the first variant.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from typing import Any
 from bench._load import Connection, Run, closed_loop, request_bytes
 from bench._procs import (
     Proc,
+    boost,
     cpu_s,
     free_port,
     pin,
@@ -52,7 +56,8 @@ from bench._report import report
 PATH = "/v1/chat/completions"
 PROXY_CORE = {0}
 LOAD_CORE = {1}
-PHASES = ("calls", "streams", "memory", "tenants", "redis", "profile")
+PHASES = ("calls", "streams", "memory", "tenants", "redis", "accesslog", "profile")
+OPTIONAL_PHASES = frozenset({"accesslog", "profile"})
 
 CHAT = json.dumps(
     {
@@ -356,6 +361,7 @@ async def fresh_proxy(
     *,
     tenants: int = 10,
     redis_url: str | None = None,
+    log_level: str = "INFO",
 ) -> Target:
     config = workdir / f"{name}.toml"
     port = free_port()
@@ -367,7 +373,7 @@ async def fresh_proxy(
         keyed=min(tenants, 1000),
         redis_url=redis_url,
     )
-    proc = start_proxy(config, port, PROXY_CORE, timeout_s=600)
+    proc = start_proxy(config, port, PROXY_CORE, timeout_s=600, log_level=log_level)
     procs.append(proc)
     target = Target(name, port, proc.pid, keys)
     await warm(target)
@@ -398,6 +404,20 @@ async def tenant_rows(
     for r in rows[2:]:
         r["goal"] = "within 10%"
     return rows
+
+
+async def access_log_rows(
+    workdir: Path,
+    upstream: Proc,
+    direct: Target,
+    reps: int,
+    duration_s: float,
+    procs: list[Proc],
+) -> list[dict[str, Any]]:
+    """What the access log (on by default, one JSON line per request) costs."""
+    quiet = await fresh_proxy(workdir, "log-off", upstream, procs, log_level="WARNING")
+    logged = await fresh_proxy(workdir, "log-on", upstream, procs)
+    return await compare(direct, quiet, logged, "access log off vs on", reps, duration_s)
 
 
 async def redis_rows(
@@ -490,12 +510,15 @@ def raise_fd_limit() -> None:
 async def main(args: argparse.Namespace) -> None:
     raise_fd_limit()
     reps, duration_s = (2, 0.4) if args.quick else (args.reps, args.duration)
+    # Three targets per repetition in the side-by-side phases: fewer repetitions there.
+    side_reps = max(2, reps - 2)
     streams = 200 if args.quick else args.streams
     tenants = 10_000 if args.quick else args.tenants
-    phases = set(args.only.split(",")) if args.only else set(PHASES) - {"profile"}
+    phases = set(args.only.split(",")) if args.only else set(PHASES) - OPTIONAL_PHASES
     if args.profile:
         phases.add("profile")
     pin(os.getpid(), LOAD_CORE)
+    boost(os.getpid())
     load_before = busy_warning()
     workdir = Path(tempfile.mkdtemp(prefix="aegis-bench-proxy-"))
     procs: list[Proc] = []
@@ -536,10 +559,15 @@ async def main(args: argparse.Namespace) -> None:
             rows.append(row("RSS after the run MB", "", rss_mb(proxy_proc.pid), goal="<= 100"))
         if "tenants" in phases:
             print(f"starting proxies with 10 and {tenants} tenants", flush=True)
-            rows += await tenant_rows(workdir, upstream, direct, tenants, reps, duration_s, procs)
+            rows += await tenant_rows(
+                workdir, upstream, direct, tenants, side_reps, duration_s, procs
+            )
         if "redis" in phases:
             print("starting proxies on the SQLite and the Redis ledger", flush=True)
-            rows += await redis_rows(workdir, upstream, direct, reps, duration_s, procs)
+            rows += await redis_rows(workdir, upstream, direct, side_reps, duration_s, procs)
+        if "accesslog" in phases:
+            print("starting proxies with the access log off and on", flush=True)
+            rows += await access_log_rows(workdir, upstream, direct, side_reps, duration_s, procs)
         if "profile" in phases:
             await profile(workdir, upstream, max(duration_s * 3, 1.0), procs, args.top)
     finally:
@@ -569,7 +597,11 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--streams", type=int, default=1000, help="slow streams held at once")
     parser.add_argument("--tenants", type=int, default=100_000, help="tenants in the big config")
     parser.add_argument("--profile", action="store_true", help="also cProfile the proxy")
-    parser.add_argument("--only", help=f"comma-separated phases of {','.join(PHASES)}")
+    parser.add_argument(
+        "--only",
+        help=f"comma-separated phases of {','.join(PHASES)} "
+        f"(default: all but {' and '.join(sorted(OPTIONAL_PHASES))})",
+    )
     parser.add_argument("--top", type=int, default=30, help="functions in the profile")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
     return parser.parse_args(argv)
