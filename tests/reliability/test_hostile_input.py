@@ -34,6 +34,8 @@ async def post(
         ) as response,
     ):
         text = await response.text()
+    if response.content_type == "text/event-stream":
+        return response.status, {"stream": text}
     return response.status, json.loads(text)
 
 

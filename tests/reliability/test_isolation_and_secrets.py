@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import openai
@@ -17,7 +18,7 @@ from aegis.proxy import GATE, Settings
 
 RECEIPT_SECRET = "receipt-secret-canary-0123456789"  # what tests/reliability/conftest.py sets
 StartProxy = Callable[[Settings], Awaitable[Proxy]]
-MSGS = [{"role": "user", "content": "hi"}]
+MSGS: list[Any] = [{"role": "user", "content": "hi"}]
 
 
 async def test_a_spoofed_tenant_header_is_ignored_unless_trusted(

@@ -1,0 +1,140 @@
+"""The proxy killed mid-call: nothing leaks, nothing is charged twice, the trail verifies."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from fakes.openai_upstream import FakeUpstream, Reply
+from fakes.proxy_harness import KEY, ProxyProcess, free_port
+
+from aegis.core import SqliteLedger, parse_usd
+from aegis.proxy import hash_key
+
+TTL_S = 8
+SECRET = "c" * 32
+
+
+def config(path: Path, upstream: FakeUpstream, port: int) -> Path:
+    path.write_text(
+        f"[server]\nport = {port}\n"
+        '[ledger]\npath = "ledger.db"\n'
+        '[receipts]\nsink = "file"\npath = "receipts"\nkey_id = "crash"\n'
+        f'[providers.openai]\ntype = "openai"\nbase_url = "{upstream.base_url}"\n'
+        'api_key_env = "FAKE_KEY"\n'
+        f'[tenants.acme]\napi_keys = ["{hash_key(KEY)}"]\nreservation_ttl_s = {TTL_S}\n'
+        '[tenants.acme.budgets]\nper_window = [{ window = "month", limit_usd = "10" }]\n'
+    )
+    return path
+
+
+@pytest.fixture
+async def proxy(tmp_path: Path, openai_upstream: FakeUpstream) -> AsyncIterator[ProxyProcess]:
+    port = free_port()
+    env = {"FAKE_KEY": "sk-up", "AEGIS_RECEIPT_SECRET": SECRET}
+    process = ProxyProcess(
+        config(tmp_path / "aegis.toml", openai_upstream, port), port, env, tmp_path / "proxy.log"
+    )
+    try:
+        yield await process.start()
+    finally:
+        process.stop()
+
+
+async def chat(
+    proxy: ProxyProcess, http: aiohttp.ClientSession, request_id: str, *, stream: bool = False
+) -> aiohttp.ClientResponse:
+    return await http.post(
+        proxy.url + "/v1/chat/completions",
+        json={
+            "model": "gpt-4o-mini",
+            "stream": stream,
+            "max_tokens": 200,
+            "messages": [{"role": "user", "content": "tell me a long story"}],
+        },
+        headers={"Authorization": f"Bearer {KEY}", "x-request-id": request_id},
+    )
+
+
+async def month_balance(db: Path) -> tuple[int, int]:
+    ledger = SqliteLedger(db)
+    try:
+        statement = await ledger.statement(tenant_id="acme")
+    finally:
+        await ledger.close()
+    month = [b for k, b in statement.balances.items() if k.startswith("month:")]
+    return (month[0].committed_nanos, month[0].pending_nanos) if month else (0, 0)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["mid-request", "mid-stream"])
+async def test_sigkill_then_restart_releases_holds_and_never_double_charges(
+    tmp_path: Path, openai_upstream: FakeUpstream, proxy: ProxyProcess, stream: bool
+) -> None:
+    if stream:
+        openai_upstream.fake.enqueue(Reply(text=" ".join(["word"] * 100), chunk_delay_s=0.1))
+    else:
+        openai_upstream.fake.enqueue(Reply(text="slow", delay_s=5))
+    async with aiohttp.ClientSession() as http:
+        await crash_and_retry(tmp_path, openai_upstream, proxy, http, stream)
+
+
+async def crash_and_retry(
+    tmp_path: Path,
+    openai_upstream: FakeUpstream,
+    proxy: ProxyProcess,
+    http: aiohttp.ClientSession,
+    stream: bool,
+) -> None:
+    if stream:
+        response = await chat(proxy, http, "req-crash", stream=True)
+        assert response.status == 200
+        await response.content.readuntil(b"\n\n")
+    else:
+        pending = asyncio.create_task(chat(proxy, http, "req-crash"))
+        await asyncio.sleep(0.5)  # the upstream call is in flight
+    proxy.signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    assert proxy.wait() == -signal.SIGKILL
+    if stream:
+        response.close()
+    else:
+        with pytest.raises(aiohttp.ClientError):
+            await pending
+    db = tmp_path / "ledger.db"
+    assert (await month_balance(db))[1] > 0  # the dead call's hold is still held
+
+    await proxy.start()  # same ledger, same trail
+    retry = await chat(proxy, http, "req-crash")
+    assert time.monotonic() - killed_at < TTL_S, "the restart took longer than the TTL"
+    assert retry.status == 409  # still in flight as far as the ledger knows: not charged twice
+    retry.close()
+    await asyncio.sleep(max(0.0, TTL_S - (time.monotonic() - killed_at)) + 0.2)
+    assert await month_balance(db) == (0, 0)  # expired: the budget is whole again
+
+    openai_upstream.fake.enqueue(Reply(text="the retried answer"))
+    retry = await chat(proxy, http, "req-crash")
+    assert retry.status == 200
+    cost = parse_usd(retry.headers["x-aegis-cost-usd"])
+    await retry.read()
+    assert await month_balance(db) == (cost, 0)  # charged exactly once
+
+    proxy.signal(signal.SIGTERM)
+    assert proxy.wait() == 0
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    verify = subprocess.run(
+        [sys.executable, "-m", "aegis.core.cli", "verify", str(tmp_path / "receipts")],
+        env={**os.environ, "AEGIS_RECEIPT_KEYS": "crash:env:SECRET", "SECRET": SECRET},
+        capture_output=True,
+        text=True,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
