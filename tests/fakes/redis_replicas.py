@@ -99,4 +99,4 @@ async def wait_ready(replica: Replica, log: Path) -> None:
     raise AssertionError(f"replica never became ready:\n{_read(log)}")
 
 
-StartReplicas = Callable[[int, str], Awaitable[list[Replica]]]
+StartReplicas = Callable[..., Awaitable[list[Replica]]]

@@ -32,17 +32,18 @@ async def openai_upstream() -> AsyncIterator[FakeUpstream]:
 async def start_replicas(
     tmp_path: Path, redis_server: RedisServer, openai_upstream: FakeUpstream
 ) -> AsyncIterator[StartReplicas]:
-    """Start ``n`` replicas sharing the test's Redis; ``tenant`` is TOML for tenant acme."""
+    """Start ``n`` replicas sharing the test's Redis (or ``redis``); ``tenant`` is TOML for
+    tenant acme."""
     started: list[Replica] = []
     env = {**os.environ, "FAKE_KEY": "sk-upstream", "AEGIS_RECEIPT_SECRET": "r" * 32}
 
-    async def start(n: int, tenant: str) -> list[Replica]:
+    async def start(n: int, tenant: str, redis: RedisServer | None = None) -> list[Replica]:
         batch = []
         for _ in range(n):
             home = tmp_path / f"replica{len(started)}"
             home.mkdir()
             port = free_port()
-            write_config(home, port, redis_server.url, openai_upstream, tenant)
+            write_config(home, port, (redis or redis_server).url, openai_upstream, tenant)
             log = home / "proxy.log"
             with log.open("wb") as out:
                 process = subprocess.Popen(

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import subprocess
 import time
 from collections import Counter
+from pathlib import Path
 
 import aiohttp
 import openai
+import pytest
 from fakes.openai_upstream import FakeUpstream, Reply
 from fakes.redis_replicas import KEY, PROXY, Replica, StartReplicas
 from fakes.redis_server import RedisServer
@@ -128,3 +131,82 @@ async def test_a_replica_killed_mid_flight_releases_its_holds_within_the_ttl(
     committed, pending = day_totals(await statement(redis_server))
     assert pending == 0
     assert committed > 0
+
+
+async def test_a_redis_outage_refuses_calls_with_503_and_recovery_needs_nobody(
+    tmp_path: Path, start_replicas: StartReplicas, openai_upstream: FakeUpstream
+) -> None:
+    # The test's usual Redis runs without persistence; this one persists as the README says.
+    durable = RedisServer(tmp_path / "durable", persistent=True)
+    durable.start()
+    try:
+        replicas = await start_replicas(2, TENANT, durable)
+        assert [await ask(r, f"before-{i}") for i, r in enumerate(replicas)] == [200, 200]
+        calls_before = len(openai_upstream.fake.requests)
+
+        durable.stop()
+        assert [await ask(r, f"during-{i}") for i, r in enumerate(replicas)] == [503, 503]
+        assert [await readyz(r) for r in replicas] == [503, 503]
+        assert len(openai_upstream.fake.requests) == calls_before  # no ungoverned spend
+
+        durable.start()  # same port, data intact (AOF)
+        assert [await ask(r, f"after-{i}") for i, r in enumerate(replicas)] == [200, 200]
+        assert [await readyz(r) for r in replicas] == [200, 200]
+        committed, pending = day_totals(await statement(durable))
+        receipts = [x for r in replicas for x in r.receipts() if x["decision"]["allowed"]]
+        assert committed == sum(parse_usd(x["actual_usd"]) for x in receipts)
+        assert len(receipts) == 4
+        assert pending == 0
+    finally:
+        durable.stop()
+
+
+@pytest.mark.parametrize("loss", ["flushall", "restart without persistence"])
+async def test_lost_redis_data_fails_closed_until_an_operator_accepts_it(
+    loss: str,
+    start_replicas: StartReplicas,
+    redis_server: RedisServer,
+    openai_upstream: FakeUpstream,
+) -> None:
+    replicas = await start_replicas(2, TENANT)
+    assert [await ask(r, f"before-{i}") for i, r in enumerate(replicas)] == [200, 200]
+    calls_before = len(openai_upstream.fake.requests)
+
+    if loss == "flushall":
+        assert redis_server.command("FLUSHALL").startswith(b"+OK")
+    else:
+        redis_server.stop()
+        redis_server.start()
+    # Zero spend would be a lie: every replica refuses instead, and says why.
+    assert [await ask(r, f"lost-{i}") for i, r in enumerate(replicas)] == [503, 503]
+    assert [await readyz(r) for r in replicas] == [503, 503]
+    assert len(openai_upstream.fake.requests) == calls_before
+    shown = cli("usage", "acme", "--config", str(replicas[0].config))
+    assert shown.returncode == 1
+    assert "lost its data" in shown.stderr
+
+    # A replica restarted after the loss still remembers the epoch (its epoch file).
+    replicas[1].stop()
+    restarted = subprocess.Popen(
+        [*PROXY, "serve", "--config", str(replicas[1].config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "FAKE_KEY": "sk-upstream", "AEGIS_RECEIPT_SECRET": "r" * 32},
+    )
+    replicas[1].process = restarted
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            assert await readyz(replicas[1]) == 503
+            break
+        except aiohttp.ClientError:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
+    assert await ask(replicas[1], "lost-restarted") == 503
+
+    accepted = cli("ledger", "accept-loss", "--config", str(replicas[0].config))
+    assert accepted.returncode == 0, accepted.stderr
+    assert "new ledger epoch" in accepted.stdout
+    # Every replica adopts the operator's new epoch by itself.
+    assert [await ask(r, f"accepted-{i}") for i, r in enumerate(replicas)] == [200, 200]
+    assert [await readyz(r) for r in replicas] == [200, 200]

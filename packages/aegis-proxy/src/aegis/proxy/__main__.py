@@ -129,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     p_usage.add_argument("tenant")
     p_ledger = sub.add_parser("ledger", help="operate the ledger")
     ledger_sub = p_ledger.add_subparsers(dest="ledger_command", required=True)
-    ledger_sub.add_parser("accept-loss", help="serve again after Redis lost its data")
-    for p in (p_usage, p_ledger):
+    p_accept = ledger_sub.add_parser("accept-loss", help="serve again after Redis lost its data")
+    for p in (p_usage, p_accept):
         p.add_argument("--config", help="TOML config file (default: $AEGIS_CONFIG)")
     args = parser.parse_args(argv)
     logging.basicConfig(
