@@ -51,7 +51,7 @@ def test_budget_refusal_is_a_429_the_sdk_will_not_retry() -> None:
     assert wire.headers["x-aegis-budget"] == "month"
     assert wire.headers["x-aegis-resets-at"] == resets.isoformat()
     info = parse_error_body(wire.body)
-    assert (info.type, info.code) == ("insufficient_quota", "budget_exceeded")
+    assert (info.type, info.code) == ("budget_exceeded", "month")
     assert not should_retry(wire.status, wire.headers)
 
 
@@ -103,3 +103,20 @@ def test_retry_after_parsing() -> None:
 )
 def test_should_retry_matches_the_sdk(status: int, headers: dict[str, str], expected: bool) -> None:
     assert should_retry(status, headers) is expected
+
+
+def test_a_budget_that_resets_soon_says_when_to_retry() -> None:
+    resets = datetime(2026, 11, 26, 12, 1, tzinfo=UTC)
+    exc = BudgetExceeded(
+        tenant_id="acme",
+        budget="minute",
+        requested_nanos=5,
+        available_nanos=1,
+        limit_nanos=10,
+        resets_at=resets,
+    )
+    near = error_for(exc, now=resets.timestamp() - 41.5)
+    assert near.headers["retry-after"] == "42"
+    far = error_for(exc, now=resets.timestamp() - 7200)
+    assert "retry-after" not in far.headers
+    assert not should_retry(near.status, near.headers)  # still a hard stop for the SDK

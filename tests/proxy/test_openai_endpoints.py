@@ -95,6 +95,7 @@ async def test_budget_hard_stop_denies_before_any_upstream_call(
             model="gpt-4o", messages=[{"role": "user", "content": "hi"}], max_tokens=1000
         )
     assert info.value.status_code == 429
+    assert (info.value.type, info.value.code) == ("budget_exceeded", "day")
     assert info.value.response.headers["x-should-retry"] == "false"
     assert openai_upstream.fake.requests == []
     (receipt,) = receipts(proxy).receipts  # one refusal, not three: the SDK did not retry

@@ -19,6 +19,7 @@ from aegis.core import AegisError, BudgetExceeded, Denied, DuplicateRequest, Led
 
 __all__ = [
     "MAX_RETRY_AFTER_S",
+    "NEAR_RESET_S",
     "InvalidRequestBody",
     "OpenAIErrorInfo",
     "WireError",
@@ -29,6 +30,8 @@ __all__ = [
     "should_retry",
 ]
 
+NEAR_RESET_S: Final = 3600
+"""A budget that resets within this many seconds gets a ``retry-after``."""
 MAX_RETRY_AFTER_S: Final = 120.0
 """The SDK ignores a server's retry-after above this and backs off on its own."""
 
@@ -94,19 +97,24 @@ def parse_error_body(body: bytes | str | Mapping[str, Any] | None) -> OpenAIErro
     )
 
 
-def error_for(exc: AegisError) -> WireError:
+def error_for(exc: AegisError, *, now: float | None = None) -> WireError:
     """The OpenAI-shaped error for an Aegis refusal.
 
     Refusals carry ``x-should-retry: false``: the SDK would otherwise retry a 429 twice, and a
-    budget that is spent stays spent. A budget refusal adds ``x-aegis-budget`` and, when the
-    budget resets, ``x-aegis-resets-at`` (ISO 8601).
+    budget that is spent stays spent. A budget refusal has ``type: "budget_exceeded"`` and the
+    budget's name as ``code``, adds ``x-aegis-budget`` and, when the budget resets,
+    ``x-aegis-resets-at`` (ISO 8601) and, when that is within :data:`NEAR_RESET_S`,
+    ``retry-after`` in seconds (for clients that schedule their own retry).
     """
     headers = {"x-should-retry": "false"}
     if isinstance(exc, BudgetExceeded):
-        status, kind, code = 429, "insufficient_quota", "budget_exceeded"
+        status, kind, code = 429, "budget_exceeded", exc.budget
         headers["x-aegis-budget"] = exc.budget
         if exc.resets_at is not None:
             headers["x-aegis-resets-at"] = exc.resets_at.isoformat()
+            wait = exc.resets_at.timestamp() - (time.time() if now is None else now)
+            if 0 < wait <= NEAR_RESET_S:
+                headers["retry-after"] = str(math.ceil(wait))
     elif isinstance(exc, Denied):
         status, kind, code = 403, "permission_error", exc.code
     elif isinstance(exc, InvalidRequestBody):
