@@ -210,11 +210,10 @@ class RedisLedger:
         return f"{self._prefix}:epoch:superseded"
 
     def _recorded(self) -> str | None:
-        if self._epoch is not None:
-            return self._epoch
+        # The file first: an operator's `ledger accept-loss` may have rewritten it.
         if self._epoch_file is not None and self._epoch_file.exists():
-            return self._epoch_file.read_text().strip() or None
-        return None
+            return self._epoch_file.read_text().strip() or self._epoch
+        return self._epoch
 
     def _record(self, epoch: str) -> None:
         self._epoch = epoch
@@ -293,7 +292,6 @@ class RedisLedger:
                     return reply
                 # The tenant carries no epoch (new, or idle long enough to expire) or another
                 # one: only Redis's global epoch, checked against ours, says which is safe.
-                self._epoch = None
                 synced = await self._sync_epoch()
                 stale = reply[0] == "epoch" and reply[1] != synced
                 if stale and not await self._redis.sismember(self._superseded_key, reply[1]):
