@@ -63,6 +63,7 @@ from aegis.core.redis_ledger import RedisLedger  # imports redis only when one i
 from aegis.core.signing import HmacSha256Signer, SignatureVerifier
 from aegis.core.sqlite_ledger import SqliteLedger
 from aegis.core.sqlite_sink import SqliteReceiptSink
+from aegis.core.sse import SseEvent, SseParser
 from aegis.core.verify import (
     EXIT_INTACT,
     EXIT_TAMPERED,
@@ -141,6 +142,8 @@ __all__ = [
     "Signer",
     "SqliteLedger",
     "SqliteReceiptSink",
+    "SseEvent",
+    "SseParser",
     "Statement",
     "SystemClock",
     "TomlPolicyProvider",

@@ -19,13 +19,8 @@ from typing import Any, Final
 import aiohttp
 from aiohttp import web
 
-from aegis.adapters.openai import (
-    OutputMeter,
-    RequestEstimate,
-    RequestRewrite,
-    SseParser,
-)
-from aegis.core import Gate, Permit, Receipt, ReceiptStatus, Usage
+from aegis.adapters.openai import OutputMeter, RequestEstimate, RequestRewrite
+from aegis.core import Gate, Permit, Receipt, ReceiptStatus, SseParser, Usage
 from aegis.proxy.calls import IncomingCall
 from aegis.proxy.routing import Attempt, is_retryable_status
 from aegis.proxy.timing import first_chunk, upstream_answered, upstream_sent

@@ -27,8 +27,7 @@ from aegis.adapters.gemini import (
     usage_from_response,
     with_output_limits,
 )
-from aegis.adapters.openai import SseParser
-from aegis.core import Gate, Permit, ReceiptStatus
+from aegis.core import Gate, Permit, ReceiptStatus, SseParser
 from aegis.proxy.calls import IncomingCall
 from aegis.proxy.forward import (
     event_stream,

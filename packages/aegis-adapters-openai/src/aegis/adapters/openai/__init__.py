@@ -59,7 +59,6 @@ from aegis.adapters.openai.rewrite import (
     rewrite_chat_request,
     rewrite_responses_request,
 )
-from aegis.adapters.openai.sse import SseEvent, SseParser
 from aegis.adapters.openai.stream import GovernedStream
 from aegis.adapters.openai.usage import (
     usage_from_chat,
@@ -68,6 +67,7 @@ from aegis.adapters.openai.usage import (
     usage_from_responses,
     usage_from_responses_object,
 )
+from aegis.core import SseEvent, SseParser
 
 __all__ = [
     "AUDIO_BASE64_CHARS_PER_TOKEN",

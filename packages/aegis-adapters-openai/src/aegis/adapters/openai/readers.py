@@ -24,9 +24,8 @@ from aegis.adapters.openai.meter import (
     observe_chat_chunk,
     observe_responses_event,
 )
-from aegis.adapters.openai.sse import SseEvent, SseParser
 from aegis.adapters.openai.usage import usage_from_responses
-from aegis.core import Usage
+from aegis.core import SseEvent, SseParser, Usage
 
 __all__ = ["DONE_EVENT", "ChatStreamReader", "EventKind", "ResponsesStreamReader", "StreamEvent"]
 

@@ -1,6 +1,7 @@
 """An incremental server-sent-events parser that keeps each event's original bytes.
 
-A proxy forwards events as they arrive; keeping the raw bytes of each event lets it pass them on
+Both providers stream with server-sent events; this one parser serves both adapters. A proxy
+forwards events as they arrive; keeping the raw bytes of each event lets it pass them on
 untouched (or withhold one) without re-serializing anything. Events end at a blank line
 (``\\n\\n``, ``\\r\\n\\r\\n`` or ``\\r\\r``); ``data:`` lines are joined with ``\\n``.
 """
