@@ -48,10 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(width=width, record=args.svg is not None, highlight=False)
     stack = Stack(args.workdir, latency_scale=args.latency_scale)
     console.print("Starting the simulated upstream and aegis-proxy ...")
-    stack.start()
     demo = Demo(stack, console)
     code = 0
     try:
+        stack.start()
         if scripted:
             verdict = demo.tour()
             # The tour ends by tampering: the verifier must have caught it.

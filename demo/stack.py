@@ -119,12 +119,13 @@ class Stack:
         self.ledger_path = self.workdir / "ledger.db"
         self.receipts_dir = self.workdir / "receipts"
         self.log_path = self.workdir / "proxy.log"
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._process: subprocess.Popen[bytes] | None = None
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine on the stack's event loop and wait for it."""
+        assert self._loop is not None, "start() the stack first"
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
     @property
@@ -190,11 +191,30 @@ class Stack:
         self.workdir.mkdir(parents=True)
         self.secret_path.touch(mode=0o600)
         self.secret_path.write_text(self.receipt_secret)
+        # The simulated upstream and the ledger reads run on this loop, so the menu can block
+        # on input() in the main thread.
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
         simulated_url = self.run(self.simulated.start())
-        self.write_config(simulated_url)
+        for attempt in range(3):
+            if attempt:
+                # The free port was taken between our probe and the proxy's bind (or the
+                # process was killed from outside while starting): try another.
+                self.port = _free_port()
+                self.url = f"http://127.0.0.1:{self.port}"
+            self.write_config(simulated_url)
+            problem = self._launch()
+            if problem is None:
+                return
+            if "address already in use" not in problem and "exited (-" not in problem:
+                break
+        raise RuntimeError(problem)
+
+    def _launch(self) -> str | None:
+        """Start the proxy and wait for ``/readyz``; ``None`` when ready, else what happened."""
         with self.log_path.open("wb") as log:
-            self._process = subprocess.Popen(
+            process = self._process = subprocess.Popen(
                 [sys.executable, "-m", "aegis.proxy", "serve", "--config", str(self.config)],
                 env=self.proxy_env,
                 stdout=log,
@@ -202,18 +222,16 @@ class Stack:
             )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(
-                    f"the proxy exited ({self._process.returncode}):\n{self.log_path.read_text()}"
-                )
+            if process.poll() is not None:
+                return f"the proxy exited ({process.returncode}):\n{self.log_path.read_text()}"
             try:
                 with urllib.request.urlopen(self.url + "/readyz", timeout=1) as response:
                     if response.status == 200:
-                        return
+                        return None
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.05)
-        raise RuntimeError(f"the proxy did not become ready:\n{self.log_path.read_text()}")
+        return f"the proxy did not become ready:\n{self.log_path.read_text()}"
 
     def stop(self) -> None:
         """Stop the proxy (SIGTERM: it drains and closes the receipt trail) and the upstream."""
@@ -224,7 +242,8 @@ class Stack:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
-        if self._thread.is_alive():
+        if self._loop is not None and self._thread is not None and self._thread.is_alive():
             self.run(self.simulated.stop())
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=5)
+            self._loop.close()

@@ -50,8 +50,9 @@ class Demo:
         sim = self.stack.simulated
         lines = Text()
         lines.append("proxy    ", style="bold")
-        lines.append(f"{self.stack.url}  (the real aegis-proxy: Gate, SQLite ledger, ")
-        lines.append("HMAC-signed receipt trail)\n")
+        lines.append(
+            f"{self.stack.url}  (the real aegis-proxy: Gate, SQLite ledger, signed receipts)\n"
+        )
         for kind in ("openai", "gemini"):
             label = self.stack.provider_label(kind)
             lines.append(f"{kind:<9}", style="bold")

@@ -228,3 +228,20 @@ def test_the_interactive_menu_in_a_terminal(screen: Screen, tmp_path: Path) -> N
     screen.child.expect(pexpect.EOF, timeout=30)
     screen.child.close()
     assert screen.child.exitstatus == 0
+
+
+def test_provider_keys_switch_that_provider_from_simulated_to_real(tmp_path: Path) -> None:
+    from aegis.proxy import load_settings
+    from demo.stack import Stack
+
+    stack = Stack(tmp_path, environ={"OPENAI_API_KEY": "sk-real"})
+    assert stack.provider_label("openai") == "real"
+    assert stack.provider_label("gemini") == "SIMULATED"
+    stack.write_config("http://127.0.0.1:9")
+    providers = load_settings(stack.config).providers
+    assert providers["openai"].base_url == "https://api.openai.com/v1"
+    assert providers["openai"].api_key_env == "OPENAI_API_KEY"
+    assert providers["gemini"].base_url == "http://127.0.0.1:9/gemini"
+    assert providers["gemini"].api_key_env == "AEGIS_SIMULATED_KEY"
+    plain = Stack(tmp_path / "plain", environ={})
+    assert plain.provider_label("openai") == plain.provider_label("gemini") == "SIMULATED"
