@@ -13,6 +13,8 @@ Two layers:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from aegis.adapters.openai.errors import (
     MAX_RETRY_AFTER_S,
     InvalidRequestBody,
@@ -35,11 +37,6 @@ from aegis.adapters.openai.estimate import (
     estimate_embeddings_request,
     estimate_responses_request,
 )
-from aegis.adapters.openai.governed import (
-    chat_completions_via_gate,
-    embeddings_via_gate,
-    responses_via_gate,
-)
 from aegis.adapters.openai.meter import (
     RESPONSES_TERMINAL_EVENTS,
     OutputMeter,
@@ -59,7 +56,6 @@ from aegis.adapters.openai.rewrite import (
     rewrite_chat_request,
     rewrite_responses_request,
 )
-from aegis.adapters.openai.stream import GovernedStream
 from aegis.adapters.openai.usage import (
     usage_from_chat,
     usage_from_chat_completion,
@@ -68,6 +64,33 @@ from aegis.adapters.openai.usage import (
     usage_from_responses_object,
 )
 from aegis.core import SseEvent, SseParser
+
+if TYPE_CHECKING:
+    from aegis.adapters.openai.governed import (
+        chat_completions_via_gate,
+        embeddings_via_gate,
+        responses_via_gate,
+    )
+    from aegis.adapters.openai.stream import GovernedStream
+
+# The SDK-backed calls import the openai SDK (about half a second and tens of MB); the proxy
+# uses only the wire functions, so the SDK is imported on first use of these names.
+_SDK_BACKED = {
+    "chat_completions_via_gate": "governed",
+    "embeddings_via_gate": "governed",
+    "responses_via_gate": "governed",
+    "GovernedStream": "stream",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _SDK_BACKED.get(name)
+    if module is not None:
+        from importlib import import_module
+
+        return getattr(import_module(f"aegis.adapters.openai.{module}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AUDIO_BASE64_CHARS_PER_TOKEN",
