@@ -77,3 +77,14 @@ def test_the_core_wheel_installs_alone_and_works(tmp_path: Path) -> None:
     )
     out = subprocess.run([str(python), "-c", script], check=True, capture_output=True, text=True)
     assert out.stdout.strip() == "0.0000045"
+
+
+def test_the_proxy_does_not_load_the_provider_sdks() -> None:
+    # The proxy speaks the wire formats itself; the SDKs cost startup time and memory.
+    script = (
+        "import sys, aegis.proxy.app, aegis.adapters.openai, aegis.adapters.gemini\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'openai', 'httpx'}),"
+        " 'google.genai' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["[]", "False"]
