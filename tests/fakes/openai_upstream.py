@@ -87,6 +87,8 @@ class Reply:
     """Stream: cut the connection after this many events."""
     error_after: int | None = None
     """Stream: send an error event after this many events, then end the stream."""
+    garbage_after: int | None = None
+    """Stream: send an event that is not JSON after this many events, then end the stream."""
     delay_s: float = 0.0
     """Wait before answering (before the response headers)."""
     chunk_delay_s: float = 0.0
@@ -356,6 +358,9 @@ class _SseWriter:
                 # Responses streams report failure as an ``error`` event, not an error body.
                 error = {**detail, "type": "error", "sequence_number": self.sent}
                 await self._write(error, "error")
+            return False
+        if reply.garbage_after is not None and self.sent >= reply.garbage_after:
+            await self.response.write(b"data: {this is not JSON\n\n")
             return False
         if reply.chunk_delay_s:
             await asyncio.sleep(reply.chunk_delay_s)

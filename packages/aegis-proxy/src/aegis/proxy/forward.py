@@ -119,10 +119,24 @@ async def request_upstream(
     answer. A retryable failure settles the permit and raises :class:`AttemptFailed`."""
     try:
         response = await send(upstream, path, payload)
-    except (aiohttp.ClientError, TimeoutError) as exc:
+    except aiohttp.ClientConnectorError as exc:
+        # Nothing reached the provider: nothing to pay for.
         reason = f"{type(exc).__name__} from {attempt.provider}"
         await settle(gate, permit, status="upstream_error", error=reason)
         raise AttemptFailed(502, b"", {}, reason) from exc
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        # The request went out and no answer came back: the provider may bill for it, and the
+        # usage is unknown, so the whole reservation (an upper bound) is charged.
+        reason = f"{type(exc).__name__} from {attempt.provider}"
+        await settle(
+            gate,
+            permit,
+            status="upstream_error",
+            error=reason,
+            usage=worst_case(permit),
+            usage_source="reservation",
+        )
+        raise AttemptFailed(504 if isinstance(exc, TimeoutError) else 502, b"", {}, reason) from exc
     except asyncio.CancelledError:
         await settle(gate, permit, status="cancelled", error="client disconnected")
         raise
@@ -261,6 +275,11 @@ async def forward_stream(
         with suppress(ConnectionResetError, aiohttp.ClientConnectionResetError):
             await out.write_eof()
     return out
+
+
+def worst_case(permit: Permit) -> Usage:
+    """The usage the permit reserved for: what a call of unknown usage is charged."""
+    return Usage(input_tokens=permit.input_tokens, output_tokens=permit.max_output_tokens)
 
 
 def event_stream(call: IncomingCall, permit: Permit) -> web.StreamResponse:

@@ -56,7 +56,7 @@ async def model_action(request: web.Request) -> web.StreamResponse:
     assert last is not None
     if last.body:
         return web.Response(status=last.status, body=last.body, headers=last.headers)
-    raise UpstreamUnavailable(f"every provider failed; last: {last.reason}")
+    raise UpstreamUnavailable(f"every provider failed; last: {last.reason}", status=last.status)
 
 
 async def _attempt(

@@ -115,12 +115,13 @@ async def _governed(
             last = failed
     assert last is not None
     if last.status >= 400 and last.body:
+        # The last provider's own answer, with its headers (retry-after for a 429 included).
         return web.Response(
             status=last.status,
             body=last.body,
-            headers={"Content-Type": "application/json", "x-request-id": call.request_id},
+            headers={**last.headers, "x-request-id": call.request_id},
         )
-    raise UpstreamUnavailable(f"every provider failed; last: {last.reason}")
+    raise UpstreamUnavailable(f"every provider failed; last: {last.reason}", status=last.status)
 
 
 async def _attempt(
