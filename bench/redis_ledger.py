@@ -7,6 +7,7 @@ Run: uv run python -m bench.redis_ledger   (starts its own redis-server from red
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import subprocess
 import tempfile
@@ -110,6 +111,16 @@ async def main() -> None:
                         "pairs_per_s": round(await rate),
                     }
                 )
+            # CPU per pair on each side: what bounds throughput on a machine with idle cores,
+            # whatever else shares this one while the benchmark runs.
+            admin = Redis.from_url(url)
+            await admin.config_resetstat()
+            cpu0 = time.process_time()
+            await pairs_per_s(ledger, "cpu", 8000, 64)
+            client_us = (time.process_time() - cpu0) / 8000 * 1e6
+            stats = await admin.info("commandstats")
+            server_us = stats["cmdstat_evalsha"]["usec"] / 8000
+            await admin.aclose()
             redis_r, redis_c = await latency_us(ledger, "lat", 2000)
             memory_r, memory_c = await latency_us(MemoryLedger(), "lat", 2000)
             ping = await ping_us(url, 2000)
@@ -122,6 +133,12 @@ async def main() -> None:
         {"what": "commit, median µs (redis)", "pairs_per_s": "", "us": round(redis_c, 1)},
         {"what": "reserve+commit, median µs (memory)", "us": round(memory_r + memory_c, 1)},
         {"what": "PING round trip, median µs", "us": round(ping, 1)},
+        {"what": "client CPU per pair, µs", "us": round(client_us, 1)},
+        {"what": "redis-server CPU per pair (scripts), µs", "us": round(server_us, 1)},
+        {
+            "what": "pairs/s with a core each for client and server",
+            "pairs_per_s": round(1e6 / max(client_us, server_us)),
+        },
         {
             "what": "added per governed call vs memory, µs",
             "us": round(redis_r + redis_c - memory_r - memory_c, 1),
@@ -134,7 +151,8 @@ async def main() -> None:
         "redis_ledger",
         rows,
         note="goal: >= 5,000 reserve+commit pairs/s from one process (3 budget accounts each); "
-        "Redis on loopback, redis-py asyncio client, one script per call",
+        "Redis on loopback, redis-py asyncio client, one script per call, concurrent calls "
+        f"pipelined together; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
     )
 
 

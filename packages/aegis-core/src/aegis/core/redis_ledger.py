@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -272,7 +273,7 @@ class RedisLedger:
 
     def _keys(self, tenant_id: str) -> list[str]:
         base = f"{self._prefix}:{{{_tag(tenant_id)}}}:"
-        return [base + name for name in ("acct", "pend", "holds", "aexp", "done")]
+        return [base + "book", base + "timers"]
 
     async def _call(self, name: str, tenant_id: str, args: Sequence[str]) -> list[Any]:
         """Run a script for the tenant; one round trip unless the epoch needs settling."""
@@ -317,11 +318,21 @@ class RedisLedger:
     ) -> Hold:
         if amount_nanos < 0:
             raise ValueError("a reservation cannot be negative")
-        args = [hold_id, str(amount_nanos), str(int(ttl_s * 1000)), os.urandom(8).hex()]
-        args.append(str(len(accounts)))
-        for a in accounts:
-            args += [a.key, str(a.limit_nanos), "1" if a.hard_stop else "0"]
-            args.append(str(int(a.expires_at * 1000)))
+        # Numbers travel as strings: cjson would turn them into doubles.
+        packed = json.dumps(
+            [
+                field
+                for a in accounts
+                for field in (
+                    a.key,
+                    str(a.limit_nanos),
+                    "1" if a.hard_stop else "0",
+                    str(int(a.expires_at * 1000)),
+                )
+            ]
+        )
+        ttl_ms = str(int(ttl_s * 1000))
+        args = [hold_id, str(amount_nanos), ttl_ms, os.urandom(8).hex(), packed]
         reply = await self._call("RESERVE", tenant_id, args)
         if reply[0] == "dup":
             raise DuplicateRequest(hold_id, "in flight" if reply[1] == "pending" else "charged")
@@ -362,7 +373,7 @@ class RedisLedger:
     async def statement(self, *, tenant_id: str) -> Statement:
         reply = await self._call("STATEMENT", tenant_id, [])
         fields = dict(zip(reply[1][::2], reply[1][1::2], strict=True))
-        names = sorted({f[2:] for f in fields if f.startswith(("c:", "p:"))})
+        names = sorted({f[2:] for f in fields})
         balances = {
             k: Balance(int(fields.get("c:" + k, 0)), int(fields.get("p:" + k, 0))) for k in names
         }
