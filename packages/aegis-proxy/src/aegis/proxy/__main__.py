@@ -12,7 +12,7 @@ from pathlib import Path
 from aiohttp import web
 
 from aegis.core import AegisError
-from aegis.proxy.access_log import ACCESS_LOGGER
+from aegis.proxy.access_log import ACCESS_LOGGER, BufferedLineHandler
 from aegis.proxy.app import create_app
 from aegis.proxy.auth import hash_key, new_key
 from aegis.proxy.config import ConfigProblems, Settings, load_settings, settings_from_env
@@ -25,7 +25,7 @@ __all__ = ["main"]
 def _access_log_to_stdout() -> None:
     # Access lines are JSON documents on their own (no prefix), one per line on stdout.
     access = logging.getLogger(ACCESS_LOGGER)
-    handler = logging.StreamHandler(sys.stdout)
+    handler = BufferedLineHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(message)s"))
     access.addHandler(handler)
     access.propagate = False

@@ -9,17 +9,42 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime
+import time
 from decimal import Decimal
 from typing import Any, Final
 
 from aegis.core import Receipt
 
-__all__ = ["ACCESS_LOGGER", "access_record", "log_access"]
+__all__ = [
+    "ACCESS_LOGGER",
+    "BufferedLineHandler",
+    "access_record",
+    "flush_access_log",
+    "log_access",
+]
 
 ACCESS_LOGGER: Final = "aegis.proxy.access"
 logger = logging.getLogger(ACCESS_LOGGER)
 _MAX_MODEL: Final = 200
+# json.dumps with options builds a new encoder per call; this line is written per request.
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_second_prefix: tuple[int, str] = (0, "")
+
+
+def _timestamp() -> str:
+    """UTC ISO-8601 with milliseconds; the part up to the second is formatted once a second."""
+    global _second_prefix
+    now = time.time()
+    second = int(now)
+    if _second_prefix[0] != second:
+        _second_prefix = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{_second_prefix[1]}.{int((now - second) * 1000):03d}Z"
+
+
+def _cost(receipts: list[Receipt]) -> str:
+    if len(receipts) == 1:
+        return receipts[0].actual_usd
+    return str(sum((Decimal(r.actual_usd) for r in receipts), Decimal(0)))
 
 
 def access_record(
@@ -35,7 +60,7 @@ def access_record(
     """The fields of one access line (plain data)."""
     last = receipts[-1] if receipts else None
     record: dict[str, Any] = {
-        "ts": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "ts": _timestamp(),
         "event": "request",
         "method": method,
         "route": route,
@@ -46,9 +71,7 @@ def access_record(
         "provider": None if last is None else last.provider,
         "outcome": None if last is None else last.status,
         "decision": None if last is None else (last.decision.reason or "allowed"),
-        "cost_usd": None
-        if last is None
-        else str(sum((Decimal(r.actual_usd) for r in receipts), Decimal(0))),
+        "cost_usd": None if last is None else _cost(receipts),
         "latency_ms": round(latency_s * 1000, 3),
         "upstream_ms": round(upstream_s * 1000, 3) if attempts else None,
         "attempts": attempts,
@@ -60,4 +83,36 @@ def access_record(
 
 
 def log_access(record: dict[str, Any]) -> None:
-    logger.info("%s", json.dumps(record, separators=(",", ":"), ensure_ascii=False))
+    if logger.isEnabledFor(logging.INFO):
+        # makeRecord + handle: the same record logger.info makes, without walking the stack
+        # for a caller that is always this line.
+        line = _ENCODER.encode(record)
+        logger.handle(logger.makeRecord(ACCESS_LOGGER, logging.INFO, __file__, 0, line, (), None))
+
+
+class BufferedLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes lines without a flush per line: at most every ``flush_interval_s`` while
+    requests come, and from :func:`flush_access_log` (which the proxy calls every second)
+    when they stop. A crash can lose that last second of access lines (never receipts)."""
+
+    def __init__(self, stream: Any = None, flush_interval_s: float = 0.5) -> None:
+        super().__init__(stream)
+        self.flush_interval_s = flush_interval_s
+        self._flushed_at = time.monotonic()
+
+    def flush(self) -> None:
+        now = time.monotonic()
+        if now - self._flushed_at >= self.flush_interval_s:
+            self._flushed_at = now
+            super().flush()
+
+    def flush_now(self) -> None:
+        self._flushed_at = time.monotonic()
+        super().flush()
+
+
+def flush_access_log() -> None:
+    """Push out what buffered handlers of the access logger hold."""
+    for handler in logger.handlers:
+        if isinstance(handler, BufferedLineHandler):
+            handler.flush_now()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
+from contextlib import suppress
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Final
 
@@ -18,7 +19,12 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from aegis.core import HmacSha256Signer, PricingTable, Receipt
-from aegis.proxy.access_log import access_record, log_access, logger as access_logger
+from aegis.proxy.access_log import (
+    access_record,
+    flush_access_log,
+    log_access,
+    logger as access_logger,
+)
 from aegis.proxy.config import ObservabilitySettings, Settings, TenantSettings
 from aegis.proxy.governance import receipt_signer
 from aegis.proxy.metrics import ProxyCollector, new_registry
@@ -106,7 +112,12 @@ def operator_context(operator: Operator, settings: Settings) -> Any:
             operator.tracing = Tracing(provider, operator.provider_types)
         if operator.is_active:
             gate.on_receipt = operator.on_receipt
+        flusher = asyncio.create_task(_flush_every_second())
         yield
+        flusher.cancel()
+        with suppress(asyncio.CancelledError):
+            await flusher
+        flush_access_log()
         gate.on_receipt = None
         operator.tracing = None
         shutdown = getattr(owned, "shutdown", None)
@@ -114,6 +125,12 @@ def operator_context(operator: Operator, settings: Settings) -> Any:
             shutdown()
 
     return ctx
+
+
+async def _flush_every_second() -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        flush_access_log()
 
 
 def operator_middleware(operator: Operator) -> Any:
