@@ -134,7 +134,8 @@ for i = 1, #accounts, 4 do
 end
 redis.call('ZADD', timers, now + ttl, 'p:' .. id)
 redis.call('ZREM', timers, 'd:' .. id)
-redis.call('HSET', book, 'hold:' .. id, cjson.encode({s = 'pending', a = amount, k = keys, t = token}))
+local rec = {s = 'pending', a = amount, k = keys, t = token}
+redis.call('HSET', book, 'hold:' .. id, cjson.encode(rec))
 touch(needed)
 return {'ok', tostring(now + ttl), now}
 """
