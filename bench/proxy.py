@@ -215,6 +215,17 @@ async def calls_rows(
                 goal="<= 0.4",
             ),
         ]
+        if c == 64:
+            # What a core would do if the process had it to itself: robust to other work on
+            # a shared machine, which lowers the measured calls/s but not the CPU per call.
+            rows.append(
+                row(
+                    "c=64 calls/s per core (1000 / CPU ms)",
+                    1000 / med(d, lambda x: x.cpu_ms_per_call),
+                    1000 / med(p, lambda x: x.cpu_ms_per_call),
+                    goal=">= 2000",
+                )
+            )
         print(f"  non-streamed c={c} done", flush=True)
     return rows
 
