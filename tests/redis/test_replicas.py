@@ -28,19 +28,24 @@ def client(replica: Replica) -> AsyncOpenAI:
     return AsyncOpenAI(base_url=replica.url + "/v1", api_key=KEY, max_retries=0)
 
 
-async def ask(replica: Replica, request_id: str, max_tokens: int = 32) -> int:
+async def create(sdk: AsyncOpenAI, request_id: str, max_tokens: int) -> int:
     """One chat completion through the real SDK; the HTTP status it ended with."""
-    async with client(replica) as sdk:
-        try:
-            await sdk.chat.completions.create(
-                model="gpt-4o-mini",
-                messages=[{"role": "user", "content": "Say hello to every replica"}],
-                max_tokens=max_tokens,
-                extra_headers={"x-request-id": request_id},
-            )
-        except openai.APIStatusError as exc:
-            return exc.status_code
+    try:
+        await sdk.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "Say hello to every replica"}],
+            max_tokens=max_tokens,
+            extra_headers={"x-request-id": request_id},
+        )
+    except openai.APIStatusError as exc:
+        return exc.status_code
     return 200
+
+
+async def ask(replica: Replica, request_id: str, max_tokens: int = 32) -> int:
+    """:func:`create` on a client of its own."""
+    async with client(replica) as sdk:
+        return await create(sdk, request_id, max_tokens)
 
 
 async def statement(redis: RedisServer) -> Statement:
@@ -74,11 +79,15 @@ async def test_three_replicas_hammered_never_overspend_and_account_to_the_nano(
     gate = asyncio.Semaphore(60)
     statuses: dict[str, int] = {}
 
+    sdks = [client(replica) for replica in replicas]
+
     async def one(i: int, request_id: str, max_tokens: int) -> None:
         async with gate:
-            statuses[request_id] = await ask(replicas[i % 3], request_id, max_tokens)
+            statuses[request_id] = await create(sdks[i % 3], request_id, max_tokens)
 
     await asyncio.gather(*(one(i, rid, mt) for i, (rid, mt) in enumerate(plan)))
+    for sdk in sdks:
+        await sdk.close()
 
     allowed = {rid for rid, status in statuses.items() if status == 200}
     assert set(statuses.values()) == {200, 429}, Counter(statuses.values())
