@@ -166,9 +166,9 @@ def screen(tmp_path: Path) -> Iterator[Screen]:
 
 
 def test_the_interactive_menu_in_a_terminal(screen: Screen, tmp_path: Path) -> None:
-    at = screen.wait_for(r"Budgets \(live from the proxy's ledger\)")
-    assert "SIMULATED upstream" in screen.text
-    assert re.search(r"▶ acme\s", screen.text)
+    at = screen.wait_for(r"SIMULATED upstream")
+    at = screen.wait_for(r"Budgets \(live from the proxy's ledger\)", after=at)
+    at = screen.wait_for(r"▶ acme\s", after=at)
 
     # Pick research, ask for a model it may not use: denied by policy.
     at = screen.choose("1", at)
