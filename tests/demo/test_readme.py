@@ -206,3 +206,24 @@ def test_the_core_example_runs_and_prints_what_it_says(tmp_path: Path) -> None:
     ).stdout
     assert out.strip() == expected[1]
     assert (tmp_path / ".aegis/ledger.db").exists()
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_every_relative_link_resolves() -> None:
+    for doc in (ROOT / "README.md", ROOT / "demo/README.md"):
+        links = re.findall(r"\]\(([^)\s]+)\)", doc.read_text())
+        assert links
+        for link in links:
+            if link.startswith(("http://", "https://")):
+                continue
+            path, _, anchor = link.partition("#")
+            target = (doc.parent / path).resolve() if path else doc
+            assert target.exists(), f"{doc.name}: {link}"
+            if anchor:
+                headings = re.findall(r"^#+ (.+)$", target.read_text(), re.M)
+                assert anchor in {slug(h) for h in headings}, f"{doc.name}: {link}"
