@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
@@ -17,7 +18,7 @@ from google import genai
 from google.genai import types
 
 from aegis.core import MemoryReceiptSink, Receipt, default_pricing_table
-from aegis.proxy import GATE, Settings
+from aegis.proxy import GATE, Settings, parse_settings
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 StartProxy = Callable[[Settings], Awaitable[Proxy]]
@@ -333,3 +334,32 @@ async def test_gemini_native_calls_are_counted_like_any_other(
     assert family(samples, "aegis_request_duration_seconds_count") == {route: 2.0}
     assert family(samples, "aegis_time_to_first_token_seconds_count") == {route: 1.0}
     assert family(samples, "aegis_upstream_attempts_total") == {route: 2.0}
+
+
+async def test_with_many_tenants_budget_gauges_cover_the_active_ones(
+    tmp_path: Path,
+    openai_upstream: FakeUpstream,
+    start_proxy: StartProxy,
+    settings_for: Callable[..., Settings],
+    scrape: Scrape,
+) -> None:
+    base = settings_for(
+        tmp_path, openai_upstream, budgets={"per_window": [{"window": "day", "limit_usd": "5"}]}
+    )
+    many = parse_settings(
+        {
+            "providers": {"openai": {"type": "openai"}},
+            "tenants": {
+                f"team-{i:04d}": {"budgets": {"per_window": [{"window": "day", "limit_usd": "1"}]}}
+                for i in range(1_000)
+            },
+        }
+    ).tenants
+    proxy = await start_proxy(dataclasses.replace(base, tenants={**base.tenants, **many}))
+    samples = await scrape(proxy)
+    assert family(samples, "aegis_budget_limit_usd") == {}  # nobody called yet
+    await proxy.client().chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], max_tokens=5
+    )
+    samples = await scrape(proxy)
+    assert family(samples, "aegis_budget_limit_usd") == {labels(tenant="acme", budget="day"): 5.0}

@@ -28,6 +28,9 @@ from aegis.proxy.usage import BudgetUsage, budget_usage
 __all__ = ["ProxyCollector", "metrics", "new_registry", "render", "routes"]
 
 _NANOS: Final = 1_000_000_000
+ALL_BUDGETS_UP_TO: Final = 1000
+"""With more tenants than this, budget gauges cover the tenants active since the start only
+(a scrape reads the ledger once per tenant)."""
 
 
 def _usd(nanos: int) -> float:
@@ -165,7 +168,10 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     gate = request.app[GATE]
     now = gate.clock.time()
     budgets: list[BudgetUsage] = []
-    for tenant in operator.tenants.values():
+    tenants = [t for t in operator.tenants.values() if t.policy.per_window]
+    if len(tenants) > ALL_BUDGETS_UP_TO:
+        tenants = [t for t in tenants if t.tenant_id in operator.stats.active]
+    for tenant in tenants:
         budgets.extend(await budget_usage(gate, tenant.policy, now))
     operator.collector.budgets = budgets
     return render(operator.registry)

@@ -86,6 +86,8 @@ class ReceiptStats:
         self._model_labels: dict[str, str] = {m: m for m in pricing.models()}
         self.tenants: frozenset[str] = frozenset(tenants)
         """Configured tenants (replaced on reload); others count as ``other``."""
+        self.active: set[str] = set()
+        """Tenants with a receipt since the start (``other`` included)."""
         self.decisions: dict[tuple[str, str, str, str, str, str], int] = {}
         """Counts by the fields of :class:`DecisionKey`."""
         self.tokens: dict[tuple[str, str, str, str], int] = {}
@@ -138,6 +140,7 @@ class ReceiptStats:
         )
         decisions = self.decisions
         decisions[key] = decisions.get(key, 0) + 1
+        self.active.add(tenant)
         usage = receipt.usage
         if usage is not None:
             tokens = self.tokens
