@@ -146,7 +146,9 @@ class _Batcher:
 
 
 class RedisLedger:
-    """Accounts and holds in Redis (standalone, Sentinel or Cluster by hash tag)."""
+    """Accounts and holds in one Redis endpoint (a standalone primary, or the address that
+    fronts a Sentinel-managed primary). Keys already carry Cluster hash tags; a Cluster client
+    is not wired in yet."""
 
     def __init__(
         self,
