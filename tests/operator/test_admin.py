@@ -145,7 +145,14 @@ async def test_tenant_usage_is_the_ledger_and_the_receipts(
     assert {m["model"] for m in since["models"]} == {"gpt-4o", "gpt-4o-mini"}
     assert sum(Decimal(p["spend_usd"]) for p in since["timeline"]) == charged
     status, everyone = await get_json(proxy, "/admin/usage", admin_key)
+    # The most spend since the start first, a page at a time.
     assert [t["tenant_id"] for t in everyone["tenants"]] == ["acme", "beta"]
+    assert everyone["total"] == 2
+    _, first = await get_json(proxy, "/admin/usage?limit=1", admin_key)
+    _, second = await get_json(proxy, "/admin/usage?limit=1&offset=1", admin_key)
+    assert [t["tenant_id"] for t in first["tenants"] + second["tenants"]] == ["acme", "beta"]
+    status, _ = await get_json(proxy, "/admin/usage?limit=0", admin_key)
+    assert status == 400
 
 
 async def test_tenants_are_listed_with_policies_and_without_key_hashes(
@@ -164,6 +171,9 @@ async def test_tenants_are_listed_with_policies_and_without_key_hashes(
         {"window": "day", "limit_usd": "0.02", "hard_stop": True}
     ]
     assert beta["tenant_id"] == "beta"
+    assert body["total"] == 2
+    _, page = await get_json(proxy, "/admin/tenants?offset=1", admin_key)
+    assert page["tenants"] == [beta]
     status, one = await get_json(proxy, "/admin/tenants/beta", admin_key)
     assert one == beta
     status, missing = await get_json(proxy, "/admin/tenants/nobody", admin_key)

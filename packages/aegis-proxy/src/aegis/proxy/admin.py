@@ -4,11 +4,12 @@ A tenant key is refused with 403 on every route here, a missing or unknown key w
 trusted ``x-tenant-id`` header grants nothing. Answers never carry key hashes, prompts or
 secrets.
 
-``GET /admin/tenants``, ``GET /admin/tenants/{tenant_id}``
-    Tenants and their policies.
-``GET /admin/usage``, ``GET /admin/usage/{tenant_id}``
+``GET /admin/tenants?limit=&offset=``, ``GET /admin/tenants/{tenant_id}``
+    Tenants (by id, 1000 a page by default) and their policies.
+``GET /admin/usage?limit=&offset=``, ``GET /admin/usage/{tenant_id}``
     Each window budget's current spend and reservations (from the ledger), and what receipts
-    since the start add up to (outcomes, denials, models, spend per minute).
+    since the start add up to (outcomes, denials, models, spend per minute); the list puts the
+    tenants with the most spend since the start first.
 ``GET /admin/receipts?tenant=&status=&since=&until=&limit=``
     The latest receipts (newest first, at most ``limit``), each with its verification state.
 ``POST /admin/verify``, ``GET /admin/verify``
@@ -97,20 +98,42 @@ def _tenant(operator: Operator, tenant_id: str) -> dict[str, Any]:
 
 
 async def list_tenants(request: web.Request, operator: Operator) -> web.StreamResponse:
-    return web.json_response({"tenants": [_tenant(operator, t) for t in sorted(operator.tenants)]})
+    limit = _int_param(request, "limit", 1000, 1, 10_000)
+    offset = _int_param(request, "offset", 0, 0, 10**9)
+    order = sorted(operator.tenants)
+    page = [_tenant(operator, t) for t in order[offset : offset + limit]]
+    return web.json_response({"tenants": page, "total": len(order), "offset": offset})
 
 
 async def get_tenant(request: web.Request, operator: Operator) -> web.StreamResponse:
     return web.json_response(_tenant(operator, request.match_info["tenant_id"]))
 
 
+def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    try:
+        value = int(request.query.get(name, str(default)))
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer", param=name) from None
+    if not low <= value <= high:
+        raise BadRequest(f"{name} must be {low}-{high}", param=name)
+    return value
+
+
 async def all_usage(request: web.Request, operator: Operator) -> web.StreamResponse:
+    """Tenants by spend since the start (then by id), a page at a time."""
+    limit = _int_param(request, "limit", 100, 1, _MAX_LIMIT)
+    offset = _int_param(request, "offset", 0, 0, 10**9)
+    spend: dict[str, int] = {}
+    for (tenant, _provider, _model), nanos in operator.stats.spend_nanos.items():
+        spend[tenant] = spend.get(tenant, 0) + nanos
+    active = operator.stats.active
+    order = sorted(operator.tenants, key=lambda t: (t not in active, -spend.get(t, 0), t))
     gate = request.app[GATE]
     usage = [
         await tenant_usage(gate, operator.stats, operator.tenants[t].policy)
-        for t in sorted(operator.tenants)
+        for t in order[offset : offset + limit]
     ]
-    return web.json_response({"tenants": usage})
+    return web.json_response({"tenants": usage, "total": len(order), "offset": offset})
 
 
 async def one_usage(request: web.Request, operator: Operator) -> web.StreamResponse:
@@ -168,12 +191,7 @@ async def list_receipts(request: web.Request, operator: Operator) -> web.StreamR
         raise BadRequest(f"status must be one of {sorted(_STATUSES)}", param="status")
     since = _time_param(request, "since")
     until = _time_param(request, "until")
-    try:
-        limit = int(request.query.get("limit", "100"))
-    except ValueError:
-        raise BadRequest("limit must be an integer", param="limit") from None
-    if not 1 <= limit <= _MAX_LIMIT:
-        raise BadRequest(f"limit must be 1-{_MAX_LIMIT}", param="limit")
+    limit = _int_param(request, "limit", 100, 1, _MAX_LIMIT)
     recent = list(operator.stats.recent)
     found: list[dict[str, Any]] = []
     for index in range(len(recent) - 1, -1, -1):
