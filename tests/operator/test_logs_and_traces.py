@@ -11,6 +11,7 @@ from typing import Any
 
 import openai
 import pytest
+from fakes.gemini_upstream import FakeGeminiServer
 from fakes.openai_upstream import FakeUpstream, Fault
 from fakes.proxy_harness import KEY, UPSTREAM_SECRET, Proxy
 from opentelemetry.sdk.trace import TracerProvider
@@ -206,3 +207,30 @@ print("ok")
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+async def test_a_gemini_served_call_is_traced_as_gemini(
+    tmp_path: Path,
+    openai_upstream: FakeUpstream,
+    gemini_upstream: FakeGeminiServer,
+    start_app: StartApp,
+    settings_for: Callable[..., Settings],
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    settings = settings_for(
+        tmp_path, openai_upstream, gemini=gemini_upstream, observability={"tracing": "global"}
+    )
+    app = create_app(settings)
+    app[TRACER_PROVIDER] = provider
+    proxy = await start_app(app)
+    await proxy.client().chat.completions.create(
+        model="gemini-2.5-flash", messages=[{"role": "user", "content": "hi"}], max_tokens=20
+    )
+    (receipt,) = _receipts(proxy).receipts
+    (span,) = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.CLIENT]
+    assert span.attributes is not None
+    assert span.attributes["gen_ai.system"] == "gcp.gemini"
+    assert span.attributes["gen_ai.request.model"] == "gemini-2.5-flash"
+    assert span.attributes["aegis.cost_usd"] == receipt.actual_usd
