@@ -62,6 +62,7 @@ class CallResult:
     """``provider/model`` of the attempt that answered."""
     failed_attempts: tuple[str, ...] = ()
     """``provider/model (status)`` of attempts that failed before it."""
+    error_type: str | None = None
     error_code: str | None = None
     error_message: str | None = None
     budget: str | None = None
@@ -171,7 +172,8 @@ def send(
             model=model,
             status=exc.status_code,
             request_id=request_id,
-            error_code=str(error.get("code") or error.get("type") or ""),
+            error_type=str(error.get("type") or ""),
+            error_code=str(error.get("code") or ""),
             error_message=str(error.get("message") or exc.message),
             budget=exc.response.headers.get("x-aegis-budget"),
             resets_at=exc.response.headers.get("x-aegis-resets-at"),

@@ -127,7 +127,7 @@ class Demo:
         elif result.status == 429 and result.budget:
             c.print(
                 f"[bold red]HARD STOP 429[/] budget [bold]{result.budget}[/] of tenant "
-                f"{result.tenant} is spent ({result.error_code})"
+                f"{result.tenant} is spent ({result.error_type})"
             )
             c.print(f"  reason: {result.error_message}")
             c.print(f"  resets at: [bold]{result.resets_at or 'never (per-run budget)'}[/]")
@@ -136,7 +136,10 @@ class Demo:
                 f"[bold red]DENIED 403[/] by policy ({result.error_code}): {result.error_message}"
             )
         else:
-            c.print(f"[bold red]{result.status}[/] {result.error_code}: {result.error_message}")
+            c.print(
+                f"[bold red]{result.status}[/] {result.error_type} {result.error_code or ''}: "
+                f"{result.error_message}"
+            )
 
     def prompt(self, text: str, *, model: str | None = None) -> CallResult:
         """Stream one prompt from the current tenant and show what happened."""
@@ -164,7 +167,7 @@ class Demo:
         self.show_result(result)
         return result
 
-    def spend_until_stopped(self, max_calls: int = 40) -> CallResult | None:
+    def spend_until_stopped(self, max_calls: int = 60) -> CallResult | None:
         """Send prompts (not streamed) until a budget stops the tenant; the bars drain live."""
         c = self.console
         model = self.models[self.tenant]
@@ -186,7 +189,9 @@ class Demo:
         finally:
             if live is not None:
                 live.stop()
-        if last is not None:
+        if last is not None and last.status == 200:
+            c.print(f"No budget stopped {self.tenant} after {max_calls} calls.")
+        elif last is not None:
             self.show_result(last)
         return last
 

@@ -73,7 +73,7 @@ def assert_tour(out: str, workdir: Path) -> None:
     # Fallback from the failing primary.
     assert "FALLBACK openai/gpt-4o (503) failed -> served by gemini/gemini-2.0-flash" in out
     # The hard stop, its reason and its reset time.
-    stop = re.search(r"HARD STOP 429 budget hour of tenant acme", out)
+    stop = re.search(r"HARD STOP 429 budget hour of tenant acme is spent \(budget_exceeded\)", out)
     assert stop, out
     assert re.search(r"resets at: \d{4}-\d\d-\d\dT\d\d:00:00\+00:00", out)
     # Verification: intact, then tampered and pointing at the line.
