@@ -227,3 +227,29 @@ def test_every_relative_link_resolves() -> None:
             if anchor:
                 headings = re.findall(r"^#+ (.+)$", target.read_text(), re.M)
                 assert anchor in {slug(h) for h in headings}, f"{doc.name}: {link}"
+
+
+def test_the_package_table_says_what_each_package_pulls_in() -> None:
+    rows = re.findall(
+        r"^\| \[`(aegis-[a-z-]+)`\]\((\S+)\) \| `([\w.]+)` \|[^|]+\| ([^|]+) \|$", README, re.M
+    )
+    assert [r[0] for r in rows] == [
+        "aegis-core",
+        "aegis-adapters-openai",
+        "aegis-adapters-gemini",
+        "aegis-proxy",
+    ]
+    for name, readme, module, pulls in rows:
+        project = tomllib.loads((ROOT / "packages" / name / "pyproject.toml").read_text())[
+            "project"
+        ]
+        assert readme == f"packages/{name}/README.md"
+        assert (
+            ROOT / "packages" / name / "src" / module.replace(".", "/") / "__init__.py"
+        ).exists()
+        required, _, extras = pulls.partition("(extra")
+        declared = {re.split(r"[<>=!~\[ ;]", d)[0] for d in project["dependencies"]}
+        assert set(re.findall(r"`([^`]+)`", required)) == declared, name
+        assert set(re.findall(r"`([^`]+)`", extras)) == set(
+            project.get("optional-dependencies", {})
+        )
