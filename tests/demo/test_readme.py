@@ -69,7 +69,11 @@ def test_the_architecture_picture_names_real_parts() -> None:
 
 def dry_run(target: str) -> str:
     return subprocess.run(
-        ["make", "-n", target], cwd=ROOT, check=True, capture_output=True, text=True
+        ["make", "-n", "--no-print-directory", target],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
 
 
