@@ -4,6 +4,7 @@ It speaks the real wire formats the proxy talks to, so the proxy cannot tell it 
 thing: OpenAI's ``POST /openai/v1/chat/completions`` (JSON, and SSE with the usage chunk when
 ``stream_options.include_usage`` is set) and ``GET /openai/v1/models``, and Gemini's
 ``POST /gemini/v1beta/models/{model}:generateContent`` / ``:streamGenerateContent?alt=sse``.
+Like the real APIs, it refuses a call that carries no key (any key will do).
 
 Replies are canned text, each starting with ``(simulated <model>)``. Token counts come from a
 rough tokenizer (about four characters a token, like the real ones on English), a reply stops
@@ -152,6 +153,18 @@ class SimulatedUpstream:
 
     async def _openai_chat(self, request: web.Request) -> web.StreamResponse:
         self.calls["openai"] += 1
+        if not request.headers.get("Authorization", "").removeprefix("Bearer ").strip():
+            return web.json_response(
+                {
+                    "error": {
+                        "message": "You didn't provide an API key.",
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": "missing_api_key",
+                    }
+                },
+                status=401,
+            )
         body = await request.json()
         await self._sleep(0.15)
         if self.openai_failing:
@@ -249,6 +262,10 @@ class SimulatedUpstream:
 
     async def _gemini(self, request: web.Request) -> web.StreamResponse:
         self.calls["gemini"] += 1
+        if not (request.headers.get("x-goog-api-key") or request.query.get("key")):
+            return _gemini_error(
+                403, "PERMISSION_DENIED", "Method doesn't allow unregistered callers."
+            )
         model, _, action = request.match_info["name"].partition(":")
         if action not in ("generateContent", "streamGenerateContent"):
             return _gemini_error(404, "NOT_FOUND", f"the simulated Gemini has no {action!r}")

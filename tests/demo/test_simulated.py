@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 from google import genai
 from openai import AsyncOpenAI, InternalServerError
@@ -101,3 +102,21 @@ async def test_google_genai_sdk_stream_and_generate(simulated: SimulatedUpstream
     assert reply.candidates
     assert reply.candidates[0].finish_reason == "MAX_TOKENS"
     assert simulated.calls["gemini"] == 2
+
+
+async def test_a_call_without_a_key_is_refused_like_the_real_apis(
+    simulated: SimulatedUpstream,
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            simulated.url + "/openai/v1/chat/completions",
+            json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]},
+        ) as response:
+            assert response.status == 401
+            assert (await response.json())["error"]["code"] == "missing_api_key"
+        async with http.post(
+            simulated.url + "/gemini/v1beta/models/gemini-2.5-flash:generateContent",
+            json={"contents": [{"parts": [{"text": "hi"}]}]},
+        ) as response:
+            assert response.status == 403
+            assert (await response.json())["error"]["status"] == "PERMISSION_DENIED"
