@@ -276,7 +276,6 @@ def test_admin_keys_are_made_by_the_cli_and_checked_by_the_config() -> None:
 
 # apply_settings (not this feature's code) replaces app[KEYS] on a started app, which aiohttp
 # deprecates; the SIGHUP tests in tests/proxy see the same warning in their subprocess.
-@pytest.mark.filterwarnings("ignore:Changing state of started:DeprecationWarning")
 async def test_admin_keys_and_tenants_follow_a_reload(
     tmp_path: Path,
     openai_upstream: FakeUpstream,

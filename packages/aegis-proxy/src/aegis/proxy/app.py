@@ -52,7 +52,10 @@ def apply_settings(app: web.Application, settings: Settings) -> None:
     """Swap in new tenants, keys and policies atomically (hot reload); requests in flight keep
     the objects they already hold."""
     app[POLICIES].replace({t.tenant_id: t.policy for t in settings.tenants.values()})
-    app[KEYS] = KeyIndex.from_settings(settings)
+    if KEYS in app:
+        app[KEYS].apply(settings)
+    else:
+        app[KEYS] = KeyIndex.from_settings(settings)
     operator = app.get(OPERATOR)
     if operator is not None:
         operator.apply(settings)

@@ -44,10 +44,17 @@ class KeyIndex:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KeyIndex:
-        return cls(
-            {h: t.tenant_id for t in settings.tenants.values() for h in t.api_key_hashes},
-            trust_tenant_header=settings.auth.trust_tenant_header,
-        )
+        index = cls({})
+        index.apply(settings)
+        return index
+
+    def apply(self, settings: Settings) -> None:
+        """Take the keys of ``settings`` (hot reload): one assignment each, so a request sees
+        either the old keys or the new ones."""
+        self._by_hash = {
+            h: t.tenant_id for t in settings.tenants.values() for h in t.api_key_hashes
+        }
+        self.trust_tenant_header = settings.auth.trust_tenant_header
 
     def tenant_for_key(self, key: str) -> str | None:
         return self._by_hash.get(hash_key(key))
