@@ -8,7 +8,7 @@ endif
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := all
-.PHONY: all install uv lint typecheck test system-deps bench build lock format help demo
+.PHONY: all install uv lint typecheck test system-deps bench bench-peers build lock format help demo demo
 
 all: lint test ## lint, type-check and test: what CI runs
 
@@ -46,6 +46,9 @@ demo: install ## the interactive terminal demo (no API key, no network)
 
 bench: install ## run the benchmarks under bench/ and print their tables
 	$(UV) run python -m bench
+
+bench-peers: install ## the proxy beside LiteLLM proxy and the Portkey gateway (installs both outside the repo; not CI)
+	$(UV) run python -m bench._peers
 
 build: uv ## build a wheel and an sdist of every package into dist/
 	rm -rf dist
