@@ -10,7 +10,8 @@ with group commit — the operations waiting when a transaction starts share it,
 own savepoint (a refused reservation rolls back alone), and one fsync makes the whole batch
 durable before any caller hears its answer. With ``synchronous="normal"`` a commit is a short
 write to the WAL with no fsync, cheaper than handing the work to a thread (and than the GIL
-hand-offs that come with it under load), so operations run inline on the event loop.
+hand-offs that come with it under load), so operations run inline on the event loop — those
+queued in the same turn of the loop together, as one transaction.
 """
 
 from __future__ import annotations
@@ -107,6 +108,9 @@ class SqliteLedger:
         self._retention_s = retention_s
         self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
         self._inline = synchronous == "normal"
+        self._tick: list[
+            tuple[Callable[[sqlite3.Connection, float], Any], asyncio.Future[Any]]
+        ] = []
         self._connection: sqlite3.Connection | None = None
         self._synchronous = synchronous
         self._busy_timeout_ms = busy_timeout_ms
@@ -135,15 +139,27 @@ class SqliteLedger:
     async def _run(self, fn: Callable[[sqlite3.Connection, float], T]) -> T:
         if self._closed:
             raise LedgerUnavailable("ledger is closed")
-        if self._inline:
-            ((ok, value),) = self._transaction([fn])
-            if ok:
-                return value  # type: ignore[no-any-return]
-            raise value
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Op(fn, future, loop))
-        return await future
+        if self._inline:
+            # Operations queued in the same turn of the loop share one transaction.
+            future: asyncio.Future[T] = loop.create_future()
+            self._tick.append((fn, future))
+            if len(self._tick) == 1:
+                loop.call_soon(self._flush)
+            return await future
+        threaded: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Op(fn, threaded, loop))
+        return await threaded
+
+    def _flush(self) -> None:
+        """Inline mode: run this turn's operations as one transaction, on the loop."""
+        batch = [(fn, f) for fn, f in self._tick if not f.done()]  # skip cancelled callers
+        self._tick = []
+        if not batch:
+            return
+        outcomes = self._transaction([fn for fn, _ in batch])
+        for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+            _deliver(future, ok, value)
 
     def _serve(self) -> None:
         """The worker thread: run whatever is waiting as one transaction, until closed."""
