@@ -188,3 +188,35 @@ async def test_untranslatable_requests_are_rejected_naming_the_field(
         )
     assert info.value.param == "logit_bias"
     assert gemini_upstream.fake.requests == []
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "..%2F..%2Fadmin:generateContent",
+        "%2E%2E:generateContent",
+        "gemini 2.5:generateContent",
+        "a" * 300 + ":generateContent",
+    ],
+)
+async def test_a_model_name_cannot_walk_the_upstream_path(
+    tmp_path: Path,
+    openai_upstream: FakeUpstream,
+    gemini_upstream: FakeGeminiServer,
+    start_proxy: StartProxy,
+    target: str,
+) -> None:
+    import aiohttp
+
+    proxy = await start_proxy(make_settings(tmp_path, openai_upstream, gemini=gemini_upstream))
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{proxy.url}/v1beta/models/{target}",
+            json={"contents": []},
+            headers={"x-goog-api-key": KEY},
+        ) as response,
+    ):
+        assert 400 <= response.status < 500
+        assert (await response.json())["error"]["message"]
+    assert gemini_upstream.fake.requests == []

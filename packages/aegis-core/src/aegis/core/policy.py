@@ -44,6 +44,7 @@ __all__ = [
 
 CAPABILITIES: Final = frozenset({"llm:invoke", "llm:stream", "embeddings:create"})
 DEFAULT_RESERVATION_TTL_S: Final = 900
+_MODEL_CACHE_SIZE: Final = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +91,21 @@ class Policy:
     """How long a reservation outlives a holder that died before settling it."""
     version: str = ""
     """``sha256:`` of the normalized policy; computed when loaded."""
+    _model_cache: dict[str, bool] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def allows_model(self, model: str) -> bool:
         """Whether the tenant may call ``model``."""
-        return any(fnmatchcase(model, pattern) for pattern in self.allow_models)
+        allowed = self._model_cache.get(model)
+        if allowed is None:
+            # Glob matching on every call adds up; client model names are unbounded, the cache
+            # is not.
+            if len(self._model_cache) >= _MODEL_CACHE_SIZE:
+                self._model_cache.clear()
+            allowed = any(fnmatchcase(model, pattern) for pattern in self.allow_models)
+            self._model_cache[model] = allowed
+        return allowed
 
     def to_dict(self) -> dict[str, Any]:
         """The normalized dict form (amounts as decimal strings); loads back to an equal policy."""

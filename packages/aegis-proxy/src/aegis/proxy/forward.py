@@ -96,9 +96,10 @@ async def settle(gate: Gate, permit: Permit, **kwargs: Any) -> Receipt:
 
 
 async def send(upstream: Upstream, path: str, payload: bytes) -> aiohttp.ClientResponse:
-    headers = {**upstream.auth_headers, "Content-Type": "application/json"}
     upstream_sent()  # operator metrics: upstream time and fallback attempts
-    return await upstream.session.post(upstream.url(path), data=payload, headers=headers)
+    return await upstream.session.post(
+        upstream.url(path), data=payload, headers=upstream.json_headers
+    )
 
 
 ErrorTranslator = Callable[[int, bytes], tuple[int, bytes]]

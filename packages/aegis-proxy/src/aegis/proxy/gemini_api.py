@@ -5,6 +5,7 @@ changed: ``POST /v1beta/models/{model}:generateContent``, ``:streamGenerateConte
 from __future__ import annotations
 
 import hashlib
+import re
 
 from aiohttp import web
 
@@ -25,12 +26,16 @@ from aegis.proxy.state import GATE, ROUTER, UPSTREAMS
 
 __all__ = ["routes"]
 
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _GENERATE = frozenset({"generateContent", "streamGenerateContent"})
 _EMBED = frozenset({"embedContent", "batchEmbedContents"})
 
 
 async def model_action(request: web.Request) -> web.StreamResponse:
     model, _, action = request.match_info["target"].partition(":")
+    if not _MODEL_NAME.fullmatch(model):
+        # The name becomes part of the upstream URL: nothing that could walk its path.
+        raise BadRequest(f"invalid model name {model[:100]!r}", param="model")
     version = request.match_info["version"]
     if action not in _GENERATE | _EMBED:
         raise NotFound(f"unknown action {action!r}", code="not_found")

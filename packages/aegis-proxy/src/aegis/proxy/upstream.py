@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Final
 
 import aiohttp
+from yarl import URL
 
 from aegis.proxy.config import ProviderSettings, ServerSettings
 
 __all__ = ["Upstream", "open_upstream"]
+
+_URL_CACHE_SIZE: Final = 256
 
 
 @dataclass(slots=True)
@@ -22,10 +26,22 @@ class Upstream:
     session: aiohttp.ClientSession
     auth_headers: dict[str, str]
     """Sent on every request; never logged, never echoed."""
+    json_headers: dict[str, str] = field(init=False)
+    """``auth_headers`` plus the JSON content type: what every governed call sends."""
+    _urls: dict[str, URL] = field(init=False, default_factory=dict)
 
-    def url(self, path: str) -> str:
+    def __post_init__(self) -> None:
+        self.json_headers = {**self.auth_headers, "Content-Type": "application/json"}
+
+    def url(self, path: str) -> URL:
+        """The URL of ``path`` on this provider, parsed once (bounded cache)."""
         # The path is built by the proxy from its own route, never from the request body.
-        return self.base_url + path
+        url = self._urls.get(path)
+        if url is None:
+            if len(self._urls) >= _URL_CACHE_SIZE:
+                self._urls.clear()
+            url = self._urls[path] = URL(self.base_url + path)
+        return url
 
     async def close(self) -> None:
         await self.session.close()
