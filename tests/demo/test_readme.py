@@ -68,9 +68,14 @@ def test_the_architecture_picture_names_real_parts() -> None:
 
 
 def dry_run(target: str) -> str:
+    # As a newcomer types it: under `make test` the parent's flags and command-line variables
+    # (PYTEST_ARGS=...) would otherwise reach this make through the environment.
+    skip = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PYTEST_ARGS")
+    env = {k: v for k, v in os.environ.items() if k not in skip}
     return subprocess.run(
         ["make", "-n", "--no-print-directory", target],
         cwd=ROOT,
+        env=env,
         check=True,
         capture_output=True,
         text=True,
