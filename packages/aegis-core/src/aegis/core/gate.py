@@ -82,6 +82,8 @@ class Permit:
     started_at: float
     started_mono: float
     body_sha256: str | None = None
+    pricing: PricingTable | None = None
+    """The price table the call was admitted under (a reload swaps the Gate's, not this)."""
 
 
 def _iso(ts: float) -> str:
@@ -201,7 +203,8 @@ class Gate:
             )
             await self._write(refuse(err, err.reason, policy=policy))
             raise err
-        price = self.pricing.get(model)
+        pricing = self.pricing  # one table for the whole call, even across a price reload
+        price = pricing.get(model)
         if price is None:
             err = UnknownModelDenied(
                 f"model {model!r} has no price, so its cost cannot be budgeted",
@@ -281,6 +284,7 @@ class Gate:
             started_at=now,
             started_mono=mono,
             body_sha256=body_sha256,
+            pricing=pricing,
         )
 
     @staticmethod
@@ -375,6 +379,7 @@ class Gate:
             error=error,
             body_sha256=permit.body_sha256,
             late=settlement is not None and settlement.late,
+            pricing=permit.pricing,
         )
         return await self._write(receipt)
 
@@ -459,8 +464,10 @@ class Gate:
         error: str | None = None,
         body_sha256: str | None = None,
         late: bool = False,
+        pricing: PricingTable | None = None,
     ) -> Receipt:
         finished = self.clock.time()
+        pricing = self.pricing if pricing is None else pricing
         return Receipt(
             receipt_id=receipt_id,
             request_id=request_id,
@@ -478,8 +485,8 @@ class Gate:
             actual_usd=format_usd(actual),
             overage=actual > reserved and decision.allowed,
             late=late,
-            pricing_version=self.pricing.version,
-            pricing_as_of=self.pricing.as_of.isoformat(),
+            pricing_version=pricing.version,
+            pricing_as_of=pricing.as_of.isoformat(),
             policy_version=None if policy is None else policy.version,
             started_at=_iso(started),
             finished_at=_iso(finished),

@@ -219,6 +219,15 @@ def _price_from_dict(model: str, data: Mapping[str, Any], base: ModelPrice | Non
     return ModelPrice(model=model, **changes)
 
 
+def _removed_models(remove: Any) -> frozenset[str]:
+    if not isinstance(remove, Mapping) or set(remove) - {"models"}:
+        raise ConfigError("pricing.remove: expected a table with a 'models' list", field="remove")
+    models = remove.get("models", [])
+    if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+        raise ConfigError("pricing.remove.models: expected a list of model names", field="remove")
+    return frozenset(models)
+
+
 class PricingTable:
     """Prices by model, with aliases for dated snapshots, an ``as_of`` date and a ``version``."""
 
@@ -279,11 +288,14 @@ class PricingTable:
         ``{"as_of": "2026-11-01", "models": {"gpt-4o": {"input": "2.5", ...}},
         "aliases": {"my-snapshot": "gpt-4o"}}``; a model entry may change some fields of a
         known model or define a new one (``provider`` and ``input`` required).
+        ``{"remove": {"models": ["gpt-4"]}}`` takes models (and the aliases naming them) out of
+        the table, so calls to them are denied as unpriced.
         """
         for key in data:
-            if key not in ("as_of", "models", "aliases"):
+            if key not in ("as_of", "models", "aliases", "remove"):
                 raise ConfigError(f"pricing.{key}: unknown key", field=key)
         prices = dict(self._prices)
+        removed = _removed_models(data.get("remove", {}))
         models = data.get("models", {})
         if not isinstance(models, Mapping):
             raise ConfigError("pricing.models: expected a table", field="models")
@@ -296,6 +308,9 @@ class PricingTable:
         if not isinstance(extra, Mapping) or not all(isinstance(v, str) for v in extra.values()):
             raise ConfigError("pricing.aliases: expected a table of model names", field="aliases")
         aliases.update(extra)
+        for model in removed:
+            prices.pop(model, None)
+        aliases = {a: t for a, t in aliases.items() if a not in removed and t in prices}
         as_of = self.as_of
         if "as_of" in data:
             raw = data["as_of"]

@@ -21,6 +21,8 @@ from aegis.proxy.config import (
     settings_from_env,
 )
 from aegis.proxy.errors import ProxyError
+from aegis.proxy.prices import apply_pricing, format_prices, load_pricing
+from aegis.proxy.reload import reload_config
 from aegis.proxy.state import GATE, OPERATOR, SETTINGS, TRACER_PROVIDER
 
 __all__ = [
@@ -41,11 +43,15 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "TenantSettings",
+    "apply_pricing",
     "apply_settings",
     "create_app",
+    "format_prices",
     "hash_key",
+    "load_pricing",
     "load_settings",
     "new_key",
     "parse_settings",
+    "reload_config",
     "settings_from_env",
 ]

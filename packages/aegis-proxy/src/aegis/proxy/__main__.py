@@ -1,4 +1,5 @@
-"""``aegis-proxy``: serve, make keys, check a config file, read and operate the ledger."""
+"""``aegis-proxy``: serve, make keys, check a config file, show prices, read and operate the
+ledger."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from aegis.proxy.app import create_app
 from aegis.proxy.auth import hash_key, new_key
 from aegis.proxy.config import ConfigProblems, Settings, load_settings, settings_from_env
 from aegis.proxy.ledger_cli import accept_loss, read_statement
+from aegis.proxy.prices import format_prices, load_pricing
 from aegis.proxy.reload import watch_config
 
 __all__ = ["main"]
@@ -109,6 +111,21 @@ def ledger_command(config: str | None, tenant: str | None) -> int:
     return 0
 
 
+def prices_command(config: str | None) -> int:
+    """Print the effective price table (the bundled one with the price file applied)."""
+    try:
+        table, overrides = load_pricing(_settings(config))
+    except ConfigProblems as exc:
+        for problem in exc.problems:
+            print(f"{exc.source}: {problem}", file=sys.stderr)
+        return 2
+    except AegisError as exc:
+        print(f"aegis-proxy: {exc}", file=sys.stderr)
+        return 2
+    print(format_prices(table, overrides))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aegis-proxy", description=__doc__)
     sub = parser.add_subparsers(dest="command")
@@ -125,12 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     who.add_argument("--admin", action="store_true", help="a key for /admin/ and /dashboard")
     p_check = sub.add_parser("check-config", help="validate a config file")
     p_check.add_argument("path", type=Path)
+    p_prices = sub.add_parser("prices", help="the effective price table and its version")
     p_usage = sub.add_parser("usage", help="a tenant's spend and reservations per window")
     p_usage.add_argument("tenant")
     p_ledger = sub.add_parser("ledger", help="operate the ledger")
     ledger_sub = p_ledger.add_subparsers(dest="ledger_command", required=True)
     p_accept = ledger_sub.add_parser("accept-loss", help="serve again after Redis lost its data")
-    for p in (p_usage, p_accept):
+    for p in (p_usage, p_accept, p_prices):
         p.add_argument("--config", help="TOML config file (default: $AEGIS_CONFIG)")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -142,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         return keys_create(args.tenant, admin=args.admin)
     if args.command == "check-config":
         return check_config(str(args.path))
+    if args.command == "prices":
+        return prices_command(args.config)
     if args.command in ("usage", "ledger"):
         return ledger_command(args.config, args.tenant if args.command == "usage" else None)
     return serve(args.config, args.host, args.port)

@@ -1,4 +1,5 @@
-"""Hot reload of tenants, keys and policies: on SIGHUP and when the config file changes.
+"""Hot reload of tenants, keys, policies and prices: on SIGHUP and when the config file or the
+price file (``[pricing] overrides``) changes.
 
 A new file is validated whole before anything changes; an invalid one leaves the running
 configuration in place and logs every problem. Providers, ledger and receipts settings need a
@@ -16,8 +17,10 @@ from pathlib import Path
 
 from aiohttp import web
 
+from aegis.core import ConfigError
 from aegis.proxy.app import apply_settings
-from aegis.proxy.config import ConfigProblems, load_settings
+from aegis.proxy.config import ConfigProblems, Settings, load_settings
+from aegis.proxy.prices import apply_pricing, load_pricing
 from aegis.proxy.state import SETTINGS
 
 __all__ = ["reload_config", "watch_config"]
@@ -28,19 +31,33 @@ POLL_INTERVAL_S = 1.0
 
 def reload_config(app: web.Application, path: Path) -> bool:
     """Re-read ``path`` and apply it; ``False`` (old config kept) when it is invalid."""
+    return _reload(app, path) is not None
+
+
+def _reload(app: web.Application, path: Path) -> Settings | None:
     try:
         settings = load_settings(path)
+        pricing, _ = load_pricing(settings)
     except ConfigProblems as exc:
         for problem in exc.problems:
             logger.error("config reload rejected, keeping the running config: %s", problem)
-        return False
+        return None
+    except ConfigError as exc:
+        logger.error("config reload rejected, keeping the running config: %s", exc)
+        return None
     old = app[SETTINGS]
     for part in ("server", "ledger", "receipts", "providers"):
         if getattr(settings, part) != getattr(old, part):
             logger.warning("config reload: [%s] changed; it applies after a restart", part)
     apply_settings(app, settings)
-    logger.info("config reloaded: %d tenants", len(settings.tenants))
-    return True
+    apply_pricing(app, pricing)
+    logger.info(
+        "config reloaded: %d tenants, prices %s (as of %s)",
+        len(settings.tenants),
+        pricing.version,
+        pricing.as_of.isoformat(),
+    )
+    return settings
 
 
 def watch_config(path: Path) -> object:
@@ -48,16 +65,24 @@ def watch_config(path: Path) -> object:
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGHUP, reload_config, app, path)
+        price_file = app[SETTINGS].pricing_overrides
+
+        def reload() -> None:
+            nonlocal price_file
+            settings = _reload(app, path)
+            if settings is not None:
+                price_file = settings.pricing_overrides
+
+        loop.add_signal_handler(signal.SIGHUP, reload)
 
         async def poll() -> None:
-            last = _stamp(path)
+            last = (_stamp(path), _stamp(price_file))
             while True:
                 await asyncio.sleep(POLL_INTERVAL_S)
-                stamp = _stamp(path)
+                stamp = (_stamp(path), _stamp(price_file))
                 if stamp != last:
-                    last = stamp
-                    reload_config(app, path)
+                    reload()
+                    last = (_stamp(path), _stamp(price_file))
 
         task = asyncio.create_task(poll())
         yield
@@ -69,7 +94,9 @@ def watch_config(path: Path) -> object:
     return ctx
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
+def _stamp(path: Path | None) -> tuple[int, int] | None:
+    if path is None:
+        return None
     try:
         st = path.stat()
     except OSError:
