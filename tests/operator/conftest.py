@@ -25,24 +25,6 @@ def admin_key() -> str:
     return ADMIN_KEY
 
 
-@pytest.fixture
-async def openai_upstream() -> AsyncIterator[FakeUpstream]:
-    async with FakeUpstream() as upstream:
-        yield upstream
-
-
-@pytest.fixture
-async def gemini_upstream() -> AsyncIterator[FakeGeminiServer]:
-    async with FakeGeminiServer() as upstream:
-        yield upstream
-
-
-@pytest.fixture
-async def backup_upstream() -> AsyncIterator[FakeUpstream]:
-    async with FakeUpstream() as upstream:
-        yield upstream
-
-
 def operator_settings(
     tmp_path: Path,
     upstream: FakeUpstream,

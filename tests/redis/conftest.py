@@ -23,12 +23,6 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-async def openai_upstream() -> AsyncIterator[FakeUpstream]:
-    async with FakeUpstream() as upstream:
-        yield upstream
-
-
-@pytest.fixture
 async def start_replicas(
     tmp_path: Path, redis_server: RedisServer, openai_upstream: FakeUpstream
 ) -> AsyncIterator[StartReplicas]:

@@ -16,7 +16,7 @@ from fakes.proxy_harness import KEY, OTHER_KEY, UPSTREAM_SECRET, Proxy, make_set
 
 from aegis.proxy import GATE, Settings
 
-RECEIPT_SECRET = "receipt-secret-canary-0123456789"  # what tests/reliability/conftest.py sets
+RECEIPT_SECRET = "receipt-secret-canary-0123456789"  # what tests/conftest.py sets
 StartProxy = Callable[[Settings], Awaitable[Proxy]]
 MSGS: list[Any] = [{"role": "user", "content": "hi"}]
 
