@@ -419,3 +419,30 @@ async def test_absurd_token_counts_are_refused_not_reserved(
     assert sink.receipts[-1].decision.reason == "invalid_request"
     balance = (await ledger.balances(tenant_id="acme", keys=["run:r"]))["run:r"]
     assert balance.spent_nanos == 0
+
+
+class LedgerDownAtSettle:
+    """A ledger that reserves, then goes away before the call is settled."""
+
+    def __init__(self, inner: Ledger) -> None:
+        self.inner = inner
+
+    async def reserve(self, **kwargs: Any) -> Any:
+        return await self.inner.reserve(**kwargs)
+
+    async def commit(self, **_: Any) -> Any:
+        raise LedgerUnavailable("connection refused")
+
+    async def release(self, **_: Any) -> Any:
+        raise LedgerUnavailable("connection refused")
+
+
+async def test_a_ledger_lost_after_the_call_still_leaves_the_receipt(clock: ManualClock) -> None:
+    from aegis.core import MemoryLedger
+
+    gate, sink = make_gate(LedgerDownAtSettle(MemoryLedger(clock=clock)), clock)  # type: ignore[arg-type]
+    receipt = await call(gate, "r1", used=Usage(input_tokens=10, output_tokens=10))
+    assert receipt.status == "ok"
+    assert receipt.actual_usd == usd(10 * 150 + 10 * 600)  # what the call cost, for reconciling
+    assert receipt.error == "ledger_unsettled: LedgerUnavailable"
+    assert sink.receipts == [receipt]

@@ -22,6 +22,8 @@ from aegis.core.errors import (
     BudgetExceeded,
     Denied,
     DuplicateRequest,
+    HoldAlreadyResolved,
+    HoldNotFound,
     InvalidRequest,
     LedgerError,
     LedgerUnavailable,
@@ -352,11 +354,20 @@ class Gate:
                     hold_id=permit.request_id,
                     amount_nanos=charge,
                 )
-        except LedgerError:
-            raise
+        except (HoldNotFound, HoldAlreadyResolved):
+            raise  # a permit settled twice is a bug in the caller, not an outage
         except Exception as exc:
-            # The hold expires by its TTL; the charge must be reconciled from the receipt.
-            raise LedgerUnavailable(f"ledger failed to settle: {type(exc).__name__}") from exc
+            # The call has happened and cannot be refused any more; the ledger could not record
+            # it. The receipt still says what was charged (the hold lapses at its TTL), so the
+            # spend is never lost from the audit trail and can be reconciled from it.
+            logger.error(
+                "ledger failed to settle %s for tenant %s: %s",
+                permit.request_id,
+                permit.tenant_id,
+                type(exc).__name__,
+            )
+            unsettled = f"ledger_unsettled: {type(exc).__name__}"
+            error = unsettled if error is None else f"{error}; {unsettled}"
         receipt = self._receipt(
             receipt_id=permit.receipt_id,
             request_id=permit.request_id,
