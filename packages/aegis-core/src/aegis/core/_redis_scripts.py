@@ -9,7 +9,8 @@ the dead hold forever.
 ``KEYS``: 1 the *book*, a hash: ``epoch``; ``horizon`` (ms until which the keys are kept);
 ``c:<account>`` committed and ``p:<account>`` pending nanos; ``hold:<id>`` a hold's JSON record.
 2 the *timers*, a sorted set scored in ms: ``p:<id>`` a pending hold's expiry, ``d:<id>`` when a
-resolved hold may be forgotten, ``a:<account>`` when an account's window ends.
+resolved hold may be forgotten, ``a:<account>`` when an account's window ends,
+``m:<account>:<threshold>`` when a fired alert's mark (a book field of that name) may go.
 
 ``ARGV`` 1-4 are shared: the epoch this process knows, ``now`` in ms (empty: the server's
 ``TIME``), ``1`` to (re)stamp the tenant with the epoch (only once the client has confirmed
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["BALANCES", "COMMIT", "RELEASE", "RENEW", "RESERVE", "STATEMENT"]
+__all__ = ["BALANCES", "COMMIT", "MARK_ALERT", "RELEASE", "RENEW", "RESERVE", "STATEMENT"]
 
 _PREAMBLE: Final = """
 local book, timers = KEYS[1], KEYS[2]
@@ -86,6 +87,9 @@ for _, m in ipairs(redis.call('ZRANGEBYSCORE', timers, '-inf', now, 'LIMIT', 0, 
     resolve(name, rec, 'expired')
   elseif kind == 'd' then
     redis.call('HDEL', book, 'hold:' .. name)
+    redis.call('ZREM', timers, m)
+  elseif kind == 'm' then
+    redis.call('HDEL', book, m)
     redis.call('ZREM', timers, m)
   elseif (tonumber(redis.call('HGET', book, 'p:' .. name)) or 0) == 0 then
     redis.call('HDEL', book, 'c:' .. name, 'p:' .. name)
@@ -234,5 +238,21 @@ for i = 1, #all, 2 do
   end
 end
 return {'ok', fields, held}
+"""
+)
+
+# ARGV 5, 6: the mark's name (account and threshold), the window's end in ms. The first caller
+# in the window gets 'first'; the mark is swept with the window.
+MARK_ALERT: Final = (
+    _PREAMBLE
+    + """
+local field, ends = 'm:' .. ARGV[5], tonumber(ARGV[6])
+if ends <= now then return {'late'} end
+local seen = tonumber(redis.call('HGET', book, field))
+if seen and seen > now then return {'seen'} end
+redis.call('HSET', book, field, ends)
+redis.call('ZADD', timers, ends, field)
+touch(ends)
+return {'first'}
 """
 )

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Literal, Protocol
 
 from aegis.core.errors import BudgetExceeded
@@ -47,6 +48,9 @@ class Account:
     """Epoch second after which the account's spend no longer matters (window end)."""
     resets_at: float | None = None
     """When the budget starts afresh (a window's end); ``None`` for budgets that never reset."""
+    alert_at: tuple[Decimal, ...] = ()
+    """Fractions of ``limit_nanos`` whose crossing fires an alert (ledgers ignore them; the
+    Gate checks them after a commit and records each with :meth:`Ledger.mark_alert`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +142,14 @@ class Ledger(Protocol):
 
     async def statement(self, *, tenant_id: str) -> Statement:
         """Every live account of the tenant and its pending holds (for operators)."""
+        ...
+
+    async def mark_alert(
+        self, *, tenant_id: str, key: str, threshold: str, expires_at: float
+    ) -> bool:
+        """Record that alert ``threshold`` of account ``key`` fired: ``True`` for the first
+        caller only (across every process sharing the store) until ``expires_at`` (the
+        window's end), and ``False`` once that has passed (the window is over)."""
         ...
 
     async def close(self) -> None:

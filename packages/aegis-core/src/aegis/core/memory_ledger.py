@@ -51,6 +51,7 @@ class MemoryLedger:
         self._accounts: dict[tuple[str, str], _Account] = {}
         self._holds: dict[tuple[str, str], _Hold] = {}
         self._expiry: list[tuple[float, str, str]] = []
+        self._alerts: dict[tuple[str, str, str], float] = {}
         self._next_prune = 0.0
 
     def _sweep(self, now: float) -> None:
@@ -73,6 +74,7 @@ class MemoryLedger:
         self._accounts = {
             k: a for k, a in self._accounts.items() if a.pending or a.expires_at > now
         }
+        self._alerts = {k: end for k, end in self._alerts.items() if end > now}
         horizon = now - self._retention_s
         self._holds = {
             k: h for k, h in self._holds.items() if h.state == "pending" or h.resolved_at > horizon
@@ -183,6 +185,16 @@ class MemoryLedger:
             key=lambda h: h.expires_at,
         )
         return Statement(tenant_id, balances, tuple(holds))
+
+    async def mark_alert(
+        self, *, tenant_id: str, key: str, threshold: str, expires_at: float
+    ) -> bool:
+        now = self._clock.time()
+        mark = (tenant_id, key, threshold)
+        if expires_at <= now or self._alerts.get(mark, 0.0) > now:
+            return False
+        self._alerts[mark] = expires_at
+        return True
 
     async def close(self) -> None:
         return None

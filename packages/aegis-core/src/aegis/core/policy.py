@@ -5,7 +5,8 @@ A policy loads from the seed's dict shape (snake_case)::
     {
         "budgets": {
             "per_run_usd": "0.50",
-            "per_window": [{"window": "day", "limit_usd": "10", "hard_stop": True}],
+            "per_window": [{"window": "day", "limit_usd": "10", "hard_stop": True,
+                            "alert_at": [0.5, 0.8, 1.0]}],
         },
         "routing": {"primary_provider": "openai", "fallback_providers": ["gemini"]},
         "model": {"allow_models": ["gpt-4o*", "gemini-2.5-*"]},
@@ -24,6 +25,7 @@ import json
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Final, Protocol, cast
@@ -57,6 +59,8 @@ class WindowBudget:
     """The limit in nano-USD."""
     hard_stop: bool = True
     """Deny calls that could pass the limit; a soft budget only reports."""
+    alert_at: tuple[Decimal, ...] = ()
+    """Fractions of the limit whose crossing by committed spend fires an alert, ascending."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +82,8 @@ class Policy:
     tenant_id: str
     per_run_nanos: int | None = None
     """Limit on one run's cumulative spend (a request without a run is its own run)."""
+    per_run_alert_at: tuple[Decimal, ...] = ()
+    """Alert thresholds of the per-run budget, as fractions of its limit."""
     per_window: tuple[WindowBudget, ...] = ()
     routing: Routing = field(default_factory=Routing)
     allow_models: tuple[str, ...] = ("*",)
@@ -109,18 +115,21 @@ class Policy:
 
     def to_dict(self) -> dict[str, Any]:
         """The normalized dict form (amounts as decimal strings); loads back to an equal policy."""
-        budgets: dict[str, Any] = {
-            "per_window": [
-                {
-                    "window": b.window,
-                    "limit_usd": format_usd(b.limit_nanos),
-                    "hard_stop": b.hard_stop,
-                }
-                for b in self.per_window
-            ]
-        }
+        windows: list[dict[str, Any]] = []
+        for b in self.per_window:
+            window: dict[str, Any] = {
+                "window": b.window,
+                "limit_usd": format_usd(b.limit_nanos),
+                "hard_stop": b.hard_stop,
+            }
+            if b.alert_at:  # absent when unset, so older policies keep their version
+                window["alert_at"] = [format(t, "f") for t in b.alert_at]
+            windows.append(window)
+        budgets: dict[str, Any] = {"per_window": windows}
         if self.per_run_nanos is not None:
             budgets["per_run_usd"] = format_usd(self.per_run_nanos)
+        if self.per_run_alert_at:
+            budgets["per_run_alert_at"] = [format(t, "f") for t in self.per_run_alert_at]
         routing: dict[str, Any] = {
             "fallback_providers": list(self.routing.fallback_providers),
             "fallback_models": dict(self.routing.fallback_models),
@@ -275,7 +284,7 @@ class _PolicyParser:
         top = self.table(data, "", _TOP_KEYS)
         if "tenant_id" in top and top["tenant_id"] != self.tenant_id:
             raise self.fail("tenant_id", f"does not match {self.tenant_id!r}")
-        per_run, windows = self.budgets(top.get("budgets", {}))
+        per_run, per_run_alerts, windows = self.budgets(top.get("budgets", {}))
         routing = self.routing(top.get("routing", {}))
         model = self.table(top.get("model", {}), "model", frozenset({"allow_models"}))
         allow = self.strings(model.get("allow_models", ["*"]), "model.allow_models")
@@ -289,6 +298,7 @@ class _PolicyParser:
         policy = Policy(
             tenant_id=self.tenant_id,
             per_run_nanos=per_run,
+            per_run_alert_at=per_run_alerts,
             per_window=windows,
             routing=routing,
             allow_models=allow,
@@ -306,10 +316,43 @@ class _PolicyParser:
         object.__setattr__(policy, "version", _policy_version(policy))
         return policy
 
-    def budgets(self, value: object) -> tuple[int | None, tuple[WindowBudget, ...]]:
-        budgets = self.table(value, "budgets", frozenset({"per_run_usd", "per_window"}))
+    def thresholds(self, value: object, name: str) -> tuple[Decimal, ...]:
+        """Alert fractions: numbers above 0 and at most 10 (a soft budget may run past 1)."""
+        if isinstance(value, str) or not isinstance(value, list | tuple) or not value:
+            raise self.fail(name, f"expected a non-empty list of fractions, got {value!r}")
+        found: list[Decimal] = []
+        for i, item in enumerate(value):
+            where = f"{name}[{i}]"
+            if isinstance(item, bool) or not isinstance(item, int | float | str):
+                raise self.fail(where, f"expected a fraction such as 0.8, got {item!r}")
+            try:
+                fraction = Decimal(repr(item) if isinstance(item, float) else str(item))
+            except InvalidOperation:
+                raise self.fail(where, f"expected a fraction such as 0.8, got {item!r}") from None
+            if not fraction.is_finite() or not 0 < fraction <= 10:
+                raise self.fail(where, f"must be above 0 and at most 10, got {item!r}")
+            if fraction.as_tuple().exponent < -6:  # type: ignore[operator]
+                raise self.fail(where, f"at most 6 decimals, got {item!r}")
+            if fraction in found:
+                raise self.fail(where, f"{item!r} is listed twice")
+            found.append(fraction.normalize())
+        return tuple(sorted(found))
+
+    def budgets(
+        self, value: object
+    ) -> tuple[int | None, tuple[Decimal, ...], tuple[WindowBudget, ...]]:
+        budgets = self.table(
+            value, "budgets", frozenset({"per_run_usd", "per_run_alert_at", "per_window"})
+        )
         per_run = budgets.get("per_run_usd")
         per_run_nanos = None if per_run is None else self.usd(per_run, "budgets.per_run_usd")
+        per_run_alerts: tuple[Decimal, ...] = ()
+        if "per_run_alert_at" in budgets:
+            if per_run_nanos is None:
+                raise self.fail("budgets.per_run_alert_at", "needs budgets.per_run_usd")
+            per_run_alerts = self.thresholds(
+                budgets["per_run_alert_at"], "budgets.per_run_alert_at"
+            )
         raw = budgets.get("per_window", [])
         items: list[object] = [raw] if isinstance(raw, Mapping) else raw
         if not isinstance(items, list | tuple):
@@ -317,7 +360,9 @@ class _PolicyParser:
         windows: list[WindowBudget] = []
         for i, item in enumerate(items):
             name = f"budgets.per_window[{i}]"
-            entry = self.table(item, name, frozenset({"window", "limit_usd", "hard_stop"}))
+            entry = self.table(
+                item, name, frozenset({"window", "limit_usd", "hard_stop", "alert_at"})
+            )
             window = entry.get("window")
             if window not in WINDOWS:
                 raise self.fail(
@@ -332,9 +377,12 @@ class _PolicyParser:
                     window=cast(Window, window),
                     limit_nanos=self.usd(entry["limit_usd"], f"{name}.limit_usd"),
                     hard_stop=self.boolean(entry.get("hard_stop", True), f"{name}.hard_stop"),
+                    alert_at=()
+                    if "alert_at" not in entry
+                    else self.thresholds(entry["alert_at"], f"{name}.alert_at"),
                 )
             )
-        return per_run_nanos, tuple(windows)
+        return per_run_nanos, per_run_alerts, tuple(windows)
 
     def routing(self, value: object) -> Routing:
         routing = self.table(

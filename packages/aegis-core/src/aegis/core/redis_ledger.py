@@ -195,7 +195,15 @@ class RedisLedger:
         self._redis: Redis = Redis.from_pool(pool)
         self._scripts = {
             name: (getattr(lua, name), hashlib.sha1(getattr(lua, name).encode()).hexdigest())
-            for name in ("RESERVE", "COMMIT", "RELEASE", "RENEW", "BALANCES", "STATEMENT")
+            for name in (
+                "RESERVE",
+                "COMMIT",
+                "RELEASE",
+                "RENEW",
+                "BALANCES",
+                "STATEMENT",
+                "MARK_ALERT",
+            )
         }
         self._batch = _Batcher(self._redis)
         self._epoch: str | None = None
@@ -385,6 +393,15 @@ class RedisLedger:
             for i in range(0, len(held), 3)
         )
         return Statement(tenant_id, balances, holds)
+
+    async def mark_alert(
+        self, *, tenant_id: str, key: str, threshold: str, expires_at: float
+    ) -> bool:
+        # A mark in the tenant's book (not a key of its own) shares the book's epoch: after a
+        # data loss an alert may fire again, which is better than never.
+        mark = f"{key}:{threshold}"
+        reply = await self._call("MARK_ALERT", tenant_id, [mark, str(int(expires_at * 1000))])
+        return bool(reply[0] == "first")
 
     async def close(self) -> None:
         if self._closed:

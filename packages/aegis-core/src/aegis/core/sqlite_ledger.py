@@ -63,6 +63,13 @@ CREATE TABLE IF NOT EXISTS aegis_holds (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS aegis_holds_expiry ON aegis_holds (expires_at)
     WHERE state = 'pending';
+CREATE TABLE IF NOT EXISTS aegis_alerts (
+    tenant TEXT NOT NULL,
+    key TEXT NOT NULL,
+    threshold TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (tenant, key, threshold)
+) WITHOUT ROWID;
 """
 
 # Bounded so a backlog of dead holds never makes one reservation slow.
@@ -245,6 +252,7 @@ class SqliteLedger:
         if now >= self._next_prune:
             self._next_prune = now + 60.0
             conn.execute("DELETE FROM aegis_accounts WHERE pending = 0 AND expires_at <= ?", (now,))
+            conn.execute("DELETE FROM aegis_alerts WHERE expires_at <= ?", (now,))
             conn.execute(
                 "DELETE FROM aegis_holds WHERE state != 'pending' AND resolved_at <= ?",
                 (now - self._retention_s,),
@@ -390,6 +398,23 @@ class SqliteLedger:
                 )
             )
             return Statement(tenant_id, balances, holds)
+
+        return await self._run(op)
+
+    async def mark_alert(
+        self, *, tenant_id: str, key: str, threshold: str, expires_at: float
+    ) -> bool:
+        def op(conn: sqlite3.Connection, now: float) -> bool:
+            if expires_at <= now:
+                return False
+            # Inserts, or takes over a mark whose window is over; else changes nothing.
+            cursor = conn.execute(
+                "INSERT INTO aegis_alerts (tenant, key, threshold, expires_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (tenant, key, threshold) DO UPDATE SET "
+                "expires_at = excluded.expires_at WHERE aegis_alerts.expires_at <= ?",
+                (tenant_id, key, threshold, expires_at, now),
+            )
+            return cursor.rowcount == 1
 
         return await self._run(op)
 
