@@ -190,3 +190,25 @@ def test_keys_create_prints_a_key_and_only_its_hash_for_the_config() -> None:
     key = re.search(r"aegis-sk-\S+", result.stdout)
     assert key is not None
     assert f'api_keys = ["{hash_key(key.group(0))}"]' in result.stdout
+
+
+def test_a_receipt_trail_that_cannot_be_written_stops_the_proxy_at_startup(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "aegis.toml"
+    (tmp_path / "receipts").write_text("a file where the receipt directory should be")
+    config.write_text(
+        f"[server]\nport = {free_port()}\n"
+        '[ledger]\npath = "ledger.db"\n'
+        '[receipts]\nsink = "file"\npath = "receipts"\n'
+        f'[tenants.acme]\napi_keys = ["{hash_key(KEY)}"]\n'
+    )
+    result = subprocess.run(
+        [*PROXY, "serve", "--config", str(config)],
+        env={**os.environ, "AEGIS_RECEIPT_SECRET": "r" * 32},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "refusing to start" in result.stderr + result.stdout

@@ -66,6 +66,16 @@ async def _governance(app: web.Application) -> AsyncIterator[None]:
     signer = receipt_signer(settings)
     ledger = open_ledger(settings)
     sink = open_sink(settings, signer)
+    try:
+        # Opening the trail now (and reading its tail) means a trail that cannot be written
+        # stops the proxy at startup, before it could serve a single unaudited call.
+        await sink.tail()
+    except Exception:
+        await ledger.close()
+        logger.critical(
+            "receipt trail %s cannot be used; refusing to start", settings.receipts.path
+        )
+        raise
     app[GATE] = Gate(
         policy_provider=app[POLICIES],
         ledger=ledger,
