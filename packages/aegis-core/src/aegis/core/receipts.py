@@ -33,7 +33,8 @@ __all__ = [
     "new_receipt_id",
 ]
 
-ReceiptStatus = Literal["ok", "upstream_error", "cancelled", "denied"]
+ReceiptStatus = Literal["ok", "upstream_error", "cancelled", "denied", "alert"]
+"""``alert``: not a call but a budget alert (see :mod:`aegis.core.alerts`)."""
 GENESIS_HASH: Final = "0" * 64
 """``prev_hash`` of the first receipt of a chain (``seq`` 0)."""
 RECEIPT_VERSION: Final = 1

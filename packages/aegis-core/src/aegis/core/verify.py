@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
+from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any, Final
 
@@ -128,6 +130,14 @@ class VerifyReport:
         }
 
 
+def _worker_context() -> BaseContext:
+    # Forking is cheapest (no re-import) but safe only while this process has one thread;
+    # otherwise spawn, which needs the caller's ``if __name__ == "__main__":`` guard.
+    if threading.active_count() == 1 and "fork" in get_all_start_methods():
+        return get_context("fork")
+    return get_context("spawn")
+
+
 def plain_usd(amount: Decimal) -> str:
     """An exact amount as a plain decimal string without trailing zeros (``10.94441``)."""
     text = format(amount.normalize(), "f")
@@ -155,9 +165,9 @@ def verify_trail(
 
     Directories contribute their segments in name order and their ``*.checkpoints.jsonl``;
     files keep the order given. With ``jobs`` > 1, a trail larger than one chunk
-    (``chunk_bytes``) is checked by that many worker processes (started with ``spawn``, so a
-    calling script needs the usual ``if __name__ == "__main__":`` guard); the report is the
-    same as with one.
+    (``chunk_bytes``) is checked by that many worker processes (forked when this process has
+    a single thread, else spawned, which needs the calling script's
+    ``if __name__ == "__main__":`` guard); the report is the same as with one.
 
     ``receipt_signatures=False`` is for an auditor holding only the checkpoint key (say the
     Ed25519 public key over HMAC-signed receipts): receipt signatures are not checked, and a
@@ -184,7 +194,7 @@ def verify_trail(
         ]
     tasks = [t for s in sources for t in s.tasks]
     if jobs > 1 and len(tasks) > 1:
-        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(jobs, mp_context=_worker_context()) as pool:
             results = list(pool.map(verify_chunk, tasks, chunksize=1))
     else:
         results = [verify_chunk(t) for t in tasks]
