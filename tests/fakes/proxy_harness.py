@@ -93,20 +93,32 @@ def free_port() -> int:
 class ProxyProcess:
     """The real ``aegis-proxy serve`` in a subprocess, its output in ``log``."""
 
-    def __init__(self, config: Path, port: int, env: Mapping[str, str], log: Path) -> None:
+    def __init__(
+        self,
+        config: Path | None,
+        port: int,
+        env: Mapping[str, str],
+        log: Path,
+        *,
+        cwd: Path | None = None,
+    ) -> None:
+        """``config=None``: no config file, the proxy runs on its environment (in ``cwd``)."""
         self.config = config
         self.port = port
         self.env = {**os.environ, **env}
         self.log = log
+        self.cwd = cwd
         self.url = f"http://127.0.0.1:{port}"
         self.process: subprocess.Popen[bytes] | None = None
 
     async def start(self) -> ProxyProcess:
         """Start it and wait until ``/readyz`` answers 200 (fails with its log if it dies)."""
         with self.log.open("ab") as out:
+            where = ["--config", str(self.config)] if self.config else ["--port", str(self.port)]
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "aegis.proxy", "serve", "--config", str(self.config)],
+                [sys.executable, "-m", "aegis.proxy", "serve", *where],
                 env=self.env,
+                cwd=self.cwd,
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )

@@ -105,8 +105,8 @@ async def test_sighup_and_file_changes_reload_tenants(
             return response.status
 
     assert await status(new) == 401
-    port = int(served.url.rsplit(":", 1)[1])
-    write_config(served.config, openai_upstream, port, {"acme": KEY, "beta": new})
+    assert served.config is not None
+    write_config(served.config, openai_upstream, served.port, {"acme": KEY, "beta": new})
     served.signal(signal.SIGHUP)
     for _ in range(100):
         if await status(new) == 200:
@@ -212,3 +212,59 @@ def test_a_receipt_trail_that_cannot_be_written_stops_the_proxy_at_startup(
     )
     assert result.returncode != 0
     assert "refusing to start" in result.stderr + result.stdout
+
+
+async def test_with_no_config_it_runs_on_the_environment_and_never_serves_unauthenticated(
+    tmp_path: Path, openai_upstream: FakeUpstream
+) -> None:
+    env = {
+        "OPENAI_API_KEY": "sk-env",
+        "OPENAI_BASE_URL": openai_upstream.base_url,
+        "AEGIS_RECEIPT_SECRET": "r" * 32,
+    }
+    port = free_port()
+    bare = subprocess.Popen(
+        [*PROXY, "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(200):
+                try:
+                    async with http.post(
+                        f"http://127.0.0.1:{port}/v1/chat/completions", json={}
+                    ) as response:
+                        assert response.status == 401  # no tenants: nobody gets in
+                        break
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.05)
+    finally:
+        bare.terminate()
+        output = bare.communicate(timeout=30)[0]
+    assert "aegis-proxy keys create --tenant" in output
+
+    (tmp_path / ".aegis").mkdir(exist_ok=True)
+    (tmp_path / ".aegis/tenants.toml").write_text(
+        f'[tenants.acme]\napi_keys = ["{hash_key(KEY)}"]\n'
+    )
+    config_free = ProxyProcess(None, port, env, tmp_path / "env.log", cwd=tmp_path)
+    await config_free.start()
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                config_free.url + "/v1/chat/completions",
+                json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
+                headers={"Authorization": f"Bearer {KEY}"},
+            ) as response,
+        ):
+            assert response.status == 200
+    finally:
+        config_free.stop()
+    assert openai_upstream.fake.requests[0].headers["Authorization"] == "Bearer sk-env"
+    assert list((tmp_path / ".aegis/receipts").glob("*.jsonl"))  # receipts under ./.aegis/
+    assert (tmp_path / ".aegis/ledger.db").exists()

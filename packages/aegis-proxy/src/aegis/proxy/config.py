@@ -399,7 +399,8 @@ def _observability(r: _Reader, table: Mapping[str, Any]) -> ObservabilitySetting
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
-    """Settings with no file: providers from ``OPENAI_API_KEY``/``GEMINI_API_KEY``, SQLite
+    """Settings with no file: providers from ``OPENAI_API_KEY``/``GEMINI_API_KEY`` (and
+    ``OPENAI_BASE_URL``/``GEMINI_BASE_URL`` for another server of the same kind), SQLite
     ledger and receipts under ``./.aegis/``, and tenants (with key hashes) from
     ``.aegis/tenants.toml`` when it exists. Without tenants nobody can call: never open."""
     env = os.environ if environ is None else environ
@@ -407,7 +408,7 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
         kind: ProviderSettings(
             name=kind,
             type=kind,
-            base_url=DEFAULT_BASE_URLS[kind],
+            base_url=(env.get(f"{kind.upper()}_BASE_URL") or DEFAULT_BASE_URLS[kind]).rstrip("/"),
             api_key_env=DEFAULT_KEY_ENVS[kind],
         )
         for kind in ("openai", "gemini")
