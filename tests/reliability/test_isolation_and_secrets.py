@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -14,8 +15,9 @@ import pytest
 from fakes.openai_upstream import FakeUpstream, Fault, Reply
 from fakes.proxy_harness import KEY, OTHER_KEY, UPSTREAM_SECRET, Proxy, make_settings
 
-from aegis.proxy import GATE, Settings
+from aegis.proxy import GATE, AdminSettings, Settings, hash_key
 
+ADMIN = "aegis-sk-admin-canary-0123456789"
 RECEIPT_SECRET = "receipt-secret-canary-0123456789"  # what tests/conftest.py sets
 StartProxy = Callable[[Settings], Awaitable[Proxy]]
 MSGS: list[Any] = [{"role": "user", "content": "hi"}]
@@ -70,6 +72,7 @@ async def test_no_secret_appears_in_any_output(
         budgets={"per_run_usd": "0.0001"},
         model={"allow_models": ["gpt-4o-mini", "o3"]},
     )
+    settings = dataclasses.replace(settings, admin=AdminSettings(api_keys=(hash_key(ADMIN),)))
     proxy = await start_proxy(settings)
     openai_upstream.fake.enqueue(
         Reply(text="fine"),
@@ -95,6 +98,13 @@ async def test_no_secret_appears_in_any_output(
             ("POST", "/v1/chat/completions", {"model": "gpt-4o-mini", "messages": MSGS}, KEY + "x"),
             ("GET", "/v1/models", {}, KEY),
             ("GET", "/readyz", {}, KEY),
+            ("GET", "/metrics", {}, KEY),
+            ("GET", "/v1/aegis/usage", {}, KEY),
+            ("GET", "/admin/tenants", {}, ADMIN),
+            ("GET", "/admin/usage", {}, ADMIN),
+            ("GET", "/admin/receipts", {}, ADMIN),
+            ("POST", "/admin/verify", {}, ADMIN),
+            ("GET", "/admin/tenants", {}, KEY),
         ]
         for method, path, body, key in calls:
             async with http.request(
@@ -118,8 +128,10 @@ async def test_no_secret_appears_in_any_output(
         ),
     }
     assert surfaces["receipts"], "the run must have written receipts"
+    assert "aegis_requests_total" in surfaces["responses"]  # /metrics was read
+    assert '"tenants"' in surfaces["responses"]  # /admin answered the admin key
     for name, text in surfaces.items():
-        for secret in (UPSTREAM_SECRET, KEY, OTHER_KEY, RECEIPT_SECRET):
+        for secret in (UPSTREAM_SECRET, KEY, OTHER_KEY, RECEIPT_SECRET, ADMIN):
             assert secret not in text, f"{secret[:8]}... leaked into {name}"
     for line in surfaces["receipts"].splitlines():
         if line.startswith("{"):
