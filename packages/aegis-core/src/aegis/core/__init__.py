@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from aegis.core.alerts import BudgetAlert
 from aegis.core.catalogue import default_pricing_table
 from aegis.core.checkpoints import Checkpoint
 from aegis.core.clock import Clock, ManualClock, SystemClock
@@ -92,6 +93,7 @@ __all__ = [
     "Account",
     "AegisError",
     "Balance",
+    "BudgetAlert",
     "BudgetExceeded",
     "Checkpoint",
     "Clock",

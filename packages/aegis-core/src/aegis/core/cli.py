@@ -218,6 +218,8 @@ def _summarize(args: argparse.Namespace) -> int:
         raise ConfigError("--by takes a comma-separated list of tenant, model, day")
     groups: dict[tuple[str, ...], list[Any]] = defaultdict(lambda: [0, 0, Decimal(0)])
     for where, r in _records(args.paths):
+        if r.get("status") == "alert":  # a budget alert, not a call
+            continue
         values = {
             "tenant": _s(r.get("tenant_id")),
             "model": _s(r.get("model")),

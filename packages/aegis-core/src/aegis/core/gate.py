@@ -14,8 +14,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Final, Literal
 
+from aegis.core.alerts import BudgetAlert, reached
 from aegis.core.clock import Clock, SystemClock
 from aegis.core.errors import (
     AegisError,
@@ -113,6 +115,10 @@ class Gate:
         self.on_receipt: Callable[[Receipt], None] | None = None
         """Called with every receipt once the sink has it (the proxy's metrics derive from
         receipts this way); it must not raise and must not block."""
+        self.on_alert: Callable[[BudgetAlert], None] | None = None
+        """Called with every budget alert this Gate fires (after its receipt is written); it
+        must not raise and must not block."""
+        self._fired: dict[tuple[str, str, str], float] = {}
         self.clock = clock or SystemClock()
         self._chain = ReceiptChain(signer) if chain_id is None else ReceiptChain(signer, chain_id)
         self._chain_ready = False
@@ -300,6 +306,7 @@ class Gate:
                     limit_nanos=policy.per_run_nanos,
                     hard_stop=True,
                     expires_at=now + RUN_RETENTION_S,
+                    alert_at=policy.per_run_alert_at,
                 )
             )
         for budget in policy.per_window:
@@ -312,6 +319,7 @@ class Gate:
                     hard_stop=budget.hard_stop,
                     expires_at=end,
                     resets_at=end,
+                    alert_at=budget.alert_at,
                 )
             )
         return accounts
@@ -392,7 +400,97 @@ class Gate:
             late=settlement is not None and settlement.late,
             pricing=permit.pricing,
         )
-        return await self._write(receipt)
+        sealed = await self._write(receipt)
+        if charge > 0:
+            await self._check_alerts(permit)
+        return sealed
+
+    async def _check_alerts(self, permit: Permit) -> None:
+        """Fire the alert thresholds the call's charge reached; never fails the call."""
+        tenant = permit.tenant_id
+        run = permit.run_id or permit.request_id
+        accounts = [a for a in self._accounts(permit.policy, run, permit.started_at) if a.alert_at]
+        now = self.clock.time()
+        # Thresholds this process already saw fire need no ledger call until their window ends.
+        accounts = [
+            a
+            for a in accounts
+            if any(self._fired.get((tenant, a.key, format(t, "f")), 0.0) <= now for t in a.alert_at)
+        ]
+        if not accounts:
+            return
+        try:
+            spent = await self.ledger.balances(tenant_id=tenant, keys=[a.key for a in accounts])
+            for account in accounts:
+                committed = spent[account.key].committed_nanos
+                for threshold in reached(account, committed):
+                    mark = (tenant, account.key, format(threshold, "f"))
+                    if self._fired.get(mark, 0.0) > now:
+                        continue
+                    first = await self.ledger.mark_alert(
+                        tenant_id=tenant,
+                        key=account.key,
+                        threshold=mark[2],
+                        expires_at=account.expires_at,
+                    )
+                    if len(self._fired) > 4096:
+                        self._fired = {k: end for k, end in self._fired.items() if end > now}
+                    self._fired[mark] = account.expires_at
+                    if first:
+                        await self._alert(permit, account, threshold, committed)
+        except Exception as exc:
+            logger.error("budget alerts of tenant %s failed: %s", tenant, type(exc).__name__)
+
+    async def _alert(
+        self, permit: Permit, account: Account, threshold: Decimal, committed: int
+    ) -> None:
+        now, mono = self.clock.time(), self.clock.monotonic()
+        receipt_id = new_receipt_id()
+        alert = BudgetAlert(
+            tenant_id=permit.tenant_id,
+            budget=account.budget,
+            account=account.key,
+            threshold=threshold,
+            limit_nanos=account.limit_nanos,
+            spent_nanos=committed,
+            hard_stop=account.hard_stop,
+            window_ends_at=None if account.resets_at is None else _iso(account.resets_at),
+            run_id=permit.run_id,
+            request_id=permit.request_id,
+            receipt_id=receipt_id,
+            fired_at=_iso(now),
+        )
+        receipt = self._receipt(
+            receipt_id=receipt_id,
+            request_id=f"alert:{account.key}:{alert.threshold_text}",
+            tenant_id=permit.tenant_id,
+            run_id=permit.run_id,
+            provider=permit.provider,
+            model=permit.model,
+            capability="budget:alert",
+            decision=Decision(True, "budget_alert", account.budget),
+            status="alert",
+            usage=None,
+            usage_source="none",
+            estimated=0,
+            reserved=0,
+            actual=0,
+            policy=permit.policy,
+            started=now,
+            started_mono=mono,
+            error=alert.describe(),
+            pricing=permit.pricing,
+        )
+        # Kept out of on_receipt: an alert is not a call, and must not count as one.
+        await self._write(receipt, notify=False)
+        logger.warning(
+            "budget alert: tenant %s: %s (account %s)",
+            alert.tenant_id,
+            alert.describe(),
+            alert.account,
+        )
+        if self.on_alert is not None:
+            self.on_alert(alert)
 
     @asynccontextmanager
     async def call(
@@ -507,7 +605,7 @@ class Gate:
             body_sha256=body_sha256,
         )
 
-    async def _write(self, receipt: Receipt) -> Receipt:
+    async def _write(self, receipt: Receipt, *, notify: bool = True) -> Receipt:
         if not self._chain_ready:
             async with self._chain_lock:
                 if not self._chain_ready:
@@ -523,7 +621,7 @@ class Gate:
         except Exception as exc:
             logger.error("receipt sink failed: %s", type(exc).__name__)
             raise ReceiptSinkUnavailable(f"receipt sink failed: {type(exc).__name__}") from exc
-        if self.on_receipt is not None:
+        if notify and self.on_receipt is not None:
             self.on_receipt(sealed)
         return sealed
 
