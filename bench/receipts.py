@@ -206,14 +206,14 @@ def main() -> None:
             )
 
         return [
-            ("memory", "-", CONCURRENCY, 50_000, lambda d: MemoryReceiptSink()),
+            ("memory", "-", CONCURRENCY, 20_000, lambda d: MemoryReceiptSink()),
             ("file", "fsync", 1, 500, file("fsync")),
             ("file", "fsync", CONCURRENCY, 30_000, file("fsync")),
             ("file", "group", 1, 10_000, file("group")),
             ("file", "group", CONCURRENCY, 50_000, file("group")),
-            ("file", "buffered", CONCURRENCY, 50_000, file("buffered")),
+            ("file", "buffered", CONCURRENCY, 30_000, file("buffered")),
             ("sqlite", "fsync", CONCURRENCY, 30_000, sqlite("fsync")),
-            ("sqlite", "group", CONCURRENCY, 50_000, sqlite("group")),
+            ("sqlite", "group", CONCURRENCY, 30_000, sqlite("group")),
         ]
 
     for sink, durability, concurrency, n, make in sinks():
@@ -248,9 +248,12 @@ def main() -> None:
         generated_s = time.perf_counter() - start
         keyring = Keyring([signer])
         jobs = os.cpu_count() or 1
-        start = time.perf_counter()
-        result = verify_trail([directory], keyring, jobs=jobs)
-        elapsed = time.perf_counter() - start
+        # Best of two: on a shared machine the neighbours' load, not the verifier, varies.
+        elapsed = float("inf")
+        for _ in range(2):
+            start = time.perf_counter()
+            result = verify_trail([directory], keyring, jobs=jobs)
+            elapsed = min(elapsed, time.perf_counter() - start)
         assert result.is_intact, result.problems[:3]
         assert result.summary.receipts == n
         rows.append(
