@@ -25,7 +25,9 @@ TENANT = f'[tenants.acme.budgets]\nper_window = [{{window = "day", limit_usd = "
 
 
 def client(replica: Replica) -> AsyncOpenAI:
-    return AsyncOpenAI(base_url=replica.url + "/v1", api_key=KEY, max_retries=0)
+    # Generous timeouts: 60 connections at once to three processes on a busy 2-core machine
+    # can wait seconds to be accepted, which says nothing about the budget being tested.
+    return AsyncOpenAI(base_url=replica.url + "/v1", api_key=KEY, max_retries=0, timeout=120.0)
 
 
 async def create(sdk: AsyncOpenAI, request_id: str, max_tokens: int) -> int:
