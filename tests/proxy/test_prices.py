@@ -187,3 +187,16 @@ def test_the_prices_command_prints_the_effective_table(config: Path) -> None:
 def load_pricing_version(config: Path) -> str:
     prices = config.parent / "prices.toml"
     return default_pricing_table().with_overrides_file(prices).version
+
+
+def test_the_readme_price_file_example_applies() -> None:
+    import re
+    import tomllib
+
+    readme = (Path(__file__).parents[2] / "packages/aegis-proxy/README.md").read_text()
+    [example] = [b for b in re.findall(r"```toml\n(.*?)```", readme, re.S) if "[remove]" in b]
+    assert "gpt-3.5-turbo" in default_pricing_table()
+    table = default_pricing_table().with_overrides(tomllib.loads(example))
+    assert "gpt-3.5-turbo" not in table
+    assert table.price("my-mini") == table.price(MODEL)
+    assert str(table.price("house-llama").cached_input_per_mtok) == "0.05"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from aegis.proxy.access_log import ACCESS_LOGGER
+from aegis.proxy.alert_webhook import AlertWebhook
 from aegis.proxy.app import apply_settings, create_app
 from aegis.proxy.auth import KeyIndex, hash_key, new_key
 from aegis.proxy.config import (
     AdminSettings,
+    AlertSettings,
     AuthSettings,
     ConfigProblems,
     LedgerSettings,
@@ -23,15 +25,18 @@ from aegis.proxy.config import (
 from aegis.proxy.errors import ProxyError
 from aegis.proxy.prices import apply_pricing, format_prices, load_pricing
 from aegis.proxy.reload import reload_config
-from aegis.proxy.state import GATE, OPERATOR, SETTINGS, TRACER_PROVIDER
+from aegis.proxy.state import ALERT_WEBHOOK, GATE, OPERATOR, SETTINGS, TRACER_PROVIDER
 
 __all__ = [
     "ACCESS_LOGGER",
+    "ALERT_WEBHOOK",
     "GATE",
     "OPERATOR",
     "SETTINGS",
     "TRACER_PROVIDER",
     "AdminSettings",
+    "AlertSettings",
+    "AlertWebhook",
     "AuthSettings",
     "ConfigProblems",
     "KeyIndex",

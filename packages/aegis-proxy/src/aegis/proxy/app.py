@@ -19,6 +19,7 @@ from aegis.proxy import (
     usage_api,
     web_dashboard,
 )
+from aegis.proxy.alert_webhook import alert_webhook_context
 from aegis.proxy.auth import KeyIndex
 from aegis.proxy.config import Settings
 from aegis.proxy.errors import error_middleware
@@ -112,6 +113,8 @@ def create_app(settings: Settings) -> web.Application:
     operator = app[OPERATOR] = Operator(settings, pricing)
     apply_settings(app, settings)
     app.cleanup_ctx.append(_governance)
+    if settings.alerts.webhook_url is not None:
+        app.cleanup_ctx.append(alert_webhook_context(settings.alerts))  # needs the Gate
     app.cleanup_ctx.append(operator_context(operator, settings))  # needs the Gate
     app.cleanup_ctx.append(_upstreams)
     if operator.is_active:

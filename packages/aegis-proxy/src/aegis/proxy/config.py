@@ -15,6 +15,7 @@ from aegis.core import Policy, PolicyError
 
 __all__ = [
     "AdminSettings",
+    "AlertSettings",
     "AuthSettings",
     "ConfigProblems",
     "LedgerSettings",
@@ -103,6 +104,19 @@ class AdminSettings:
     """Hashes of the admin keys (``aegis-proxy keys create --admin``); none: no admin API."""
 
 
+@dataclass(frozen=True, slots=True)
+class AlertSettings:
+    webhook_url: str | None = None
+    """POST every budget alert here as signed JSON; none: alerts are logged and receipted only.
+    Never logged (it may carry a token)."""
+    webhook_timeout_s: float = 5.0
+    """Per delivery attempt."""
+    webhook_attempts: int = 6
+    """Attempts per alert before it is given up (and logged as lost)."""
+    webhook_backoff_s: float = 1.0
+    """Wait after the first failed attempt; doubles after each further one."""
+
+
 TracingMode = Literal["off", "global", "console", "otlp"]
 
 
@@ -141,6 +155,7 @@ class Settings:
     """Serves models that no provider claims, for tenants without a ``primary_provider``."""
     admin: AdminSettings = field(default_factory=AdminSettings)
     observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
     source: Path | None = None
     """The file these settings came from (``None``: the environment)."""
 
@@ -154,6 +169,7 @@ _SECTIONS: Final = {
     "routing": frozenset({"default_provider"}),
     "admin": frozenset(AdminSettings.__dataclass_fields__),
     "observability": frozenset(ObservabilitySettings.__dataclass_fields__),
+    "alerts": frozenset(AlertSettings.__dataclass_fields__),
 }
 _PROVIDER_KEYS: Final = frozenset({"type", "base_url", "api_key_env", "models"})
 
@@ -350,6 +366,7 @@ def parse_settings(data: Mapping[str, Any], *, source: Path | None = None) -> Se
 
     admin = _admin(r, r.table(data, "admin"), seen)
     observability = _observability(r, r.table(data, "observability"))
+    alerts = _alerts(r, r.table(data, "alerts"))
 
     if r.problems:
         raise ConfigProblems(str(source) if source else "config", r.problems)
@@ -364,6 +381,7 @@ def parse_settings(data: Mapping[str, Any], *, source: Path | None = None) -> Se
         default_provider=default_provider,
         admin=admin,
         observability=observability,
+        alerts=alerts,
         source=source,
     )
 
@@ -396,6 +414,26 @@ def _observability(r: _Reader, table: Mapping[str, Any]) -> ObservabilitySetting
         service_name=r.typed(table, "service_name", where, str, "aegis-proxy"),
         dashboard=r.typed(table, "dashboard", where, bool, True),
     )
+
+
+def _alerts(r: _Reader, table: Mapping[str, Any]) -> AlertSettings:
+    where = "alerts"
+    url = r.typed(table, "webhook_url", where, str, None)
+    if url is not None and not url.startswith(("http://", "https://")):
+        r.problem(f"{where}.webhook_url", "must be an http(s) URL")  # not echoed: may hold a token
+    settings = AlertSettings(
+        webhook_url=url,
+        webhook_timeout_s=float(r.typed(table, "webhook_timeout_s", where, (int, float), 5.0)),
+        webhook_attempts=r.typed(table, "webhook_attempts", where, int, 6),
+        webhook_backoff_s=float(r.typed(table, "webhook_backoff_s", where, (int, float), 1.0)),
+    )
+    if settings.webhook_timeout_s <= 0:
+        r.problem(f"{where}.webhook_timeout_s", "must be above 0")
+    if settings.webhook_attempts < 1:
+        r.problem(f"{where}.webhook_attempts", "must be at least 1")
+    if settings.webhook_backoff_s < 0:
+        r.problem(f"{where}.webhook_backoff_s", "must not be negative")
+    return settings
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:

@@ -46,7 +46,7 @@ def _reload(app: web.Application, path: Path) -> Settings | None:
         logger.error("config reload rejected, keeping the running config: %s", exc)
         return None
     old = app[SETTINGS]
-    for part in ("server", "ledger", "receipts", "providers"):
+    for part in ("server", "ledger", "receipts", "providers", "alerts"):
         if getattr(settings, part) != getattr(old, part):
             logger.warning("config reload: [%s] changed; it applies after a restart", part)
     apply_settings(app, settings)

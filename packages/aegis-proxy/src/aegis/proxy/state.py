@@ -16,9 +16,11 @@ from aegis.proxy.upstream import Upstream
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
+    from aegis.proxy.alert_webhook import AlertWebhook
     from aegis.proxy.operator import Operator
 
 __all__ = [
+    "ALERT_WEBHOOK",
     "GATE",
     "IDEMPOTENCY",
     "KEYS",
@@ -42,3 +44,5 @@ UPSTREAMS = web.AppKey("upstreams", dict[str, Upstream])
 OPERATOR: web.AppKey[Operator] = web.AppKey("operator")
 TRACER_PROVIDER: web.AppKey[TracerProvider] = web.AppKey("tracer_provider")
 """Set before startup to trace into this provider (with ``tracing`` not ``off``)."""
+ALERT_WEBHOOK: web.AppKey[AlertWebhook] = web.AppKey("alert_webhook")
+"""Set while ``[alerts] webhook_url`` is configured."""
