@@ -21,6 +21,7 @@ from aegis.core.errors import (
     PolicyDenied,
     PolicyError,
     PricingError,
+    RateLimited,
     ReceiptError,
     ReceiptSinkUnavailable,
     UnknownModel,
@@ -35,7 +36,16 @@ from aegis.core.file_sink import FileReceiptSink
 from aegis.core.gate import Gate, GovernedCall, Permit, UsageSource
 from aegis.core.ids import new_id
 from aegis.core.keyring import KEYS_ENV, Keyring
-from aegis.core.ledger import Account, Balance, Hold, HoldState, Ledger, Settlement, Statement
+from aegis.core.ledger import (
+    Account,
+    AccountUnit,
+    Balance,
+    Hold,
+    HoldState,
+    Ledger,
+    Settlement,
+    Statement,
+)
 from aegis.core.memory_ledger import MemoryLedger
 from aegis.core.money import NANOS_PER_USD, format_usd, nanos_to_usd, parse_usd
 from aegis.core.policy import (
@@ -91,6 +101,7 @@ __all__ = [
     "NANOS_PER_USD",
     "REPLY_OVERHEAD_TOKENS",
     "Account",
+    "AccountUnit",
     "AegisError",
     "Balance",
     "BudgetAlert",
@@ -130,6 +141,7 @@ __all__ = [
     "PricingError",
     "PricingTable",
     "Problem",
+    "RateLimited",
     "Receipt",
     "ReceiptChain",
     "ReceiptError",

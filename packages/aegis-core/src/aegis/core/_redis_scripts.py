@@ -65,10 +65,27 @@ if stamped ~= ARGV[1] then
   touch(now)
 end
 
+local function held(rec, j)
+  -- What the hold took from its j-th account (holds before per-account amounts: rec.a).
+  if rec.m then return rec.m[j] end
+  return rec.a
+end
+
+local function unit(rec, j)
+  if rec.u then return rec.u[j] end
+  return 'nanos'
+end
+
 local function settle_pending(rec, sign)
-  -- HINCRBY refuses "-0".
-  if rec.a == '0' then return end
-  for _, k in ipairs(rec.k) do redis.call('HINCRBY', book, 'p:' .. k, sign .. rec.a) end
+  for j, k in ipairs(rec.k) do
+    local a = held(rec, j)
+    -- HINCRBY refuses "-0".
+    if a ~= '0' then redis.call('HINCRBY', book, 'p:' .. k, sign .. a) end
+  end
+end
+
+local function post(k, amount)
+  if amount ~= '0' then redis.call('HINCRBY', book, 'c:' .. k, amount) end
 end
 
 local function resolve(id, rec, state)
@@ -101,7 +118,9 @@ end
 """
 
 # ARGV 5.. : hold id, amount, ttl ms, token, then the accounts as one JSON array of strings:
-# key, limit, hard stop (1/0), window end ms, key, ...
+# key, limit, hard stop (1/0), window end ms, amount held, unit, key, ...
+# Replies 'ok', the hold's expiry, now, then each account's spend before the hold; or 'deny',
+# now, then each account's spend.
 RESERVE: Final = (
     _PREAMBLE
     + """
@@ -116,11 +135,11 @@ if prev then
   end
   if rec.s == 'pending' or rec.s == 'committed' then return {'dup', rec.s} end
 end
-local want = tonumber(amount)
-local spent, keys, deny = {'deny'}, {}, false
+local spent, keys, amounts, units, deny = {}, {}, {}, {}, false
 local needed = math.max(now + ttl, now + retention)
-for i = 1, #accounts, 4 do
+for i = 1, #accounts, 6 do
   local key, limit, hard = accounts[i], accounts[i + 1], accounts[i + 2]
+  local want = tonumber(accounts[i + 4])
   local c = tonumber(redis.call('HGET', book, 'c:' .. key)) or 0
   local p = tonumber(redis.call('HGET', book, 'p:' .. key)) or 0
   if c + p + want >= 9007199254740992 then
@@ -129,27 +148,30 @@ for i = 1, #accounts, 4 do
   if hard == '1' and c + p + want > tonumber(limit) then deny = true end
   spent[#spent + 1] = c + p
   keys[#keys + 1] = key
+  amounts[#amounts + 1] = accounts[i + 4]
+  units[#units + 1] = accounts[i + 5]
   needed = math.max(needed, tonumber(accounts[i + 3]))
 end
-if deny then return spent end
-for i = 1, #accounts, 4 do
-  redis.call('HINCRBY', book, 'p:' .. accounts[i], amount)
+if deny then return {'deny', now, unpack(spent)} end
+for i = 1, #accounts, 6 do
+  local want = accounts[i + 4]
+  if want ~= '0' then redis.call('HINCRBY', book, 'p:' .. accounts[i], want) end
   redis.call('ZADD', timers, 'GT', accounts[i + 3], 'a:' .. accounts[i])
 end
 redis.call('ZADD', timers, now + ttl, 'p:' .. id)
 redis.call('ZREM', timers, 'd:' .. id)
-local rec = {s = 'pending', a = amount, k = keys, t = token}
+local rec = {s = 'pending', a = amount, k = keys, m = amounts, u = units, t = token}
 redis.call('HSET', book, 'hold:' .. id, cjson.encode(rec))
 touch(needed)
-return {'ok', tostring(now + ttl), now}
+return {'ok', tostring(now + ttl), now, unpack(spent)}
 """
 )
 
-# ARGV 5.. : hold id, amount, token.
+# ARGV 5.. : hold id, amount, token, the call's tokens ('' when unknown).
 COMMIT: Final = (
     _PREAMBLE
     + """
-local id, amount, token = ARGV[5], ARGV[6], ARGV[7]
+local id, amount, token, tokens = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local raw = redis.call('HGET', book, 'hold:' .. id)
 if not raw then return {'missing'} end
 local rec = cjson.decode(raw)
@@ -157,8 +179,15 @@ if rec.s == 'committed' and rec.ct == token then return {'ok', rec.a, rec.l} end
 if rec.s == 'committed' or rec.s == 'released' then return {'resolved', rec.s} end
 local late = '0'
 if rec.s == 'expired' then late = '1' else settle_pending(rec, '-') end
-for _, k in ipairs(rec.k) do
-  redis.call('HINCRBY', book, 'c:' .. k, amount)
+for j, k in ipairs(rec.k) do
+  -- As ledger.posted_amount: requests stay, tokens are the real count, slots are freed.
+  local u, posted = unit(rec, j), amount
+  if u == 'requests' then posted = held(rec, j)
+  elseif u == 'in_flight' then posted = '0'
+  elseif u == 'tokens' then
+    if tokens == '' then posted = held(rec, j) else posted = tokens end
+  end
+  post(k, posted)
   redis.call('ZADD', timers, 'NX', now, 'a:' .. k)
 end
 rec.c, rec.ct, rec.l = amount, token, late
@@ -179,6 +208,9 @@ local rec = cjson.decode(raw)
 if rec.s == 'expired' or (rec.s == 'released' and rec.rt == token) then return {'ok'} end
 if rec.s ~= 'pending' then return {'resolved', rec.s} end
 settle_pending(rec, '-')
+for j, k in ipairs(rec.k) do
+  if unit(rec, j) == 'requests' then post(k, held(rec, j)) end
+end
 rec.rt = token
 resolve(id, rec, 'released')
 touch(now + retention)

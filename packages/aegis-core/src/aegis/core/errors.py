@@ -9,6 +9,7 @@ Every error subclasses :class:`AegisError` and, where one fits, the nearest buil
     ├── Denied(AegisError)                       the Gate refused a call; .reason, .tenant_id
     │   ├── PolicyDenied                         model or capability not allowed
     │   ├── BudgetExceeded                       .budget, .available_nanos, .resets_at
+    │   ├── RateLimited                          .limit, .retry_after_s: retry later
     │   └── UnknownModelDenied                   no price, so no budget can be kept
     ├── LedgerError(AegisError)
     │   ├── DuplicateRequest                     request_id already in flight or already charged
@@ -39,6 +40,7 @@ __all__ = [
     "PolicyDenied",
     "PolicyError",
     "PricingError",
+    "RateLimited",
     "ReceiptError",
     "ReceiptSinkUnavailable",
     "UnknownModel",
@@ -131,6 +133,37 @@ class BudgetExceeded(Denied):
         self.available_nanos = available_nanos
         self.limit_nanos = limit_nanos
         self.resets_at = resets_at
+
+
+class RateLimited(Denied):
+    """A rate limit (requests or tokens per minute, calls in flight) cannot take the call now;
+    unlike a budget, waiting ``retry_after_s`` may help."""
+
+    code = "rate_limit_exceeded"
+
+    def __init__(
+        self,
+        *,
+        tenant_id: str,
+        limit: str,
+        requested: int,
+        available: int,
+        limit_value: int,
+        retry_after_s: int,
+    ) -> None:
+        super().__init__(
+            f"rate limit {limit} reached: the call needs {requested}, {available} of "
+            f"{limit_value} remains; retry after {retry_after_s}s",
+            tenant_id=tenant_id,
+            reason=f"rate_limited:{limit}",
+        )
+        self.limit = limit
+        """``rpm``, ``tpm`` or ``max_in_flight``, with the model pattern when the limit has one
+        (``rpm:gpt-4o*``)."""
+        self.requested = requested
+        self.available = available
+        self.limit_value = limit_value
+        self.retry_after_s = retry_after_s
 
 
 class LedgerError(AegisError):

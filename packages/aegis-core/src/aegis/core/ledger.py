@@ -18,10 +18,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Literal, Protocol
 
-from aegis.core.errors import BudgetExceeded
+from aegis.core.errors import BudgetExceeded, RateLimited
 
 __all__ = [
     "Account",
+    "AccountUnit",
     "Balance",
     "Hold",
     "HoldState",
@@ -29,9 +30,12 @@ __all__ = [
     "Settlement",
     "Statement",
     "check_admission",
+    "posted_amount",
 ]
 
 HoldState = Literal["pending", "committed", "released", "expired"]
+AccountUnit = Literal["nanos", "requests", "tokens", "in_flight"]
+"""What an account counts, and so what a commit posts to it (see :func:`posted_amount`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +47,7 @@ class Account:
     budget: str
     """The budget's name in errors and receipts: ``per_run``, ``day`` ..."""
     limit_nanos: int
+    """The limit, in the account's ``unit`` (nano-USD for budgets)."""
     hard_stop: bool
     expires_at: float
     """Epoch second after which the account's spend no longer matters (window end)."""
@@ -51,6 +56,9 @@ class Account:
     alert_at: tuple[Decimal, ...] = ()
     """Fractions of ``limit_nanos`` whose crossing fires an alert (ledgers ignore them; the
     Gate checks them after a commit and records each with :meth:`Ledger.mark_alert`)."""
+    unit: AccountUnit = "nanos"
+    amount: int | None = None
+    """What the hold takes from this account; ``None``: the reservation's ``amount_nanos``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +69,9 @@ class Hold:
     hold_id: str
     amount_nanos: int
     expires_at: float
+    spent: tuple[int, ...] = ()
+    """Each account's spend (committed + pending) just before this hold, in the order the
+    accounts were given (for rate-limit headers); empty when a ledger replays a hold."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,12 +135,19 @@ class Ledger(Protocol):
         """Hold ``amount_nanos`` on every account, or on none."""
         ...
 
-    async def commit(self, *, tenant_id: str, hold_id: str, amount_nanos: int) -> Settlement:
-        """Post the real cost and release the rest; a late commit still posts."""
+    async def commit(
+        self, *, tenant_id: str, hold_id: str, amount_nanos: int, tokens: int | None = None
+    ) -> Settlement:
+        """Post the real cost and release the rest; a late commit still posts.
+
+        Accounts in other units post per :func:`posted_amount` (``tokens``: the call's real
+        token count, for token accounts).
+        """
         ...
 
     async def release(self, *, tenant_id: str, hold_id: str) -> None:
-        """Release the whole hold; releasing an expired hold is a no-op."""
+        """Release the hold (request units stay counted: the request was made); releasing an
+        expired hold is a no-op."""
         ...
 
     async def renew(self, *, tenant_id: str, hold_id: str, ttl_s: float) -> Hold:
@@ -157,23 +175,61 @@ class Ledger(Protocol):
         ...
 
 
+def posted_amount(
+    unit: str, reserved: int, amount_nanos: int, tokens: int | None, *, released: bool = False
+) -> int:
+    """What resolving a hold posts to an account of ``unit`` that held ``reserved``.
+
+    Budgets post the real cost (nothing on release); request units stay counted (the request
+    was made); token units post the real token count (the reservation when it is unknown,
+    nothing on release); calls in flight post nothing (the slot is free again).
+    """
+    if unit == "requests":
+        return reserved
+    if released or unit == "in_flight":
+        return 0
+    if unit == "tokens":
+        return reserved if tokens is None else tokens
+    return amount_nanos
+
+
 def check_admission(
     tenant_id: str,
     amount_nanos: int,
     accounts: Sequence[Account],
     spent: Sequence[int],
+    now: float | None = None,
 ) -> None:
-    """Raise :class:`BudgetExceeded` for the tightest hard-stop account that cannot take
-    ``amount_nanos`` on top of ``spent`` (committed + pending, one per account).
+    """Raise :class:`BudgetExceeded` for the tightest hard-stop budget that cannot take
+    ``amount_nanos`` on top of ``spent`` (committed + pending, one per account), else
+    :class:`RateLimited` for the tightest rate limit that cannot take its amount.
 
-    Shared by every ledger so they agree on the rule and on which budget is named.
+    Shared by every ledger so they agree on the rule and on which budget is named. A budget
+    is named first: retrying cannot help a call that no budget can hold.
     """
     worst: tuple[int, Account] | None = None
+    limited: tuple[int, Account, int] | None = None
     for account, used in zip(accounts, spent, strict=True):
-        if account.hard_stop and used + amount_nanos > account.limit_nanos:
+        want = amount_nanos if account.amount is None else account.amount
+        if account.hard_stop and used + want > account.limit_nanos:
             available = max(0, account.limit_nanos - used)
-            if worst is None or available < worst[0]:
+            if account.unit != "nanos":
+                if limited is None or available < limited[0]:
+                    limited = (available, account, want)
+            elif worst is None or available < worst[0]:
                 worst = (available, account)
+    if worst is None and limited is not None:
+        available, account, want = limited
+        # Windows free up when they end; a slot in flight, soon (a second is a fair guess).
+        wait = 1.0 if account.resets_at is None or now is None else account.resets_at - now
+        raise RateLimited(
+            tenant_id=tenant_id,
+            limit=account.budget,
+            requested=want,
+            available=available,
+            limit_value=account.limit_nanos,
+            retry_after_s=max(1, int(-(-wait // 1))),
+        )
     if worst is not None:
         available, account = worst
         resets = (

@@ -16,6 +16,7 @@ from aegis.core.ledger import (
     Settlement,
     Statement,
     check_admission,
+    posted_amount,
 )
 
 __all__ = ["MemoryLedger"]
@@ -32,6 +33,9 @@ class _Account:
 class _Hold:
     amount: int
     keys: tuple[str, ...]
+    amounts: tuple[int, ...]
+    """What the hold takes from each account (its unit's amount)."""
+    units: tuple[str, ...]
     expires_at: float
     state: HoldState = "pending"
     charged: int = 0
@@ -64,8 +68,8 @@ class MemoryLedger:
                 continue
             hold.state = "expired"
             hold.resolved_at = now
-            for key in hold.keys:
-                self._accounts[(tenant_id, key)].pending -= hold.amount
+            for key, amount in zip(hold.keys, hold.amounts, strict=True):
+                self._accounts[(tenant_id, key)].pending -= amount
         if now >= self._next_prune:
             self._prune(now)
 
@@ -103,15 +107,21 @@ class MemoryLedger:
                 row = self._accounts[(tenant_id, account.key)] = _Account()
             row.expires_at = max(row.expires_at, account.expires_at)
             rows.append(row)
-        check_admission(tenant_id, amount_nanos, accounts, [r.committed + r.pending for r in rows])
-        for row in rows:
-            row.pending += amount_nanos
+        spent = tuple(r.committed + r.pending for r in rows)
+        check_admission(tenant_id, amount_nanos, accounts, spent, now)
+        amounts = tuple(amount_nanos if a.amount is None else a.amount for a in accounts)
+        for row, amount in zip(rows, amounts, strict=True):
+            row.pending += amount
         expires_at = now + ttl_s
         self._holds[(tenant_id, hold_id)] = _Hold(
-            amount=amount_nanos, keys=tuple(a.key for a in accounts), expires_at=expires_at
+            amount=amount_nanos,
+            keys=tuple(a.key for a in accounts),
+            amounts=amounts,
+            units=tuple(a.unit for a in accounts),
+            expires_at=expires_at,
         )
         heapq.heappush(self._expiry, (expires_at, tenant_id, hold_id))
-        return Hold(tenant_id, hold_id, amount_nanos, expires_at)
+        return Hold(tenant_id, hold_id, amount_nanos, expires_at, spent)
 
     def _get(self, tenant_id: str, hold_id: str) -> _Hold:
         hold = self._holds.get((tenant_id, hold_id))
@@ -119,20 +129,22 @@ class MemoryLedger:
             raise HoldNotFound(f"no reservation {hold_id!r} for tenant {tenant_id!r}")
         return hold
 
-    async def commit(self, *, tenant_id: str, hold_id: str, amount_nanos: int) -> Settlement:
+    async def commit(
+        self, *, tenant_id: str, hold_id: str, amount_nanos: int, tokens: int | None = None
+    ) -> Settlement:
         now = self._clock.time()
         self._sweep(now)
         hold = self._get(tenant_id, hold_id)
         if hold.state in ("committed", "released"):
             raise HoldAlreadyResolved(hold_id, hold.state)
         late = hold.state == "expired"
-        for key in hold.keys:
+        for key, held, unit in zip(hold.keys, hold.amounts, hold.units, strict=True):
             row = self._accounts.get((tenant_id, key))
             if row is None:
                 row = self._accounts[(tenant_id, key)] = _Account(expires_at=now)
             if not late:
-                row.pending -= hold.amount
-            row.committed += amount_nanos
+                row.pending -= held
+            row.committed += posted_amount(unit, held, amount_nanos, tokens)
         hold.state = "committed"
         hold.charged = amount_nanos
         hold.resolved_at = now
@@ -146,8 +158,10 @@ class MemoryLedger:
             return
         if hold.state != "pending":
             raise HoldAlreadyResolved(hold_id, hold.state)
-        for key in hold.keys:
-            self._accounts[(tenant_id, key)].pending -= hold.amount
+        for key, held, unit in zip(hold.keys, hold.amounts, hold.units, strict=True):
+            row = self._accounts[(tenant_id, key)]
+            row.pending -= held
+            row.committed += posted_amount(unit, held, 0, None, released=True)
         hold.state = "released"
         hold.resolved_at = now
 

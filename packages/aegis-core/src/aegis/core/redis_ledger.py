@@ -338,6 +338,8 @@ class RedisLedger:
                     str(a.limit_nanos),
                     "1" if a.hard_stop else "0",
                     str(int(a.expires_at * 1000)),
+                    str(amount_nanos if a.amount is None else a.amount),
+                    a.unit,
                 )
             ]
         )
@@ -347,9 +349,11 @@ class RedisLedger:
         if reply[0] == "dup":
             raise DuplicateRequest(hold_id, "in flight" if reply[1] == "pending" else "charged")
         if reply[0] == "deny":
-            check_admission(tenant_id, amount_nanos, accounts, [int(s) for s in reply[1:]])
+            now = int(reply[1]) / 1000
+            check_admission(tenant_id, amount_nanos, accounts, [int(s) for s in reply[2:]], now)
             raise LedgerUnavailable("redis ledger: denial without a budget")  # pragma: no cover
-        return Hold(tenant_id, hold_id, amount_nanos, int(reply[1]) / 1000)
+        spent = tuple(int(s) for s in reply[3:])
+        return Hold(tenant_id, hold_id, amount_nanos, int(reply[1]) / 1000, spent)
 
     def _resolved(self, reply: list[Any], tenant_id: str, hold_id: str) -> None:
         if reply[0] == "missing":
@@ -357,11 +361,20 @@ class RedisLedger:
         if reply[0] == "resolved":
             raise HoldAlreadyResolved(hold_id, str(reply[1]))
 
-    async def commit(self, *, tenant_id: str, hold_id: str, amount_nanos: int) -> Settlement:
-        if amount_nanos < 0:
+    async def commit(
+        self, *, tenant_id: str, hold_id: str, amount_nanos: int, tokens: int | None = None
+    ) -> Settlement:
+        if amount_nanos < 0 or (tokens is not None and tokens < 0):
             raise ValueError("a charge cannot be negative")
         reply = await self._call(
-            "COMMIT", tenant_id, [hold_id, str(amount_nanos), os.urandom(8).hex()]
+            "COMMIT",
+            tenant_id,
+            [
+                hold_id,
+                str(amount_nanos),
+                os.urandom(8).hex(),
+                "" if tokens is None else str(tokens),
+            ],
         )
         self._resolved(reply, tenant_id, hold_id)
         return Settlement(hold_id, int(reply[1]), amount_nanos, reply[2] == "1")

@@ -35,7 +35,15 @@ from aegis.core.errors import (
     HoldNotFound,
     LedgerUnavailable,
 )
-from aegis.core.ledger import Account, Balance, Hold, Settlement, Statement, check_admission
+from aegis.core.ledger import (
+    Account,
+    Balance,
+    Hold,
+    Settlement,
+    Statement,
+    check_admission,
+    posted_amount,
+)
 
 __all__ = ["SqliteLedger"]
 
@@ -76,6 +84,14 @@ CREATE TABLE IF NOT EXISTS aegis_alerts (
 _SWEEP_BATCH: Final = 256
 # Operations sharing one transaction (and one fsync) at most.
 _GROUP_MAX: Final = 256
+
+
+def _parts(keys: str, amount: int) -> list[tuple[str, int, str]]:
+    """A hold's accounts as (key, amount held, unit); older rows list bare keys (budgets)."""
+    return [
+        (k, amount, "nanos") if isinstance(k, str) else (k[0], int(k[1]), k[2])
+        for k in json.loads(keys)
+    ]
 
 
 @dataclass(slots=True)
@@ -242,7 +258,7 @@ class SqliteLedger:
         for tenant, hold_id, amount, keys in expired:
             conn.executemany(
                 "UPDATE aegis_accounts SET pending = pending - ? WHERE tenant = ? AND key = ?",
-                [(amount, tenant, key) for key in json.loads(keys)],
+                [(held, tenant, key) for key, held, _ in _parts(keys, amount)],
             )
             conn.execute(
                 "UPDATE aegis_holds SET state = 'expired', resolved_at = ? "
@@ -280,12 +296,16 @@ class SqliteLedger:
                     (tenant_id, account.key),
                 ).fetchone()
                 spent.append(0 if got is None else int(got[0]))
-            check_admission(tenant_id, amount_nanos, accounts, spent)
+            check_admission(tenant_id, amount_nanos, accounts, spent, now)
+            amounts = [amount_nanos if a.amount is None else a.amount for a in accounts]
             conn.executemany(
                 "INSERT INTO aegis_accounts (tenant, key, pending, expires_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (tenant, key) DO UPDATE SET pending = pending + excluded.pending, "
                 "expires_at = max(expires_at, excluded.expires_at)",
-                [(tenant_id, a.key, amount_nanos, a.expires_at) for a in accounts],
+                [
+                    (tenant_id, a.key, n, a.expires_at)
+                    for a, n in zip(accounts, amounts, strict=True)
+                ],
             )
             expires_at = now + ttl_s
             conn.execute(
@@ -295,27 +315,33 @@ class SqliteLedger:
                     tenant_id,
                     hold_id,
                     amount_nanos,
-                    json.dumps([a.key for a in accounts]),
+                    json.dumps(
+                        [[a.key, n, a.unit] for a, n in zip(accounts, amounts, strict=True)]
+                    ),
                     expires_at,
                 ),
             )
-            return Hold(tenant_id, hold_id, amount_nanos, expires_at)
+            return Hold(tenant_id, hold_id, amount_nanos, expires_at, tuple(spent))
 
         return await self._run(op)
 
     @staticmethod
-    def _get(conn: sqlite3.Connection, tenant_id: str, hold_id: str) -> tuple[int, list[str], str]:
+    def _get(
+        conn: sqlite3.Connection, tenant_id: str, hold_id: str
+    ) -> tuple[int, list[tuple[str, int, str]], str]:
         row = conn.execute(
             "SELECT amount, keys, state FROM aegis_holds WHERE tenant = ? AND id = ?",
             (tenant_id, hold_id),
         ).fetchone()
         if row is None:
             raise HoldNotFound(f"no reservation {hold_id!r} for tenant {tenant_id!r}")
-        return int(row[0]), json.loads(row[1]), str(row[2])
+        return int(row[0]), _parts(row[1], int(row[0])), str(row[2])
 
-    async def commit(self, *, tenant_id: str, hold_id: str, amount_nanos: int) -> Settlement:
+    async def commit(
+        self, *, tenant_id: str, hold_id: str, amount_nanos: int, tokens: int | None = None
+    ) -> Settlement:
         def op(conn: sqlite3.Connection, now: float) -> Settlement:
-            amount, keys, state = self._get(conn, tenant_id, hold_id)
+            amount, parts, state = self._get(conn, tenant_id, hold_id)
             if state in ("committed", "released"):
                 raise HoldAlreadyResolved(hold_id, state)
             late = state == "expired"
@@ -323,7 +349,16 @@ class SqliteLedger:
                 "INSERT INTO aegis_accounts (tenant, key, committed, pending, expires_at) "
                 "VALUES (?, ?, ?, 0, ?) ON CONFLICT (tenant, key) DO UPDATE SET "
                 "committed = committed + excluded.committed, pending = pending - ?",
-                [(tenant_id, k, amount_nanos, now, 0 if late else amount) for k in keys],
+                [
+                    (
+                        tenant_id,
+                        k,
+                        posted_amount(unit, held, amount_nanos, tokens),
+                        now,
+                        0 if late else held,
+                    )
+                    for k, held, unit in parts
+                ],
             )
             conn.execute(
                 "UPDATE aegis_holds SET state = 'committed', charged = ?, resolved_at = ? "
@@ -336,14 +371,18 @@ class SqliteLedger:
 
     async def release(self, *, tenant_id: str, hold_id: str) -> None:
         def op(conn: sqlite3.Connection, now: float) -> None:
-            amount, keys, state = self._get(conn, tenant_id, hold_id)
+            _, parts, state = self._get(conn, tenant_id, hold_id)
             if state == "expired":
                 return
             if state != "pending":
                 raise HoldAlreadyResolved(hold_id, state)
             conn.executemany(
-                "UPDATE aegis_accounts SET pending = pending - ? WHERE tenant = ? AND key = ?",
-                [(amount, tenant_id, k) for k in keys],
+                "UPDATE aegis_accounts SET pending = pending - ?, committed = committed + ? "
+                "WHERE tenant = ? AND key = ?",
+                [
+                    (held, posted_amount(unit, held, 0, None, released=True), tenant_id, k)
+                    for k, held, unit in parts
+                ],
             )
             conn.execute(
                 "UPDATE aegis_holds SET state = 'released', resolved_at = ? "
