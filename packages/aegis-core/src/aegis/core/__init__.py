@@ -53,11 +53,13 @@ from aegis.core.policy import (
     InMemoryPolicyProvider,
     Policy,
     PolicyProvider,
+    RateLimit,
     Routing,
     TomlPolicyProvider,
     WindowBudget,
 )
 from aegis.core.pricing import ModelKind, ModelPrice, PricingTable, Usage
+from aegis.core.rate_limits import RateLimitStatus
 from aegis.core.receipts import (
     GENESIS_HASH,
     Decision,
@@ -141,6 +143,8 @@ __all__ = [
     "PricingError",
     "PricingTable",
     "Problem",
+    "RateLimit",
+    "RateLimitStatus",
     "RateLimited",
     "Receipt",
     "ReceiptChain",

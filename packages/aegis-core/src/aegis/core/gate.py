@@ -30,14 +30,16 @@ from aegis.core.errors import (
     LedgerError,
     LedgerUnavailable,
     PolicyDenied,
+    RateLimited,
     ReceiptError,
     ReceiptSinkUnavailable,
     UnknownModelDenied,
 )
-from aegis.core.ledger import Account, Ledger, Settlement
+from aegis.core.ledger import Account, Hold, Ledger, Settlement
 from aegis.core.money import format_usd
 from aegis.core.policy import Policy, PolicyProvider
 from aegis.core.pricing import ModelPrice, PricingTable, Usage
+from aegis.core.rate_limits import RateLimitStatus, limit_accounts, limit_statuses
 from aegis.core.receipts import (
     Decision,
     Receipt,
@@ -88,6 +90,10 @@ class Permit:
     body_sha256: str | None = None
     pricing: PricingTable | None = None
     """The price table the call was admitted under (a reload swaps the Gate's, not this)."""
+    rate_limits: tuple[RateLimitStatus, ...] = ()
+    """The tightest per-minute request and token limits after this call's reservation."""
+    limited: bool = False
+    """The hold includes rate-limit accounts (the commit reports the real token count)."""
 
 
 def _iso(ts: float) -> str:
@@ -232,14 +238,16 @@ class Gate:
             await self._write(refuse(invalid, "invalid_request", policy=policy))
             raise invalid
         accounts = self._accounts(policy, run_id or request_id, now)
+        limits = limit_accounts(policy, model, input_tokens + output_tokens, now)
         clamped = False
+        hold: Hold
         try:
             try:
-                await self.ledger.reserve(
+                hold = await self.ledger.reserve(
                     tenant_id=tenant_id,
                     hold_id=request_id,
                     amount_nanos=estimated,
-                    accounts=accounts,
+                    accounts=[*accounts, *limits],
                     ttl_s=policy.reservation_ttl_s,
                 )
             except BudgetExceeded as exc:
@@ -254,15 +262,19 @@ class Gate:
                 output_tokens = min(output_tokens, affordable)
                 clamped = True
                 estimated = price.worst_case_nanos(input_tokens, output_tokens)
-                await self.ledger.reserve(
+                limits = limit_accounts(policy, model, input_tokens + output_tokens, now)
+                hold = await self.ledger.reserve(
                     tenant_id=tenant_id,
                     hold_id=request_id,
                     amount_nanos=estimated,
-                    accounts=accounts,
+                    accounts=[*accounts, *limits],
                     ttl_s=policy.reservation_ttl_s,
                 )
         except BudgetExceeded as exc:
             await self._write(refuse(exc, "budget_exceeded", exc.budget, policy, estimated))
+            raise
+        except RateLimited as exc:
+            await self._write(refuse(exc, "rate_limited", exc.limit, policy, estimated))
             raise
         except DuplicateRequest as exc:
             await self._write(refuse(exc, "duplicate_request", policy=policy, estimated=estimated))
@@ -293,6 +305,8 @@ class Gate:
             started_mono=mono,
             body_sha256=body_sha256,
             pricing=pricing,
+            rate_limits=limit_statuses(limits, hold.spent[len(accounts) :]) if limits else (),
+            limited=bool(limits),
         )
 
     @staticmethod
@@ -356,6 +370,15 @@ class Gate:
                 source = "none"
             if source == "none":
                 await self.ledger.release(tenant_id=permit.tenant_id, hold_id=permit.request_id)
+            elif permit.limited:
+                # Token limits are reconciled to the real count (unknown: the reservation stays).
+                tokens = None if usage is None else usage.input_tokens + usage.output_tokens
+                settlement = await self.ledger.commit(
+                    tenant_id=permit.tenant_id,
+                    hold_id=permit.request_id,
+                    amount_nanos=charge,
+                    tokens=tokens,
+                )
             else:
                 settlement = await self.ledger.commit(
                     tenant_id=permit.tenant_id,

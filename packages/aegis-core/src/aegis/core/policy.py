@@ -11,6 +11,7 @@ A policy loads from the seed's dict shape (snake_case)::
         "routing": {"primary_provider": "openai", "fallback_providers": ["gemini"]},
         "model": {"allow_models": ["gpt-4o*", "gemini-2.5-*"]},
         "capabilities": ["llm:invoke", "llm:stream"],
+        "limits": [{"model": "gpt-4o*", "rpm": 60, "tpm": 100_000, "max_in_flight": 8}],
     }
 
 Unknown keys and wrong types are rejected with a :class:`PolicyError` naming the tenant and the
@@ -39,6 +40,7 @@ __all__ = [
     "InMemoryPolicyProvider",
     "Policy",
     "PolicyProvider",
+    "RateLimit",
     "Routing",
     "TomlPolicyProvider",
     "WindowBudget",
@@ -61,6 +63,21 @@ class WindowBudget:
     """Deny calls that could pass the limit; a soft budget only reports."""
     alert_at: tuple[Decimal, ...] = ()
     """Fractions of the limit whose crossing by committed spend fires an alert, ascending."""
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """Request and token rates and calls in flight for the models matching ``model``."""
+
+    model: str = "*"
+    """Glob pattern (``fnmatch``, case-sensitive) of the models the limit counts together."""
+    rpm: int | None = None
+    """Requests per calendar minute (UTC)."""
+    tpm: int | None = None
+    """Tokens (input + output) per calendar minute; the output side is reserved from the
+    call's output limit and reconciled to the real count when the call is charged."""
+    max_in_flight: int | None = None
+    """Calls admitted and not yet settled."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +112,8 @@ class Policy:
     min_output_tokens: int = 16
     reservation_ttl_s: int = DEFAULT_RESERVATION_TTL_S
     """How long a reservation outlives a holder that died before settling it."""
+    limits: tuple[RateLimit, ...] = ()
+    """Rate limits; a call counts against every one whose pattern matches its model."""
     version: str = ""
     """``sha256:`` of the normalized policy; computed when loaded."""
     _model_cache: dict[str, bool] = field(
@@ -136,7 +155,23 @@ class Policy:
         }
         if self.routing.primary_provider is not None:
             routing["primary_provider"] = self.routing.primary_provider
+        limits = [
+            {
+                k: v
+                for k, v in (
+                    ("model", lim.model),
+                    ("rpm", lim.rpm),
+                    ("tpm", lim.tpm),
+                    ("max_in_flight", lim.max_in_flight),
+                )
+                if v is not None
+            }
+            for lim in self.limits
+        ]
+        # Absent when unset, so policies without limits keep their version.
+        extra: dict[str, Any] = {"limits": limits} if limits else {}
         return {
+            **extra,
             "budgets": budgets,
             "routing": routing,
             "model": {"allow_models": list(self.allow_models)},
@@ -312,6 +347,7 @@ class _PolicyParser:
                 "reservation_ttl_s",
                 minimum=1,
             ),
+            limits=self.limits(top.get("limits", [])),
         )
         object.__setattr__(policy, "version", _policy_version(policy))
         return policy
@@ -384,6 +420,27 @@ class _PolicyParser:
             )
         return per_run_nanos, per_run_alerts, tuple(windows)
 
+    def limits(self, value: object) -> tuple[RateLimit, ...]:
+        items: list[object] = [value] if isinstance(value, Mapping) else value  # type: ignore[assignment]
+        if not isinstance(items, list | tuple):
+            raise self.fail("limits", "expected a table or a list of tables")
+        limits: list[RateLimit] = []
+        for i, item in enumerate(items):
+            name = f"limits[{i}]"
+            entry = self.table(item, name, frozenset({"model", "rpm", "tpm", "max_in_flight"}))
+            counts = {
+                key: self.integer(entry[key], f"{name}.{key}", minimum=1)
+                for key in ("rpm", "tpm", "max_in_flight")
+                if key in entry
+            }
+            if not counts:
+                raise self.fail(name, "needs at least one of rpm, tpm, max_in_flight")
+            model = self.string(entry.get("model", "*"), f"{name}.model")
+            if any(lim.model == model for lim in limits):
+                raise self.fail(f"{name}.model", f"a limit for {model!r} is already defined")
+            limits.append(RateLimit(model=model, **counts))
+        return tuple(limits)
+
     def routing(self, value: object) -> Routing:
         routing = self.table(
             value,
@@ -424,5 +481,6 @@ _TOP_KEYS: Final = frozenset(
         "clamp_max_tokens",
         "min_output_tokens",
         "reservation_ttl_s",
+        "limits",
     }
 )
