@@ -430,6 +430,9 @@ class Gate:
 
     async def _check_alerts(self, permit: Permit) -> None:
         """Fire the alert thresholds the call's charge reached; never fails the call."""
+        policy = permit.policy
+        if not policy.per_run_alert_at and not any(b.alert_at for b in policy.per_window):
+            return  # most policies set no alerts: nothing to build per call
         tenant = permit.tenant_id
         run = permit.run_id or permit.request_id
         accounts = [a for a in self._accounts(permit.policy, run, permit.started_at) if a.alert_at]

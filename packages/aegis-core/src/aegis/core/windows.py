@@ -23,9 +23,7 @@ def window_span(window: Window, now_s: float) -> tuple[str, float]:
     size = _SECONDS.get(window)
     if size is not None:
         return _fixed_span(window, int(now_s // size) * size, size)
-    return _month_span(
-        datetime.fromtimestamp(now_s, UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    )
+    return _month_span_of_day(int(now_s // 86_400))
 
 
 # Every call in a window asks for the same span: remember the last few.
@@ -39,6 +37,12 @@ def _fixed_span(window: str, start: int, size: int) -> tuple[str, float]:
     else:
         label = stamp.strftime("%Y-%m-%dT%H:%M")
     return f"{window}:{label}", float(start + size)
+
+
+@lru_cache(maxsize=16)
+def _month_span_of_day(day: int) -> tuple[str, float]:
+    # Keyed by the day number, so a call needs no datetime arithmetic to find its month.
+    return _month_span(datetime.fromtimestamp(day * 86_400, UTC).replace(day=1))
 
 
 @lru_cache(maxsize=16)
