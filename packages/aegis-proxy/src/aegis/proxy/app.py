@@ -31,6 +31,7 @@ from aegis.proxy.governance import (
 )
 from aegis.proxy.idempotency import IdempotencyStore
 from aegis.proxy.operator import Operator, operator_context, operator_middleware
+from aegis.proxy.ratelimit_headers import add_rate_limit_headers
 from aegis.proxy.routing import Router
 from aegis.proxy.state import (
     GATE,
@@ -120,6 +121,7 @@ def create_app(settings: Settings) -> web.Application:
     if operator.is_active:
         # Outermost, so it sees the answers the error middleware makes.
         app.middlewares.insert(0, operator_middleware(operator))
+    app.on_response_prepare.append(add_rate_limit_headers)
     app.add_routes(health.routes())
     app.add_routes(openai_api.routes())
     app.add_routes(gemini_api.routes())

@@ -30,6 +30,7 @@ from aegis.proxy.errors import BadRequest, UpstreamUnavailable
 from aegis.proxy.forward import AttemptFailed, Endpoint, forward_json, forward_stream
 from aegis.proxy.gemini_forward import estimate_for, translated_chat
 from aegis.proxy.idempotency import StoredResponse
+from aegis.proxy.ratelimit_headers import RATE_LIMITS
 from aegis.proxy.routing import Attempt
 from aegis.proxy.state import GATE, IDEMPOTENCY, KEYS, ROUTER, UPSTREAMS
 from aegis.proxy.upstream import Upstream
@@ -155,6 +156,7 @@ async def _attempt(
         capability="llm:stream" if stream else endpoint.capability,
         body_sha256=body_sha256,
     )
+    request[RATE_LIMITS] = permit.rate_limits
     body = (
         call.body if attempt.model == call.body["model"] else {**call.body, "model": attempt.model}
     )

@@ -15,7 +15,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from aegis.core import AegisError, BudgetExceeded, Denied, DuplicateRequest, LedgerError
+from aegis.core import (
+    AegisError,
+    BudgetExceeded,
+    Denied,
+    DuplicateRequest,
+    LedgerError,
+    RateLimited,
+)
 
 __all__ = [
     "MAX_RETRY_AFTER_S",
@@ -105,9 +112,23 @@ def error_for(exc: AegisError, *, now: float | None = None) -> WireError:
     budget's name as ``code``, adds ``x-aegis-budget`` and, when the budget resets,
     ``x-aegis-resets-at`` (ISO 8601) and, when that is within :data:`NEAR_RESET_S`,
     ``retry-after`` in seconds (for clients that schedule their own retry).
+
+    A rate limit is the one refusal worth retrying: ``type: "rate_limit_exceeded"``, the
+    limit's name as ``code``, ``retry-after`` (and ``retry-after-ms``, which the SDK reads
+    first) and no ``x-should-retry: false``, so the SDK retries after the wait it names.
     """
     headers = {"x-should-retry": "false"}
-    if isinstance(exc, BudgetExceeded):
+    if isinstance(exc, RateLimited):
+        seconds = exc.retry_after_s
+        headers = {"retry-after": str(seconds), "retry-after-ms": str(seconds * 1000)}
+        kind_of = exc.limit.split(":", 1)[0]
+        twin = {"rpm": "requests", "tpm": "tokens"}.get(kind_of)
+        if twin is not None:
+            headers[f"x-ratelimit-limit-{twin}"] = str(exc.limit_value)
+            headers[f"x-ratelimit-remaining-{twin}"] = str(exc.available)
+            headers[f"x-ratelimit-reset-{twin}"] = f"{seconds}s"
+        status, kind, code = 429, "rate_limit_exceeded", exc.limit
+    elif isinstance(exc, BudgetExceeded):
         status, kind, code = 429, "budget_exceeded", exc.budget
         headers["x-aegis-budget"] = exc.budget
         if exc.resets_at is not None:
