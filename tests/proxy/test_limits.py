@@ -226,3 +226,19 @@ async def test_every_answer_carries_the_rate_limit_headers(
     assert int(second.headers["x-ratelimit-remaining-tokens"]) == (
         100_000 - (used.prompt_tokens + used.completion_tokens) - reserved
     )
+
+
+def test_the_readme_limits_example_is_a_valid_config() -> None:
+    import re
+    import tomllib
+
+    from aegis.core import RateLimit
+    from aegis.proxy import parse_settings
+
+    readme = (Path(__file__).parents[2] / "packages/aegis-proxy/README.md").read_text()
+    [example] = [b for b in re.findall(r"```toml\n(.*?)```", readme, re.S) if "limits = [" in b]
+    policy = parse_settings(tomllib.loads(example)).tenants["support"].policy
+    assert policy.limits == (
+        RateLimit(model="gpt-4o*", rpm=60, tpm=100_000, max_in_flight=8),
+        RateLimit(rpm=600),
+    )
