@@ -242,3 +242,39 @@ def test_the_readme_limits_example_is_a_valid_config() -> None:
         RateLimit(model="gpt-4o*", rpm=60, tpm=100_000, max_in_flight=8),
         RateLimit(rpm=600),
     )
+
+
+async def test_gemini_callers_get_the_headers_and_a_resource_exhausted_429(
+    tmp_path: Path,
+    openai_upstream: FakeUpstream,
+    gemini_upstream: Any,
+    start_proxy: StartProxy,
+) -> None:
+    from fakes.gemini_upstream import Reply as GeminiReply
+    from fakes.proxy_harness import KEY
+    from google import genai
+    from google.genai import errors as genai_errors, types
+
+    settings = make_settings(
+        tmp_path, openai_upstream, gemini=gemini_upstream, receipts="memory", limits=[{"rpm": 1}]
+    )
+    proxy = await start_proxy(settings)
+    gemini_upstream.fake.script(GeminiReply(text="Bonjour", prompt_tokens=4, candidates_tokens=1))
+    client = genai.Client(api_key=KEY, http_options=types.HttpOptions(base_url=proxy.url))
+    await clear_of_a_minute_end()
+    response = await client.aio.models.generate_content(
+        model="gemini-2.5-flash",
+        contents="hello",
+        config=types.GenerateContentConfig(max_output_tokens=10),
+    )
+    assert response.sdk_http_response is not None
+    headers = response.sdk_http_response.headers or {}
+    assert headers["x-ratelimit-limit-requests"] == "1"
+    assert headers["x-ratelimit-remaining-requests"] == "0"
+    with pytest.raises(genai_errors.ClientError) as limited:
+        await client.aio.models.generate_content(
+            model="gemini-2.5-flash",
+            contents="hello",
+            config=types.GenerateContentConfig(max_output_tokens=10),
+        )
+    assert (limited.value.code, limited.value.status) == (429, "RESOURCE_EXHAUSTED")

@@ -21,6 +21,7 @@ from aegis.proxy.forward import (
     success_headers,
 )
 from aegis.proxy.gemini_forward import estimate_for, gemini_path, native_generate
+from aegis.proxy.ratelimit_headers import RATE_LIMITS
 from aegis.proxy.routing import Attempt
 from aegis.proxy.state import GATE, ROUTER, UPSTREAMS
 
@@ -91,6 +92,7 @@ async def _attempt(
             capability="embeddings:create",
             body_sha256=body_sha256,
         )
+        request[RATE_LIMITS] = permit.rate_limits
         response = await request_upstream(
             gate, permit, upstream, attempt, gemini_path(attempt.model, action, version), call.raw
         )
@@ -121,6 +123,7 @@ async def _attempt(
         capability="llm:stream" if action == "streamGenerateContent" else "llm:invoke",
         body_sha256=body_sha256,
     )
+    request[RATE_LIMITS] = permit.rate_limits
     return await native_generate(
         request, gate, upstream, attempt, call, version, action, estimate, permit
     )

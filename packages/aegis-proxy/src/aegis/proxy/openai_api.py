@@ -212,6 +212,7 @@ async def _gemini_attempt(
         capability="llm:stream" if stream else "llm:invoke",
         body_sha256=body_sha256,
     )
+    request[RATE_LIMITS] = permit.rate_limits
     return await translated_chat(
         request, gate, upstream, attempt, call, translated, estimate, permit
     )
