@@ -200,3 +200,61 @@ def test_the_readme_price_file_example_applies() -> None:
     assert "gpt-3.5-turbo" not in table
     assert table.price("my-mini") == table.price(MODEL)
     assert str(table.price("house-llama").cached_input_per_mtok) == "0.05"
+
+
+async def test_the_served_proxy_reloads_when_only_the_price_file_changes(
+    tmp_path: Path, openai_upstream: FakeUpstream
+) -> None:
+    import asyncio
+
+    import aiohttp
+    from fakes.proxy_harness import ProxyProcess, free_port
+
+    from aegis.core import Usage
+
+    port = free_port()
+    prices = tmp_path / "prices.toml"
+    prices.write_text(price_file_text("1", "2"))
+    config = tmp_path / "aegis.toml"
+    config.write_text(
+        f"[server]\nport = {port}\n"
+        f'[ledger]\npath = "ledger.db"\n[receipts]\nsink = "file"\npath = "receipts"\n'
+        f'[pricing]\noverrides = "prices.toml"\n'
+        f'[providers.openai]\ntype = "openai"\nbase_url = "{openai_upstream.base_url}"\n'
+        f'api_key_env = "FAKE_KEY"\n[tenants.acme]\napi_keys = ["{hash_key(KEY)}"]\n'
+    )
+    env = {"FAKE_KEY": "sk-upstream", "AEGIS_RECEIPT_SECRET": "r" * 32}
+    served = ProxyProcess(config, port, env, tmp_path / "proxy.log")
+    await served.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def cost() -> tuple[str, str]:
+                async with http.post(
+                    served.url + "/v1/chat/completions",
+                    json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]},
+                    headers={"Authorization": f"Bearer {KEY}"},
+                ) as response:
+                    assert response.status == 200
+                    usage = (await response.json())["usage"]
+                    used = Usage(
+                        input_tokens=usage["prompt_tokens"],
+                        output_tokens=usage["completion_tokens"],
+                    )
+                    table = default_pricing_table().with_overrides_file(prices)
+                    return response.headers["x-aegis-cost-usd"], format_usd(
+                        table.price(MODEL).cost_nanos(used)
+                    )
+
+            before, expected = await cost()
+            assert before == expected
+            prices.write_text(price_file_text("5", "9"))  # the config file is untouched
+            for _ in range(100):
+                after, expected = await cost()
+                if after != before:
+                    break
+                await asyncio.sleep(0.1)
+            assert after == expected != before
+    finally:
+        served.stop()
+    assert "prices sha256:" in (tmp_path / "proxy.log").read_text()
