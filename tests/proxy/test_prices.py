@@ -258,3 +258,18 @@ async def test_the_served_proxy_reloads_when_only_the_price_file_changes(
     finally:
         served.stop()
     assert "prices sha256:" in (tmp_path / "proxy.log").read_text()
+
+
+def test_check_config_checks_the_price_file(config: Path) -> None:
+    def check() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "aegis.proxy", "check-config", str(config)],
+            capture_output=True,
+            text=True,
+        )
+
+    assert check().returncode == 0
+    (config.parent / "prices.toml").write_text(f'[models.{MODEL}]\ninput = "cheap"\n')
+    bad = check()
+    assert bad.returncode == 1
+    assert f"pricing.models.{MODEL}.input" in bad.stdout

@@ -88,6 +88,11 @@ def check_config(path: str) -> int:
         for problem in exc.problems:
             print(f"{exc.source}: {problem}")
         return 1
+    try:
+        load_pricing(settings)
+    except AegisError as exc:
+        print(f"{path}: {exc}")
+        return 1
     print(f"{path}: ok ({len(settings.providers)} providers, {len(settings.tenants)} tenants)")
     return 0
 
