@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -446,3 +448,40 @@ async def test_a_ledger_lost_after_the_call_still_leaves_the_receipt(clock: Manu
     assert receipt.actual_usd == usd(10 * 150 + 10 * 600)  # what the call cost, for reconciling
     assert receipt.error == "ledger_unsettled: LedgerUnavailable"
     assert sink.receipts == [receipt]
+
+
+async def test_a_call_that_could_not_be_receipted_is_refused_before_anything_is_held(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    from aegis.core import FileReceiptSink, MemoryLedger, ReceiptSinkUnavailable
+
+    ledger = MemoryLedger(clock=clock)
+    sink = FileReceiptSink(tmp_path / "trail")
+    gate = Gate(
+        policy_provider=InMemoryPolicyProvider({"acme": {"budgets": {"per_run_usd": "1"}}}),
+        ledger=ledger,
+        pricing=default_pricing_table(),
+        signer=HmacSha256Signer(key_id="k1", secret=b"s" * 32),
+        sink=sink,
+        clock=clock,
+    )
+    await call(gate, "r1", run_id="run", used=Usage(input_tokens=1, output_tokens=1))
+    # The trail's file goes bad under the writer (a disk that failed, a volume unmounted).
+    fd = sink._writer._backend._fd  # type: ignore[attr-defined]
+    os.close(fd)
+    with pytest.raises(ReceiptSinkUnavailable):
+        await call(gate, "r2", run_id="run")  # its receipt cannot be written
+    with pytest.raises(ReceiptSinkUnavailable):
+        await gate.admit(
+            tenant_id="acme",
+            request_id="r3",
+            run_id="run",
+            provider="openai",
+            model="gpt-4o-mini",
+            input_tokens=1,
+            max_output_tokens=1,
+        )
+    balance = (await ledger.balances(tenant_id="acme", keys=["run:run"]))["run:run"]
+    assert balance.pending_nanos == 0  # r3 was refused before any reservation
+    os.dup2(os.open(os.devnull, os.O_WRONLY), fd)  # give close() a descriptor to release
+    await sink.close()

@@ -175,6 +175,14 @@ class BatchWriter:
         self.last_submitted = receipt
         return future
 
+    def check(self) -> None:
+        """Raise if the trail has failed or is closed (what ``submit`` would raise)."""
+        failed = self._failed
+        if failed is not None:
+            raise ReceiptSinkUnavailable(failed.message) from failed.__cause__
+        if self._closing:
+            raise ReceiptSinkUnavailable(f"receipt trail {self._backend.name} is closed")
+
     def close(self) -> None:
         """Ask the thread to drain, sync, checkpoint and stop (see :attr:`done`)."""
         with self._cond:

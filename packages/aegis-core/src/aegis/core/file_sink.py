@@ -128,6 +128,10 @@ class FileReceiptSink:
         opened = await asyncio.wrap_future(self._writer.opened)
         return self._writer.last_submitted or opened
 
+    def check(self) -> None:
+        """Raise :class:`ReceiptSinkUnavailable` once the trail has failed or closed."""
+        self._writer.check()
+
     async def close(self) -> None:
         """Write what is queued, fsync, checkpoint, and release the files and the lock."""
         self._writer.close()

@@ -151,6 +151,8 @@ class Gate:
         :class:`DuplicateRequest`, :class:`LedgerUnavailable` or
         :class:`ReceiptSinkUnavailable`; every refusal is receipted first.
         """
+        # A call that could not be receipted must not run: refuse before anything is reserved.
+        self.sink.check()
         now = self.clock.time()
         mono = self.clock.monotonic()
         receipt_id = new_receipt_id()

@@ -317,6 +317,12 @@ class ReceiptSink(Protocol):
         """The last receipt written, so a restarted writer can continue its chain."""
         ...
 
+    def check(self) -> None:
+        """Raise :class:`~aegis.core.errors.ReceiptSinkUnavailable` if writes are known to fail
+        (no I/O: the Gate asks before every admission, so no call runs that cannot be
+        receipted)."""
+        ...
+
     async def close(self) -> None:
         """Flush and release resources."""
         ...
@@ -335,6 +341,9 @@ class MemoryReceiptSink:
 
     async def tail(self) -> Receipt | None:
         return self.receipts[-1] if self.receipts else None
+
+    def check(self) -> None:
+        return None
 
     async def close(self) -> None:
         return None

@@ -93,6 +93,10 @@ class SqliteReceiptSink:
         opened = await asyncio.wrap_future(self._writer.opened)
         return self._writer.last_submitted or opened
 
+    def check(self) -> None:
+        """Raise :class:`ReceiptSinkUnavailable` once the trail has failed or closed."""
+        self._writer.check()
+
     async def close(self) -> None:
         """Commit what is queued, checkpoint, and close the database."""
         self._writer.close()

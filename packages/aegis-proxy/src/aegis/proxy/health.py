@@ -25,6 +25,7 @@ async def readyz(request: web.Request) -> web.Response:
     except Exception as exc:
         problems.append(f"ledger: {type(exc).__name__}")
     try:
+        gate.sink.check()
         await gate.sink.tail()
     except Exception as exc:
         problems.append(f"receipts: {type(exc).__name__}")
