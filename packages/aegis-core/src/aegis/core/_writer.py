@@ -404,3 +404,40 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, ReceiptError):
         return exc.message
     return type(exc).__name__
+
+
+class WriterSink:
+    """The :class:`~aegis.core.ReceiptSink` side of a :class:`BatchWriter`, shared by the file
+    and SQLite sinks (which only choose the backend)."""
+
+    _writer: BatchWriter
+
+    @property
+    def durability(self) -> Durability:
+        """What a returned ``write`` promises (see the sink's module docstring)."""
+        return self._writer.durability
+
+    @property
+    def last_checkpoint(self) -> Checkpoint | None:
+        """The newest checkpoint written (or found when the trail was opened)."""
+        return self._writer.last_checkpoint
+
+    async def write(self, receipt: Receipt) -> None:
+        """Store one sealed receipt; returns when it is as durable as :attr:`durability` says."""
+        future = self._writer.submit(receipt)
+        if future is not None:
+            await future
+
+    async def tail(self) -> Receipt | None:
+        """The last receipt written: the trail's last complete receipt, or the newest queued."""
+        opened = await asyncio.wrap_future(self._writer.opened)
+        return self._writer.last_submitted or opened
+
+    def check(self) -> None:
+        """Raise :class:`ReceiptSinkUnavailable` once the trail has failed or closed."""
+        self._writer.check()
+
+    async def close(self) -> None:
+        """Write what is queued, sync, checkpoint, and release the trail."""
+        self._writer.close()
+        await asyncio.wrap_future(self._writer.done)

@@ -28,7 +28,6 @@ the verifier to report; the chain continues from the last complete receipt.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -36,11 +35,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from aegis.core._writer import BatchWriter, Durability, Item
+from aegis.core._writer import BatchWriter, Durability, Item, WriterSink
 from aegis.core.checkpoints import Checkpoint
 from aegis.core.clock import Clock, SystemClock
 from aegis.core.errors import ReceiptSinkUnavailable
-from aegis.core.receipts import Receipt, Signer
+from aegis.core.receipts import Signer
 from aegis.core.trail import (
     checkpoint_file_name,
     last_complete_line,
@@ -54,7 +53,7 @@ __all__ = ["FileReceiptSink"]
 logger = logging.getLogger(__name__)
 
 
-class FileReceiptSink:
+class FileReceiptSink(WriterSink):
     """Append-only JSON Lines receipt trail in ``directory``, rotated by day and/or size."""
 
     def __init__(
@@ -103,39 +102,9 @@ class FileReceiptSink:
         )
 
     @property
-    def durability(self) -> Durability:
-        """What a returned ``write`` promises (see the module docstring)."""
-        return self._writer.durability
-
-    @property
     def checkpoint_path(self) -> Path:
         """Where the signed checkpoints go."""
         return self._backend.checkpoint_path
-
-    @property
-    def last_checkpoint(self) -> Checkpoint | None:
-        """The newest checkpoint written (or found when the trail was opened)."""
-        return self._writer.last_checkpoint
-
-    async def write(self, receipt: Receipt) -> None:
-        """Append one sealed receipt; returns when it is as durable as :attr:`durability` says."""
-        future = self._writer.submit(receipt)
-        if future is not None:
-            await future
-
-    async def tail(self) -> Receipt | None:
-        """The last receipt written: the trail's last complete receipt, or the newest queued."""
-        opened = await asyncio.wrap_future(self._writer.opened)
-        return self._writer.last_submitted or opened
-
-    def check(self) -> None:
-        """Raise :class:`ReceiptSinkUnavailable` once the trail has failed or closed."""
-        self._writer.check()
-
-    async def close(self) -> None:
-        """Write what is queued, fsync, checkpoint, and release the files and the lock."""
-        self._writer.close()
-        await asyncio.wrap_future(self._writer.done)
 
 
 class _FileBackend:

@@ -14,7 +14,6 @@ commits with ``synchronous=NORMAL`` (safe against a process crash) and fsyncs th
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sqlite3
@@ -22,10 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from aegis.core._writer import BatchWriter, Durability, Item
+from aegis.core._writer import BatchWriter, Durability, Item, WriterSink
 from aegis.core.checkpoints import Checkpoint
 from aegis.core.clock import Clock, SystemClock
-from aegis.core.receipts import Receipt, Signer
+from aegis.core.receipts import Signer
 
 __all__ = ["SqliteReceiptSink"]
 
@@ -45,7 +44,7 @@ CREATE TABLE IF NOT EXISTS {CHECKPOINTS_TABLE} (
 """
 
 
-class SqliteReceiptSink:
+class SqliteReceiptSink(WriterSink):
     """Receipts as rows of one SQLite database (WAL mode), written by one writer thread."""
 
     def __init__(
@@ -71,36 +70,6 @@ class SqliteReceiptSink:
             clock=clock or SystemClock(),
             on_checkpoint=on_checkpoint,
         )
-
-    @property
-    def durability(self) -> Durability:
-        """What a returned ``write`` promises (see the module docstring)."""
-        return self._writer.durability
-
-    @property
-    def last_checkpoint(self) -> Checkpoint | None:
-        """The newest checkpoint written (or found when the database was opened)."""
-        return self._writer.last_checkpoint
-
-    async def write(self, receipt: Receipt) -> None:
-        """Insert one sealed receipt; returns when it is as durable as :attr:`durability` says."""
-        future = self._writer.submit(receipt)
-        if future is not None:
-            await future
-
-    async def tail(self) -> Receipt | None:
-        """The last receipt written."""
-        opened = await asyncio.wrap_future(self._writer.opened)
-        return self._writer.last_submitted or opened
-
-    def check(self) -> None:
-        """Raise :class:`ReceiptSinkUnavailable` once the trail has failed or closed."""
-        self._writer.check()
-
-    async def close(self) -> None:
-        """Commit what is queued, checkpoint, and close the database."""
-        self._writer.close()
-        await asyncio.wrap_future(self._writer.done)
 
 
 def _fsync_path(path: Path) -> None:
