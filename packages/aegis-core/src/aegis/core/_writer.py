@@ -171,7 +171,10 @@ class BatchWriter:
             if self._closing:
                 raise ReceiptSinkUnavailable(f"receipt trail {self._backend.name} is closed")
             self._queue.append(item)
-            self._cond.notify()
+            # The writer sleeps only on an empty queue; waking it again per receipt is wasted
+            # work on the Gate's hot path.
+            if len(self._queue) == 1:
+                self._cond.notify()
         self.last_submitted = receipt
         return future
 
