@@ -450,27 +450,34 @@ async def test_a_ledger_lost_after_the_call_still_leaves_the_receipt(clock: Manu
     assert sink.receipts == [receipt]
 
 
-async def test_a_call_that_could_not_be_receipted_is_refused_before_anything_is_held(
+async def test_a_failed_trail_refuses_calls_then_recovers_and_records_what_it_lost(
     tmp_path: Path, clock: ManualClock
 ) -> None:
-    from aegis.core import FileReceiptSink, MemoryLedger, ReceiptSinkUnavailable
+    from aegis.core import (
+        FileReceiptSink,
+        Keyring,
+        MemoryLedger,
+        ReceiptSinkUnavailable,
+        verify_trail,
+    )
 
     ledger = MemoryLedger(clock=clock)
     sink = FileReceiptSink(tmp_path / "trail")
+    signer = HmacSha256Signer(key_id="k1", secret=b"s" * 32)
     gate = Gate(
         policy_provider=InMemoryPolicyProvider({"acme": {"budgets": {"per_run_usd": "1"}}}),
         ledger=ledger,
         pricing=default_pricing_table(),
-        signer=HmacSha256Signer(key_id="k1", secret=b"s" * 32),
+        signer=signer,
         sink=sink,
         clock=clock,
     )
     await call(gate, "r1", run_id="run", used=Usage(input_tokens=1, output_tokens=1))
     # The trail's file goes bad under the writer (a disk that failed, a volume unmounted).
-    fd = sink._writer._backend._fd  # type: ignore[attr-defined]
-    os.close(fd)
+    os.close(sink._writer._backend._fd)  # type: ignore[attr-defined]
     with pytest.raises(ReceiptSinkUnavailable):
         await call(gate, "r2", run_id="run")  # its receipt cannot be written
+    sink._writer.retry_after_s = 0.0
     with pytest.raises(ReceiptSinkUnavailable):
         await gate.admit(
             tenant_id="acme",
@@ -483,5 +490,25 @@ async def test_a_call_that_could_not_be_receipted_is_refused_before_anything_is_
         )
     balance = (await ledger.balances(tenant_id="acme", keys=["run:run"]))["run:run"]
     assert balance.pending_nanos == 0  # r3 was refused before any reservation
-    os.dup2(os.open(os.devnull, os.O_WRONLY), fd)  # give close() a descriptor to release
+
+    for _ in range(200):  # the writer reopens the trail on its own thread
+        try:
+            sink.check()
+            break
+        except ReceiptSinkUnavailable:
+            await asyncio.sleep(0.01)
+    receipt = await call(gate, "r4", run_id="run", used=Usage(input_tokens=1, output_tokens=1))
     await sink.close()
+
+    report = verify_trail([tmp_path / "trail"], Keyring([signer]))
+    assert report.is_intact, report.problems
+    lines = [
+        ln
+        for p in sorted((tmp_path / "trail").glob("*.jsonl"))
+        for ln in p.read_text().splitlines()
+        if ln.startswith('{"')
+    ]
+    recovered = [ln for ln in lines if "trail:recovered" in ln]
+    assert len(recovered) == 1
+    assert "1 receipt(s) sealed as seq 1-1 were never written" in recovered[0]
+    assert receipt.seq == 2

@@ -134,6 +134,10 @@ class BatchWriter:
         self._queue: list[Item] = []
         self._closing = False
         self._failed: ReceiptSinkUnavailable | None = None
+        self._failed_at = 0.0
+        self._reopen = False
+        self.retry_after_s = 1.0
+        """How long a failed trail waits before trying to reopen (see :meth:`check`)."""
         self.opened: concurrent.futures.Future[Receipt | None] = concurrent.futures.Future()
         self.done: concurrent.futures.Future[None] = concurrent.futures.Future()
         self.last_submitted: Receipt | None = None
@@ -179,9 +183,17 @@ class BatchWriter:
         return future
 
     def check(self) -> None:
-        """Raise if the trail has failed or is closed (what ``submit`` would raise)."""
+        """Raise if the trail has failed or is closed (what ``submit`` would raise).
+
+        A failed trail asks the writer to reopen it once ``retry_after_s`` has passed; the
+        call that asked is still refused, later ones succeed when the reopen did.
+        """
         failed = self._failed
         if failed is not None:
+            if time.monotonic() - self._failed_at >= self.retry_after_s and not self._reopen:
+                with self._cond:
+                    self._reopen = True
+                    self._cond.notify()
             raise ReceiptSinkUnavailable(failed.message) from failed.__cause__
         if self._closing:
             raise ReceiptSinkUnavailable(f"receipt trail {self._backend.name} is closed")
@@ -229,13 +241,16 @@ class BatchWriter:
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while not self._queue and not self._closing:
+                while not self._queue and not self._closing and not self._reopen:
                     timeout = self._next_deadline()
                     if timeout is not None and timeout <= 0:
                         break
                     self._cond.wait(timeout)
                 batch, self._queue = self._queue, []
                 closing = self._closing
+                reopen = self._reopen
+            if reopen and not closing:
+                self._reopen_trail()
             if batch:
                 self._write(batch)
             if self._failed is None:
@@ -266,10 +281,44 @@ class BatchWriter:
         error.__cause__ = exc
         with self._cond:
             self._failed = error
+            self._failed_at = time.monotonic()
+            self._dirty_since = None
         logger.error("receipt trail %s failed: %s", self._backend.name, _describe(exc))
         self._drain_failed()
 
+    def _reopen_trail(self) -> None:
+        """Reopen a failed trail at its durable head (the last complete receipt on disk)."""
+        self._backend_close()
+        try:
+            last_line = self._backend.open()
+            last_cp = self._backend.last_checkpoint()
+            tail = None if last_line is None else Receipt.from_dict(json.loads(last_line))
+        except Exception as exc:
+            with self._cond:
+                self._reopen = False
+                self._failed_at = time.monotonic()
+            logger.error("receipt trail %s still failing: %s", self._backend.name, _describe(exc))
+            return
+        opened: concurrent.futures.Future[Receipt | None] = concurrent.futures.Future()
+        opened.set_result(tail)
+        with self._cond:
+            self._head_seq = -1 if tail is None else tail.seq
+            self._chain_id = None if tail is None else tail.chain_id
+            self._head_hash = (
+                GENESIS_HASH if last_line is None else hashlib.sha256(last_line).hexdigest()
+            )
+            if last_cp is not None:
+                self._checkpoint_size = last_cp.size
+                self.last_checkpoint = last_cp
+            self.last_submitted = None
+            self.opened = opened
+            self._failed = None
+            self._reopen = False
+        logger.warning("receipt trail %s reopened at seq %s", self._backend.name, self._head_seq)
+
     def _next_deadline(self) -> float | None:
+        if self._failed is not None:
+            return None  # nothing to sync or checkpoint until the trail is reopened
         now = time.monotonic()
         deadlines = []
         if self._dirty_since is not None and self.durability == "group":

@@ -240,10 +240,18 @@ class _FileBackend:
         os.fsync(self._cp_fd)
 
     def close(self) -> None:
+        # Every descriptor is released even if one fails (a broken data file must not keep
+        # the lock, or the trail could never be reopened).
+        error: OSError | None = None
         for fd in (self._fd, self._cp_fd, self._lock_fd):
             if fd >= 0:
-                os.close(fd)
+                try:
+                    os.close(fd)
+                except OSError as exc:
+                    error = error or exc
         self._fd = self._cp_fd = self._lock_fd = -1
+        if error is not None:
+            raise error
 
 
 # fdatasync skips the metadata an append does not need; macOS has only fsync.

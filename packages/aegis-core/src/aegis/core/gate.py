@@ -128,6 +128,7 @@ class Gate:
         self.clock = clock or SystemClock()
         self._chain = ReceiptChain(signer) if chain_id is None else ReceiptChain(signer, chain_id)
         self._chain_ready = False
+        self._chain_broken = False
         self._chain_lock = asyncio.Lock()
 
     # -- admission -----------------------------------------------------------------------
@@ -633,17 +634,55 @@ class Gate:
             body_sha256=body_sha256,
         )
 
+    def _recovery_receipt(self, lost: int) -> Receipt:
+        """The audit record of a trail that failed and was reopened: which receipts it lost."""
+        first = self._chain.next_seq
+        logger.error("receipt trail reopened; %d receipt(s) from seq %d were lost", lost, first)
+        return self._receipt(
+            receipt_id=new_receipt_id(),
+            request_id=f"trail-recovered:{first}",
+            tenant_id="*",
+            run_id=None,
+            provider="-",
+            model="-",
+            capability="trail:recovered",
+            decision=Decision(True, "trail_recovered"),
+            status="alert",
+            usage=None,
+            usage_source="none",
+            estimated=0,
+            reserved=0,
+            actual=0,
+            policy=None,
+            started=self.clock.time(),
+            started_mono=self.clock.monotonic(),
+            error=(
+                f"the receipt trail failed and was reopened: {lost} receipt(s) sealed as seq "
+                f"{first}-{first + lost - 1} were never written"
+            ),
+        )
+
     async def _write(self, receipt: Receipt, *, notify: bool = True) -> Receipt:
         if not self._chain_ready:
             async with self._chain_lock:
                 if not self._chain_ready:
+                    sealed_up_to = self._chain.next_seq if self._chain_broken else 0
                     last = await self.sink.tail()
                     if last is not None:
                         self._chain.resume(last)
                     self._chain_ready = True
+                    self._chain_broken = False
+                    lost = sealed_up_to - self._chain.next_seq
+                    if lost > 0:
+                        await self._write(self._recovery_receipt(lost), notify=False)
         sealed = self._chain.seal(receipt)
         try:
             await self.sink.write(sealed)
+        except ReceiptSinkUnavailable:
+            # Continue later from what the sink holds, saying what it lost (see above).
+            self._chain_ready = False
+            self._chain_broken = True
+            raise
         except ReceiptError:
             raise
         except Exception as exc:
