@@ -60,6 +60,7 @@ from aegis.core.policy import (
 )
 from aegis.core.pricing import ModelKind, ModelPrice, PricingTable, Usage
 from aegis.core.rate_limits import RateLimitStatus
+from aegis.core.receipt_trail import CallSubject, Outcome, ReceiptTrail
 from aegis.core.receipts import (
     GENESIS_HASH,
     Decision,
@@ -108,6 +109,7 @@ __all__ = [
     "Balance",
     "BudgetAlert",
     "BudgetExceeded",
+    "CallSubject",
     "Checkpoint",
     "Clock",
     "ConfigError",
@@ -135,6 +137,7 @@ __all__ = [
     "MemoryReceiptSink",
     "ModelKind",
     "ModelPrice",
+    "Outcome",
     "Permit",
     "Policy",
     "PolicyDenied",
@@ -152,6 +155,7 @@ __all__ = [
     "ReceiptSink",
     "ReceiptSinkUnavailable",
     "ReceiptStatus",
+    "ReceiptTrail",
     "RedisLedger",
     "Routing",
     "Settlement",
