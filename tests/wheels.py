@@ -171,9 +171,11 @@ class Venv:
         return done.stdout
 
     def run(self, *argv: str) -> str:
-        return subprocess.run(
-            list(argv), check=True, capture_output=True, text=True, cwd=self.path, env=self.env()
-        ).stdout
+        done = subprocess.run(
+            list(argv), capture_output=True, text=True, cwd=self.path, env=self.env()
+        )
+        assert done.returncode == 0, f"{argv}:\n{done.stdout}\n{done.stderr}"
+        return done.stdout
 
     def py(self, code: str) -> str:
         return self.run(str(self.python), "-c", code)
