@@ -37,11 +37,11 @@ INSTALL_LINES = {
 
 
 def install_lines_in_docs() -> set[str]:
-    """Every ``pip install`` the docs show: shell lines (comments cut) and inline code."""
+    """Every ``pip install`` the docs show: code-block lines (comments cut) and inline code."""
     found = set()
     for doc in DOCS:
         text = doc.read_text()
-        for block in re.findall(r"^```(?:sh|bash|console)\n(.*?)^```", text, re.S | re.M):
+        for block in re.findall(r"^```\w*\n(.*?)^```", text, re.S | re.M):
             for line in block.splitlines():
                 command = line.split("  #")[0].strip()
                 if "pip install" in command:
