@@ -89,6 +89,7 @@ from aegis.core.verify import (
     verify_trail,
 )
 from aegis.core.windows import Window, window_span
+from aegis.core.wire import wire_field
 
 __all__ = [
     "CAPABILITIES",
@@ -182,4 +183,5 @@ __all__ = [
     "text_tokens_upper_bound",
     "verify_trail",
     "window_span",
+    "wire_field",
 ]

@@ -52,9 +52,8 @@ from aegis.adapters.openai.usage import (
     usage_from_chat_completion,
     usage_from_embeddings,
     usage_from_responses_object,
-    wire_field,
 )
-from aegis.core import ConfigError, Gate, Permit, text_tokens_upper_bound
+from aegis.core import ConfigError, Gate, Permit, text_tokens_upper_bound, wire_field
 from openai.types import CreateEmbeddingResponse
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response, ResponseStreamEvent
