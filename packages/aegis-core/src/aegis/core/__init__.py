@@ -73,6 +73,7 @@ from aegis.core.receipts import (
     canonical_bytes,
 )
 from aegis.core.redis_ledger import RedisLedger  # imports redis only when one is made
+from aegis.core.sdk_kwargs import sdk_kwargs
 from aegis.core.signing import HmacSha256Signer, SignatureVerifier
 from aegis.core.sqlite_ledger import SqliteLedger
 from aegis.core.sqlite_sink import SqliteReceiptSink
@@ -180,6 +181,7 @@ __all__ = [
     "nanos_to_usd",
     "new_id",
     "parse_usd",
+    "sdk_kwargs",
     "text_tokens_upper_bound",
     "verify_trail",
     "window_span",
