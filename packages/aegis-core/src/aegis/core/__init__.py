@@ -58,7 +58,18 @@ from aegis.core.policy import (
     TomlPolicyProvider,
     WindowBudget,
 )
-from aegis.core.pricing import ModelKind, ModelPrice, PricingTable, Usage
+from aegis.core.pricing import (
+    PROVIDERS,
+    SERVICE_TIERS,
+    TOOL_KINDS,
+    BillingTerms,
+    ModelKind,
+    ModelPrice,
+    PricingTable,
+    ServiceTier,
+    TierPrice,
+    Usage,
+)
 from aegis.core.rate_limits import RateLimitStatus
 from aegis.core.receipts import (
     GENESIS_HASH,
@@ -103,11 +114,15 @@ __all__ = [
     "KEYS_ENV",
     "MESSAGE_OVERHEAD_TOKENS",
     "NANOS_PER_USD",
+    "PROVIDERS",
     "REPLY_OVERHEAD_TOKENS",
+    "SERVICE_TIERS",
+    "TOOL_KINDS",
     "Account",
     "AccountUnit",
     "AegisError",
     "Balance",
+    "BillingTerms",
     "BudgetAlert",
     "BudgetExceeded",
     "Checkpoint",
@@ -156,6 +171,7 @@ __all__ = [
     "ReceiptStatus",
     "RedisLedger",
     "Routing",
+    "ServiceTier",
     "Settlement",
     "Signature",
     "SignatureVerifier",
@@ -166,6 +182,7 @@ __all__ = [
     "SseParser",
     "Statement",
     "SystemClock",
+    "TierPrice",
     "TomlPolicyProvider",
     "TrailSummary",
     "UnknownModel",
