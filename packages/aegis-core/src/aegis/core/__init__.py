@@ -71,6 +71,7 @@ from aegis.core.pricing import (
     Usage,
 )
 from aegis.core.rate_limits import RateLimitStatus
+from aegis.core.receipt_trail import CallSubject, Outcome, ReceiptTrail
 from aegis.core.receipts import (
     GENESIS_HASH,
     Decision,
@@ -125,6 +126,7 @@ __all__ = [
     "BillingTerms",
     "BudgetAlert",
     "BudgetExceeded",
+    "CallSubject",
     "Checkpoint",
     "Clock",
     "ConfigError",
@@ -152,6 +154,7 @@ __all__ = [
     "MemoryReceiptSink",
     "ModelKind",
     "ModelPrice",
+    "Outcome",
     "Permit",
     "Policy",
     "PolicyDenied",
@@ -169,6 +172,7 @@ __all__ = [
     "ReceiptSink",
     "ReceiptSinkUnavailable",
     "ReceiptStatus",
+    "ReceiptTrail",
     "RedisLedger",
     "Routing",
     "ServiceTier",
