@@ -19,6 +19,10 @@ bounds it by the model's context window (Anthropic rejects longer prompts):
 * server tools (web search, web fetch, code execution, tool search), MCP servers and containers
   add results to the input that the body does not hold: unbounded.
 
+Prompt-cache writes bill above plain input (1.25x for 5 minutes, 2x for an hour): a request
+with a ``cache_control`` marker reserves its input at the dearest write price
+(:meth:`MessagesEstimate.reserved_input_tokens`).
+
 Output is ``max_tokens``, which the Messages API requires and enforces as a hard limit on each
 response, thinking included (``budget_tokens`` must be below it). With interleaved thinking
 (a beta) ``budget_tokens`` may exceed ``max_tokens``; the worst case is then their sum.
@@ -31,9 +35,15 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import ROUND_CEILING, Decimal
 from typing import Any, Final
 
-from aegis.core import MESSAGE_OVERHEAD_TOKENS, REPLY_OVERHEAD_TOKENS, text_tokens_upper_bound
+from aegis.core import (
+    MESSAGE_OVERHEAD_TOKENS,
+    REPLY_OVERHEAD_TOKENS,
+    ModelPrice,
+    text_tokens_upper_bound,
+)
 
 from .errors import InvalidRequestBody
 
@@ -111,11 +121,12 @@ def _model(body: Mapping[str, Any]) -> str:
 class _Tally:
     """Running input bound of one request body."""
 
-    __slots__ = ("bounded", "tokens")
+    __slots__ = ("bounded", "cache_writes", "tokens")
 
     def __init__(self) -> None:
         self.tokens = REPLY_OVERHEAD_TOKENS
         self.bounded = True
+        self.cache_writes = False
 
     def text(self, value: object) -> None:
         if isinstance(value, str):
@@ -137,6 +148,8 @@ class _Tally:
     def block(self, block: object, param: str) -> None:
         if not isinstance(block, Mapping):
             raise InvalidRequestBody(f"{param}: a content block must be an object", param=param)
+        if block.get("cache_control") is not None:
+            self.cache_writes = True
         kind = block.get("type")
         if kind == "text":
             self.text(block.get("text"))
@@ -180,6 +193,8 @@ class _Tally:
             if not isinstance(tool, Mapping):
                 raise InvalidRequestBody(f"tools.{i}: a tool must be an object", param="tools")
             self.tokens += _json_bound(tool)
+            if tool.get("cache_control") is not None:
+                self.cache_writes = True
             kind = tool.get("type")
             if kind in _CUSTOM_TOOL_TYPES:
                 continue
@@ -206,6 +221,8 @@ class _Tally:
         self.tools(body.get("tools"))
         if body.get("tool_choice") is not None:
             self.tokens += _json_bound(body["tool_choice"])
+        if body.get("cache_control") is not None:
+            self.cache_writes = True  # automatic caching of the whole prompt
         for key in _HIDDEN_INPUT_KEYS:
             if body.get(key) is not None:
                 self.bounded = False
@@ -239,6 +256,8 @@ class MessagesEstimate:
     """``thinking.budget_tokens`` of manual extended thinking; ``None`` without it."""
     input_is_bounded: bool = True
     """``False`` when the model also reads input the body does not hold."""
+    cache_writes: bool = False
+    """A ``cache_control`` marker asks to write the prompt cache (billed above plain input)."""
     stream: bool = False
 
     @property
@@ -258,6 +277,25 @@ class MessagesEstimate:
         if not self.input_is_bounded:
             return context_window
         return min(self.input_tokens, context_window)
+
+    def reserved_input_tokens(self, price: ModelPrice | None) -> int:
+        """The input to reserve for, in plain-input tokens: the bound within the model's
+        context window, scaled up to the dearest cache-write price when the request may write
+        the cache (every token of it could be a 1-hour write). ``price`` ``None``: unscaled."""
+        tokens = self.input_tokens_within(0 if price is None else price.context_window)
+        if price is None or not self.cache_writes or price.input_per_mtok <= 0:
+            return tokens
+        dearest = max(
+            p
+            for p in (
+                price.input_per_mtok,
+                price.cache_write_per_mtok,
+                price.cache_write_1h_per_mtok,
+            )
+            if p is not None
+        )
+        scaled = (Decimal(tokens) * dearest / price.input_per_mtok).to_integral_value(ROUND_CEILING)
+        return int(scaled)
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,6 +330,7 @@ def estimate_messages_request(body: Mapping[str, Any]) -> MessagesEstimate:
         max_tokens=max_tokens,
         thinking_budget_tokens=_thinking_budget(body),
         input_is_bounded=tally.bounded,
+        cache_writes=tally.cache_writes,
         stream=stream is True,
     )
 

@@ -79,9 +79,7 @@ async def _upstream(call: GovernedCall) -> AsyncIterator[None]:
 
 
 def _admission(gate: Gate, estimate: MessagesEstimate) -> tuple[int, int]:
-    price = gate.pricing.get(estimate.model)
-    window = 0 if price is None else price.context_window
-    return estimate.input_tokens_within(window), estimate.output_tokens
+    return estimate.reserved_input_tokens(gate.pricing.get(estimate.model)), estimate.output_tokens
 
 
 def _limited(

@@ -13,7 +13,8 @@ cache-write tokens *inside* ``input_tokens``, so:
   dearer 1-hour rate: the safe side);
 - output = ``output_tokens`` (thinking included); reasoning = ``output_tokens_details.
   thinking_tokens``;
-- server tool requests (``server_tool_use.web_search_requests``, ``web_fetch_requests``).
+- web searches (``server_tool_use.web_search_requests``) as ``web_search`` tool calls (web
+  fetches are billed only as the tokens they add); ``service_tier`` as the tier served.
 
 Each reader takes parsed JSON or the SDK's objects. A count that is not a non-negative integer
 is a :class:`WireError`, never read as zero. A stream reports usage in ``message_start`` (input
@@ -26,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
-from aegis.core import Usage, wire_field
+from aegis.core import ServiceTier, Usage, wire_field
 
 from .errors import WireError
 
@@ -38,6 +39,14 @@ _FIELDS: Final = (
     "cache_read_input_tokens",
     "output_tokens",
 )
+
+
+_TIERS: Final[dict[str, ServiceTier]] = {
+    "standard": "standard",
+    "priority": "priority",
+    "batch": "batch",
+}
+# An unknown tier is billed as priority, core's dearest default (never below what it may cost).
 
 
 def _count(obj: Any, key: str, where: str) -> int | None:
@@ -66,6 +75,8 @@ class AnthropicUsage:
     """``output_tokens_details.thinking_tokens`` (part of ``output_tokens``)."""
     web_search_requests: int = 0
     web_fetch_requests: int = 0
+    service_tier: str | None = None
+    """``standard``, ``priority`` or ``batch``."""
 
     @property
     def prompt_tokens(self) -> int:
@@ -78,19 +89,22 @@ class AnthropicUsage:
 
     def to_usage(self) -> Usage:
         """The counts in Aegis's shape (cache reads and writes inside ``input_tokens``)."""
-        prompt = self.prompt_tokens
         return Usage(
-            input_tokens=prompt,
-            cached_input_tokens=min(self.cache_read_input_tokens, prompt),
+            input_tokens=self.prompt_tokens,
+            cached_input_tokens=self.cache_read_input_tokens,
+            cache_write_tokens=self.cache_write_5m_tokens,
+            cache_write_1h_tokens=self.cache_write_1h_tokens,
             output_tokens=self.output_tokens,
             reasoning_tokens=min(self.thinking_tokens, self.output_tokens),
+            tool_calls=(("web_search", self.web_search_requests),),
+            service_tier=_TIERS.get(self.service_tier or "standard", "priority"),
         )
 
 
 def read_usage(usage: Any, where: str = "usage") -> tuple[AnthropicUsage, frozenset[str]]:
     """The counts of a ``usage`` object and the names of the fields it carried."""
     present: set[str] = set()
-    counts: dict[str, int] = {}
+    counts: dict[str, Any] = {}
     for key in _FIELDS:
         value = _count(usage, key, where)
         if value is not None:
@@ -112,6 +126,12 @@ def read_usage(usage: Any, where: str = "usage") -> tuple[AnthropicUsage, frozen
         if value is not None:
             counts["thinking_tokens"] = value
             present.add("thinking_tokens")
+    tier = wire_field(usage, "service_tier")
+    if tier is not None:
+        if not isinstance(tier, str):
+            raise WireError(f"{where}.service_tier is not a string: {tier!r}")
+        counts["service_tier"] = tier
+        present.add("service_tier")
     tools = wire_field(usage, "server_tool_use")
     if tools is not None:
         for key in ("web_search_requests", "web_fetch_requests"):
