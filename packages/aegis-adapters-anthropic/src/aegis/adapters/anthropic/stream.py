@@ -22,6 +22,7 @@ for a proxy that forwards the stream untouched.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any, Final, Literal, NamedTuple
 
 from aegis.core import SseEvent, SseParser, Usage, text_tokens_upper_bound, wire_field
@@ -141,12 +142,7 @@ class StreamMeter:
         if reported is None:
             return Usage(input_tokens=input_tokens, output_tokens=output)
         billed = reported.to_usage()
-        return Usage(
-            input_tokens=billed.input_tokens,
-            cached_input_tokens=billed.cached_input_tokens,
-            output_tokens=max(output, billed.output_tokens),
-            reasoning_tokens=billed.reasoning_tokens,
-        )
+        return replace(billed, output_tokens=max(output, billed.output_tokens))
 
 
 def _plain(value: Any) -> Any:
