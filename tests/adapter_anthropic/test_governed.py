@@ -447,3 +447,34 @@ async def test_a_long_stream_renews_its_reservation(
     assert stream.receipt is not None
     assert stream.receipt.status == "ok"
     assert not stream.receipt.late
+
+
+async def test_a_clamped_thinking_request_keeps_its_budget_below_max_tokens(
+    make_governance: MakeGovernance, client: AsyncAnthropic, fake: FakeAnthropic
+) -> None:
+    # $0.03 a month; a worst case of 16,000 output tokens at $5 ($0.08): the Gate clamps.
+    gov = make_governance(
+        budgets={"per_window": [{"window": "month", "limit_usd": "0.03"}]},
+        clamp_max_tokens=True,
+    )
+    fake.enqueue(Reply(thinking="so", text="Paris"))
+    request = body(max_tokens=16_000, thinking={"type": "enabled", "budget_tokens": 10_000})
+    result = await messages_via_gate(
+        gate=gov.gate, client=client, tenant_id=TENANT, request_id="r1", body=request
+    )
+    sent = fake.last_body
+    assert sent["max_tokens"] < 16_000
+    assert sent["thinking"]["budget_tokens"] < sent["max_tokens"]
+    assert sent["thinking"]["budget_tokens"] >= 1_024
+    assert result.receipt.status == "ok"
+    assert result.response.content[0].type == "thinking"
+    assert request["thinking"]["budget_tokens"] == 10_000  # the caller's body is untouched
+
+
+async def test_a_streamed_body_is_refused_by_the_non_streaming_call(
+    gov: Governance, client: AsyncAnthropic
+) -> None:
+    with pytest.raises(ValueError, match="messages_stream_via_gate"):
+        await messages_via_gate(
+            gate=gov.gate, client=client, tenant_id=TENANT, request_id="r1", body=body(stream=True)
+        )
