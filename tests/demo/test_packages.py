@@ -1,4 +1,4 @@
-"""The four distributions build with ``uv build --all-packages`` and each installs alone, from
+"""The five distributions build with ``uv build --all-packages`` and each installs alone, from
 the built files, into its own fresh virtual environment, pulling in only what it declares.
 
 Our wheels are only ever taken from the build output: PyPI already has an unrelated
@@ -24,7 +24,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-OURS = ("aegis-core", "aegis-adapters-openai", "aegis-adapters-gemini", "aegis-proxy")
+OURS = (
+    "aegis-core",
+    "aegis-adapters-openai",
+    "aegis-adapters-gemini",
+    "aegis-runtime-adapters-anthropic",
+    "aegis-proxy",
+)
+ADAPTERS = {
+    "aegis-adapters-openai": ("openai", "aegis.adapters.openai"),
+    "aegis-adapters-gemini": ("google-genai", "aegis.adapters.gemini"),
+    "aegis-runtime-adapters-anthropic": ("anthropic", "aegis.adapters.anthropic"),
+}
 
 # Lists every installed distribution and, for the names given, the closure of what they
 # require (markers evaluated, extras not followed): run inside the fresh environment.
@@ -176,36 +187,29 @@ def test_aegis_core_alone_pulls_in_nothing_and_works(built: Built, tmp_path: Pat
     assert "verify" in venv.run(str(venv.bin / "aegis-receipts"), "--help")
 
 
-@pytest.mark.parametrize(
-    ("name", "sdk", "other_sdk", "imports"),
-    [
-        ("aegis-adapters-openai", "openai", "google-genai", "aegis.adapters.openai"),
-        ("aegis-adapters-gemini", "google-genai", "openai", "aegis.adapters.gemini"),
-    ],
-)
+@pytest.mark.parametrize("name", sorted(ADAPTERS))
 def test_an_adapter_pulls_core_and_its_sdk_and_nothing_else(
-    built: Built, tmp_path: Path, name: str, sdk: str, other_sdk: str, imports: str
+    built: Built, tmp_path: Path, name: str
 ) -> None:
+    sdk, imports = ADAPTERS[name]
     venv = Venv(tmp_path / "venv", built)
     venv.install(name)
     installed, closures = venv.inspect(sdk)
     # Exactly: this adapter, the core, the SDK and what the SDK itself requires.
     assert installed == {name, "aegis-core"} | closures[sdk]
     assert sdk in installed
-    # Nothing of the other provider, of the proxy, or of aiohttp's server.
-    assert other_sdk not in installed
-    assert not installed & {"aegis-proxy", "aegis-adapters-openai", "aegis-adapters-gemini"} - {
-        name
-    }
+    # Nothing of the other providers, of the proxy, or of aiohttp's server.
+    others = {n: v for n, v in ADAPTERS.items() if n != name}
+    assert not installed & {v[0] for v in others.values()}
+    assert not installed & ({"aegis-proxy"} | set(others))
     assert "aiohttp" not in installed
     venv.py(f"import {imports}, aegis.core")
-    # The other adapter is not importable: the namespace holds only what was installed.
-    other = "gemini" if "openai" in name else "openai"
+    # The other adapters are not importable: the namespace holds only what was installed.
+    modules = [v[1] for v in others.values()] + ["aegis.proxy"]
     out = venv.py(
-        "import importlib.util as u\n"
-        f"print(u.find_spec('aegis.adapters.{other}') is None, u.find_spec('aegis.proxy') is None)"
+        f"import importlib.util as u\nprint(*[u.find_spec(m) is None for m in {modules!r}])"
     )
-    assert out.split() == ["True", "True"]
+    assert out.split() == ["True"] * len(modules)
 
 
 def test_aegis_proxy_pulls_the_rest_and_its_command_runs(built: Built, tmp_path: Path) -> None:

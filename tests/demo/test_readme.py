@@ -246,16 +246,15 @@ def test_the_package_table_says_what_each_package_pulls_in() -> None:
         "aegis-core",
         "aegis-adapters-openai",
         "aegis-adapters-gemini",
+        "aegis-runtime-adapters-anthropic",
         "aegis-proxy",
     ]
     for name, readme, module, pulls in rows:
-        project = tomllib.loads((ROOT / "packages" / name / "pyproject.toml").read_text())[
-            "project"
-        ]
-        assert readme == f"packages/{name}/README.md"
-        assert (
-            ROOT / "packages" / name / "src" / module.replace(".", "/") / "__init__.py"
-        ).exists()
+        folder = ROOT / Path(readme).parent
+        project = tomllib.loads((folder / "pyproject.toml").read_text())["project"]
+        assert project["name"] == name
+        assert readme == f"packages/{folder.name}/README.md"
+        assert (folder / "src" / module.replace(".", "/") / "__init__.py").exists()
         required, _, extras = pulls.partition("(extra")
         declared = {re.split(r"[<>=!~\[ ;]", d)[0] for d in project["dependencies"]}
         assert set(re.findall(r"`([^`]+)`", required)) == declared, name
