@@ -8,6 +8,7 @@ reads, $5 output per million tokens; $10 per 1,000 web searches), never with Aeg
 from __future__ import annotations
 
 import asyncio
+import gc
 from decimal import Decimal
 from typing import Any
 
@@ -478,3 +479,66 @@ async def test_a_streamed_body_is_refused_by_the_non_streaming_call(
         await messages_via_gate(
             gate=gov.gate, client=client, tenant_id=TENANT, request_id="r1", body=body(stream=True)
         )
+
+
+async def test_a_stream_refused_upstream_before_any_event_releases_its_reservation(
+    gov: Governance, server: FakeAnthropicServer
+) -> None:
+    server.fake.enqueue(Fault.of("invalid_request_error", "messages: bad"))
+    async with AsyncAnthropic(base_url=server.url, api_key=API_KEY, max_retries=0) as client:
+        stream = await messages_stream_via_gate(
+            gate=gov.gate, client=client, tenant_id=TENANT, request_id="s1", body=body()
+        )
+
+        async def consume() -> None:
+            async for _ in stream:
+                pass
+
+        with pytest.raises(anthropic.BadRequestError):
+            await consume()
+    receipt = stream.receipt
+    assert receipt is not None
+    assert (receipt.status, receipt.upstream_status, receipt.actual_usd) == (
+        "upstream_error",
+        400,
+        "0",
+    )
+    assert await gov.month() == (0, 0)
+
+
+async def test_a_dropped_stream_settles_when_it_is_collected(
+    gov: Governance, client: AsyncAnthropic, fake: FakeAnthropic
+) -> None:
+    fake.enqueue(Reply(text="one two three four", input_tokens=10))
+    stream = await messages_stream_via_gate(
+        gate=gov.gate, client=client, tenant_id=TENANT, request_id="s1", body=body()
+    )
+    async for event in stream:
+        if event.type == "content_block_delta":
+            break
+    del stream
+    gc.collect()
+    for _ in range(20):
+        if gov.receipts:
+            break
+        await asyncio.sleep(0.01)
+    assert [r.status for r in gov.receipts] == ["cancelled"]
+    assert (await gov.month())[1] == 0
+
+
+async def test_an_admitted_stream_never_read_releases_when_dropped(
+    gov: Governance, client: AsyncAnthropic, fake: FakeAnthropic
+) -> None:
+    stream = await messages_stream_via_gate(
+        gate=gov.gate, client=client, tenant_id=TENANT, request_id="s1", body=body()
+    )
+    assert (await gov.month())[1] > 0
+    del stream
+    gc.collect()
+    for _ in range(20):
+        if gov.receipts:
+            break
+        await asyncio.sleep(0.01)
+    assert [(r.status, r.actual_usd) for r in gov.receipts] == [("cancelled", "0")]
+    assert await gov.month() == (0, 0)
+    assert fake.requests == []
