@@ -542,3 +542,23 @@ async def test_an_admitted_stream_never_read_releases_when_dropped(
     assert [(r.status, r.actual_usd) for r in gov.receipts] == [("cancelled", "0")]
     assert await gov.month() == (0, 0)
     assert fake.requests == []
+
+
+async def test_a_stream_that_turns_to_garbage_settles_as_failed_with_what_was_counted(
+    gov: Governance, client: AsyncAnthropic, fake: FakeAnthropic
+) -> None:
+    fake.enqueue(Reply(text="one two three", input_tokens=10, garbage_after=4))
+    stream = await messages_stream_via_gate(
+        gate=gov.gate, client=client, tenant_id=TENANT, request_id="s1", body=body()
+    )
+
+    async def consume() -> None:
+        async for _ in stream:
+            pass
+
+    with pytest.raises(ValueError):  # noqa: PT011 - the SDK's JSON decoding error
+        await consume()
+    receipt = stream.receipt
+    assert receipt is not None
+    assert (receipt.status, receipt.usage_source) == ("upstream_error", "counted")
+    assert Decimal(receipt.actual_usd) == usd(**{"in": 10, "out": len("one ") + 1})

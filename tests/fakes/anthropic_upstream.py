@@ -94,6 +94,8 @@ class Reply:
     """Stream: cut the connection after this many events."""
     error_after: int | None = None
     """Stream: send an ``error`` event (``overloaded_error``) after this many events."""
+    garbage_after: int | None = None
+    """Stream: send an event whose data is not JSON after this many events, then end."""
     delay_s: float = 0.0
     """Wait before answering."""
     chunk_delay_s: float = 0.0
@@ -476,6 +478,10 @@ async def _stream(
                 "error": {"type": "overloaded_error", "message": "Overloaded"},
             }
             await response.write(_sse(error))
+            await response.write_eof()
+            return response
+        if reply.garbage_after is not None and i >= reply.garbage_after:
+            await response.write(b"event: content_block_delta\ndata: {not json\n\n")
             await response.write_eof()
             return response
         if reply.chunk_delay_s:
