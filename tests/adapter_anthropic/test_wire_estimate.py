@@ -287,3 +287,59 @@ def test_interleaved_thinking_keeps_its_share_of_a_lowered_limit() -> None:
     assert (sent_max, sent_budget) == (2_000, 6_000)
     again = estimate_messages_request(rewrite.body)
     assert again.output_tokens <= 8_000
+
+
+def rewritten(original: bytes, limit: int) -> bytes:
+    request = json.loads(original)
+    return rewrite_messages_request(
+        request, estimate_messages_request(request), max_output_tokens=limit
+    ).to_bytes(original)
+
+
+def test_to_bytes_replaces_only_the_changed_value_in_the_clients_bytes() -> None:
+    original = (
+        b'{ "model" : "claude-sonnet-4-6",\n  "max_tokens": 1000 ,'
+        b' "messages": [{"role": "user", "content": "caf\\u00e9 \xc3\xa9 max_tokens: 1000"}],'
+        b' "metadata": {"max_tokens": 5}}'
+    )
+    out = rewritten(original, 300)
+    assert out == original.replace(b'"max_tokens": 1000 ', b'"max_tokens": 300 ')
+    assert json.loads(out)["max_tokens"] == 300
+
+
+def test_to_bytes_splices_a_lowered_thinking_budget_too() -> None:
+    original = (
+        b'{"model":"claude-sonnet-4-6","max_tokens":16000,"messages":[{"role":"user",'
+        b'"content":"hi"}],"thinking": {"type": "enabled", "budget_tokens": 10000}}'
+    )
+    out = json.loads(rewritten(original, 5_000))
+    assert (out["max_tokens"], out["thinking"]) == (
+        5_000,
+        {"type": "enabled", "budget_tokens": 4_999},
+    )
+
+
+@pytest.mark.parametrize(
+    "original",
+    [
+        # A key given twice: the parsed body (the last value, as estimated) is sent instead.
+        b'{"model":"claude-sonnet-4-6","max_tokens":5,"max_tokens":1000,'
+        b'"messages":[{"role":"user","content":"hi"}]}',
+        # A nested key of the same name only: the top-level one is what counts.
+        b'{"model":"claude-sonnet-4-6","metadata":{"max_tokens":1},"max_tokens":1000,'
+        b'"max_tokens":1000,"messages":[{"role":"user","content":"hi"}]}',
+    ],
+)
+def test_to_bytes_serializes_anew_when_the_bytes_are_ambiguous(original: bytes) -> None:
+    out = rewritten(original, 300)
+    assert json.loads(out)["max_tokens"] == 300
+    assert out.count(b'"max_tokens":1000') == 0
+
+
+def test_to_bytes_of_bytes_that_are_not_one_object_serializes_the_body() -> None:
+    request = body()
+    rewrite = rewrite_messages_request(
+        request, estimate_messages_request(request), max_output_tokens=300
+    )
+    for original in (json.dumps(request).encode() + b" {}", b"\xff\xfe", b"[]"):
+        assert json.loads(rewrite.to_bytes(original)) == {**request, "max_tokens": 300}
