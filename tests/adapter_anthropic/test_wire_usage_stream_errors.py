@@ -88,7 +88,7 @@ def test_writes_without_a_split_bill_at_the_one_hour_rate() -> None:
     counts = usage_from_wire(
         {"input_tokens": 1, "cache_creation_input_tokens": 70, "output_tokens": 1}
     )
-    assert (counts.cache_write_5m_tokens, counts.cache_write_1h_tokens) == (0, 70)
+    assert counts.cache_writes == (0, 70)
     partial = usage_from_wire(
         {
             "input_tokens": 1,
@@ -97,7 +97,38 @@ def test_writes_without_a_split_bill_at_the_one_hour_rate() -> None:
             "output_tokens": 1,
         }
     )
-    assert (partial.cache_write_5m_tokens, partial.cache_write_1h_tokens) == (50, 20)
+    assert partial.cache_writes == (50, 20)
+    assert partial.to_usage().input_tokens == 71
+
+
+def test_a_later_event_without_the_split_keeps_the_earlier_split() -> None:
+    meter = StreamMeter(max_output_tokens=100)
+    meter.observe(START)  # 100 five-minute writes, 200 reads, 25 uncached
+    meter.observe(
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn"},
+            "usage": {"output_tokens": 9, "cache_creation_input_tokens": 100},
+        }
+    )
+    assert meter.usage() == Usage(
+        input_tokens=325, cached_input_tokens=200, cache_write_tokens=100, output_tokens=9
+    )
+    meter.observe(
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn"},
+            "usage": {"output_tokens": 9, "cache_creation_input_tokens": 130},
+        }
+    )
+    usage = meter.usage()
+    assert usage is not None
+    # 30 more writes the split does not attribute: billed as 1-hour writes.
+    assert (usage.cache_write_tokens, usage.cache_write_1h_tokens, usage.input_tokens) == (
+        100,
+        30,
+        355,
+    )
 
 
 @pytest.mark.parametrize(

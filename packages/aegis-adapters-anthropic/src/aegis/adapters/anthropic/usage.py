@@ -67,9 +67,9 @@ class AnthropicUsage:
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
     cache_write_5m_tokens: int = 0
-    """``cache_creation.ephemeral_5m_input_tokens``."""
+    """``cache_creation.ephemeral_5m_input_tokens``, as reported."""
     cache_write_1h_tokens: int = 0
-    """``cache_creation.ephemeral_1h_input_tokens``."""
+    """``cache_creation.ephemeral_1h_input_tokens``, as reported (see :attr:`cache_writes`)."""
     output_tokens: int = 0
     thinking_tokens: int = 0
     """``output_tokens_details.thinking_tokens`` (part of ``output_tokens``)."""
@@ -79,9 +79,17 @@ class AnthropicUsage:
     """``standard``, ``priority`` or ``batch``."""
 
     @property
+    def cache_writes(self) -> tuple[int, int]:
+        """(5-minute, 1-hour) cache writes, every written token attributed: writes the split
+        leaves out count as 1-hour writes (the dearer rate). Counts merged from several stream
+        events that disagree keep the larger total."""
+        five, hour = self.cache_write_5m_tokens, self.cache_write_1h_tokens
+        return five, hour + max(0, self.cache_creation_input_tokens - five - hour)
+
+    @property
     def prompt_tokens(self) -> int:
         """Every prompt token the call billed: uncached, cache reads and cache writes."""
-        return self.input_tokens + self.cache_read_input_tokens + self.cache_creation_input_tokens
+        return self.input_tokens + self.cache_read_input_tokens + sum(self.cache_writes)
 
     def merged(self, later: AnthropicUsage, fields: frozenset[str]) -> AnthropicUsage:
         """These counts with ``fields`` taken from ``later`` (a stream's cumulative update)."""
@@ -89,11 +97,12 @@ class AnthropicUsage:
 
     def to_usage(self) -> Usage:
         """The counts in Aegis's shape (cache reads and writes inside ``input_tokens``)."""
+        five, hour = self.cache_writes
         return Usage(
             input_tokens=self.prompt_tokens,
             cached_input_tokens=self.cache_read_input_tokens,
-            cache_write_tokens=self.cache_write_5m_tokens,
-            cache_write_1h_tokens=self.cache_write_1h_tokens,
+            cache_write_tokens=five,
+            cache_write_1h_tokens=hour,
             output_tokens=self.output_tokens,
             reasoning_tokens=min(self.thinking_tokens, self.output_tokens),
             tool_calls=(("web_search", self.web_search_requests),),
@@ -143,10 +152,6 @@ def read_usage(usage: Any, where: str = "usage") -> tuple[AnthropicUsage, frozen
     split = counts.get("cache_write_5m_tokens", 0) + counts.get("cache_write_1h_tokens", 0)
     if split > written:
         raise WireError(f"{where}.cache_creation adds up to more than cache_creation_input_tokens")
-    if written > split:
-        # Writes the split does not attribute are billed at the dearer (1-hour) rate.
-        counts["cache_write_1h_tokens"] = counts.get("cache_write_1h_tokens", 0) + written - split
-        present.add("cache_write_1h_tokens")
     return AnthropicUsage(**counts), frozenset(present)
 
 
