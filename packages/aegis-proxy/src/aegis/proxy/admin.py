@@ -28,22 +28,15 @@ from typing import Any, Final
 from aiohttp import web
 
 from aegis.core import Keyring, Receipt, verify_trail
-from aegis.proxy.errors import BadRequest, NotFound, ProxyError, Unauthorized
-from aegis.proxy.operator import Operator
-from aegis.proxy.state import GATE, KEYS, OPERATOR
+from aegis.proxy.errors import BadRequest, Forbidden, NotFound, Unauthorized
+from aegis.proxy.operator import OPERATOR, Operator
+from aegis.proxy.state import GATE, KEYS
 from aegis.proxy.usage import tenant_usage
 
-__all__ = ["Forbidden", "presented_key", "receipt_state", "routes"]
+__all__ = ["presented_key", "receipt_state", "routes"]
 
 _STATUSES: Final = frozenset({"ok", "denied", "upstream_error", "cancelled"})
 _MAX_LIMIT: Final = 1000
-
-
-class Forbidden(ProxyError):
-    """The key is valid but may not do this (a tenant key on the admin API)."""
-
-    status = 403
-    type = "permission_error"
 
 
 def presented_key(request: web.Request) -> str | None:
