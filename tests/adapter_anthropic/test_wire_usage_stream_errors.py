@@ -34,6 +34,7 @@ from aegis.core import (
     LedgerUnavailable,
     PolicyDenied,
     RateLimited,
+    SseParser,
     Usage,
     default_pricing_table,
 )
@@ -292,6 +293,16 @@ def test_the_reader_keeps_every_events_bytes_and_reads_the_final_usage() -> None
         input_tokens=325, cached_input_tokens=200, cache_write_1h_tokens=0,
         cache_write_tokens=100, output_tokens=15,
     )  # fmt: skip
+
+
+def test_events_framed_by_the_callers_own_parser_are_classified_alike() -> None:
+    parser = SseParser()
+    reader = MessagesStreamReader(max_output_tokens=100)
+    events = [reader.classify(e) for e in parser.feed(b"".join(sse(e) for e in STREAM))]
+    assert [e.kind for e in events][-1] == "done"
+    usage = reader.meter.usage()
+    assert usage is not None
+    assert usage.output_tokens == 15
 
 
 def test_a_stream_cut_before_its_final_usage_is_billed_as_counted() -> None:

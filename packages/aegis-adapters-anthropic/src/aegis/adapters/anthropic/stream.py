@@ -16,7 +16,8 @@ billed the whole output limit. An upstream that reports more output than the lim
 and the stream must end there.
 
 :class:`MessagesStreamReader` classifies raw bytes event by event, keeping each event's bytes,
-for a proxy that forwards the stream untouched.
+for a proxy that forwards the stream untouched (:meth:`MessagesStreamReader.classify` takes
+events a caller framed itself with :class:`aegis.core.SseParser`).
 """
 
 from __future__ import annotations
@@ -180,14 +181,16 @@ class MessagesStreamReader:
 
     def feed(self, data: bytes) -> list[StreamEvent]:
         """The events ``data`` completes, in order."""
-        return [self._classify(event) for event in self._parser.feed(data)]
+        return [self.classify(event) for event in self._parser.feed(data)]
 
     @property
     def pending(self) -> bytes:
         """Bytes of an event not yet terminated (what a cut stream left unfinished)."""
         return self._parser.pending
 
-    def _classify(self, event: SseEvent) -> StreamEvent:
+    def classify(self, event: SseEvent) -> StreamEvent:
+        """Meter and classify one event already framed by :class:`aegis.core.SseParser` (for
+        a caller that parses the stream itself)."""
         if event.data is None:
             return StreamEvent(event.raw, "other")
         try:
