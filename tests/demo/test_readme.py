@@ -270,6 +270,7 @@ def test_the_package_table_says_what_each_package_pulls_in() -> None:
         "aegis-runtime-core",
         "aegis-runtime-adapters-openai",
         "aegis-runtime-adapters-gemini",
+        "aegis-runtime-adapters-anthropic",
         "aegis-runtime-proxy",
     ]
     assert len(set(listed)) == len(listed)

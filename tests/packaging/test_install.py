@@ -21,6 +21,7 @@ from wheels import DOCS, ROOT, Built, Venv, norm, our_projects
 CORE = "aegis-runtime-core"
 OPENAI = "aegis-runtime-adapters-openai"
 GEMINI = "aegis-runtime-adapters-gemini"
+ANTHROPIC = "aegis-runtime-adapters-anthropic"
 PROXY = "aegis-runtime-proxy"
 
 # Every install line the READMEs show, each run by one test below.
@@ -31,6 +32,7 @@ INSTALL_LINES = {
     'pip install "aegis-runtime-core[ed25519,redis]"': "test_core_by_name_pulls_nothing",
     "pip install aegis-runtime-adapters-openai": "test_an_adapter_pulls_core_and_its_sdk_only",
     "pip install aegis-runtime-adapters-gemini": "test_an_adapter_pulls_core_and_its_sdk_only",
+    "pip install aegis-runtime-adapters-anthropic": "test_an_adapter_pulls_core_and_its_sdk_only",
     "pip install aegis-runtime-proxy": "test_the_proxy_by_name_pulls_the_rest_and_runs",
     'pip install "aegis-runtime-proxy[otel]"': "test_the_proxy_by_name_pulls_the_rest_and_runs",
 }
@@ -109,6 +111,7 @@ def test_core_by_name_pulls_nothing(built: Built, tmp_path: Path) -> None:
     [
         (OPENAI, "openai", "google-genai", "aegis.adapters.openai"),
         (GEMINI, "google-genai", "openai", "aegis.adapters.gemini"),
+        (ANTHROPIC, "anthropic", "openai", "aegis.adapters.anthropic"),
     ],
 )
 def test_an_adapter_pulls_core_and_its_sdk_only(
@@ -121,11 +124,11 @@ def test_an_adapter_pulls_core_and_its_sdk_only(
     assert installed == {name, CORE} | venv.closure(sdk)
     # Nothing of the other provider, of the proxy, or of aiohttp's server.
     assert other_sdk not in installed
-    assert not installed & {PROXY, OPENAI, GEMINI} - {name}
+    assert not installed & {PROXY, OPENAI, GEMINI, ANTHROPIC} - {name}
     assert "aiohttp" not in installed
     venv.py(f"import {imports}, aegis.core")
     # The other adapter is not importable: the namespace holds only what was installed.
-    other = "gemini" if "openai" in name else "openai"
+    other = "gemini" if name == OPENAI else "openai"
     out = venv.py(
         "import importlib.util as u\n"
         f"print(u.find_spec('aegis.adapters.{other}') is None, u.find_spec('aegis.proxy') is None)"

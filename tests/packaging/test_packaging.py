@@ -136,3 +136,17 @@ def test_make_build_builds_every_distribution() -> None:
     listed = re.search(r"^PACKAGES := (.+)$", makefile, re.M)
     assert listed
     assert sorted(listed[1].split()) == sorted(our_projects())
+
+
+def test_the_anthropic_wire_functions_do_not_load_the_sdk() -> None:
+    # The proxy runs the wire functions on every request; the SDK loads only for governed calls.
+    script = (
+        "import sys, aegis.adapters.anthropic as a\n"
+        "a.estimate_messages_request({'model': 'm', 'max_tokens': 1,"
+        " 'messages': [{'role': 'user', 'content': 'hi'}]})\n"
+        "print('anthropic' in sys.modules)\n"
+        "a.messages_via_gate\n"
+        "print('anthropic' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]

@@ -58,7 +58,18 @@ from aegis.core.policy import (
     TomlPolicyProvider,
     WindowBudget,
 )
-from aegis.core.pricing import ModelKind, ModelPrice, PricingTable, Usage
+from aegis.core.pricing import (
+    PROVIDERS,
+    SERVICE_TIERS,
+    TOOL_KINDS,
+    BillingTerms,
+    ModelKind,
+    ModelPrice,
+    PricingTable,
+    ServiceTier,
+    TierPrice,
+    Usage,
+)
 from aegis.core.rate_limits import RateLimitStatus
 from aegis.core.receipt_trail import CallSubject, Outcome, ReceiptTrail
 from aegis.core.receipts import (
@@ -74,6 +85,7 @@ from aegis.core.receipts import (
     canonical_bytes,
 )
 from aegis.core.redis_ledger import RedisLedger  # imports redis only when one is made
+from aegis.core.sdk_kwargs import sdk_kwargs
 from aegis.core.signing import HmacSha256Signer, SignatureVerifier
 from aegis.core.sqlite_ledger import SqliteLedger
 from aegis.core.sqlite_sink import SqliteReceiptSink
@@ -90,6 +102,7 @@ from aegis.core.verify import (
     verify_trail,
 )
 from aegis.core.windows import Window, window_span
+from aegis.core.wire import wire_field
 
 __all__ = [
     "CAPABILITIES",
@@ -102,11 +115,15 @@ __all__ = [
     "KEYS_ENV",
     "MESSAGE_OVERHEAD_TOKENS",
     "NANOS_PER_USD",
+    "PROVIDERS",
     "REPLY_OVERHEAD_TOKENS",
+    "SERVICE_TIERS",
+    "TOOL_KINDS",
     "Account",
     "AccountUnit",
     "AegisError",
     "Balance",
+    "BillingTerms",
     "BudgetAlert",
     "BudgetExceeded",
     "CallSubject",
@@ -158,6 +175,7 @@ __all__ = [
     "ReceiptTrail",
     "RedisLedger",
     "Routing",
+    "ServiceTier",
     "Settlement",
     "Signature",
     "SignatureVerifier",
@@ -168,6 +186,7 @@ __all__ = [
     "SseParser",
     "Statement",
     "SystemClock",
+    "TierPrice",
     "TomlPolicyProvider",
     "TrailSummary",
     "UnknownModel",
@@ -183,7 +202,9 @@ __all__ = [
     "nanos_to_usd",
     "new_id",
     "parse_usd",
+    "sdk_kwargs",
     "text_tokens_upper_bound",
     "verify_trail",
     "window_span",
+    "wire_field",
 ]
