@@ -12,11 +12,12 @@ OpenAI SDK raises as an ``APIError``.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
+
+from aegis.core import SSE_DONE, chat_sse_event
 
 from .chat_response import (
     candidate_parts,
@@ -32,14 +33,8 @@ from .usage import StreamUsage
 
 __all__ = ["SSE_DONE", "ChatStreamTranslator", "sse_event", "stream_error_event"]
 
-SSE_DONE: Final = b"data: [DONE]\n\n"
-
-
-def sse_event(data: Mapping[str, Any]) -> bytes:
-    """One ``data:`` event carrying ``data`` as JSON."""
-    return (
-        b"data: " + json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
-    )
+sse_event: Final = chat_sse_event
+"""One ``data:`` event carrying its argument as JSON (:func:`aegis.core.chat_sse_event`)."""
 
 
 def stream_error_event(error: GeminiError) -> bytes:
