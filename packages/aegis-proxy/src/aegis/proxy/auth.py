@@ -68,7 +68,8 @@ class KeyIndex:
         key = _presented_key(request)
         if not key:
             raise Unauthorized(
-                "missing API key: send it as 'Authorization: Bearer <key>' or 'x-goog-api-key'",
+                "missing API key: send it as 'Authorization: Bearer <key>', 'x-api-key' or "
+                "'x-goog-api-key'",
                 code="missing_api_key",
             )
         tenant = self.tenant_for_key(key)
@@ -84,4 +85,4 @@ def _presented_key(request: web.Request) -> str | None:
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
     # Never from the query string (?key=): URLs end up in access logs.
-    return request.headers.get("x-goog-api-key") or None
+    return request.headers.get("x-goog-api-key") or request.headers.get("x-api-key") or None

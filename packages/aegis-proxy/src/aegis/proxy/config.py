@@ -30,12 +30,18 @@ __all__ = [
     "settings_from_env",
 ]
 
-ProviderType = Literal["openai", "gemini"]
+ProviderType = Literal["openai", "gemini", "anthropic"]
+PROVIDER_TYPES: Final[tuple[ProviderType, ...]] = ("openai", "gemini", "anthropic")
 DEFAULT_BASE_URLS: Final = {
     "openai": "https://api.openai.com/v1",
     "gemini": "https://generativelanguage.googleapis.com",
+    "anthropic": "https://api.anthropic.com",
 }
-DEFAULT_KEY_ENVS: Final = {"openai": "OPENAI_API_KEY", "gemini": "GEMINI_API_KEY"}
+DEFAULT_KEY_ENVS: Final = {
+    "openai": "OPENAI_API_KEY",
+    "gemini": "GEMINI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,9 +307,9 @@ def parse_settings(data: Mapping[str, Any], *, source: Path | None = None) -> Se
             r.problem(where, "must be a table")
             continue
         r.known(body, where, _PROVIDER_KEYS)
-        kind = r.choice(body, "type", where, ("openai", "gemini"), "openai")
+        kind = r.choice(body, "type", where, PROVIDER_TYPES, "openai")
         if "type" not in body:
-            r.problem(f"{where}.type", 'is required ("openai" or "gemini")')
+            r.problem(f"{where}.type", 'is required ("openai", "gemini" or "anthropic")')
         base_url = r.typed(body, "base_url", where, str, DEFAULT_BASE_URLS[kind])
         if not base_url.startswith(("http://", "https://")):
             r.problem(f"{where}.base_url", f"must be an http(s) URL, got {base_url!r}")
@@ -429,8 +435,9 @@ def _alerts(r: _Reader, table: Mapping[str, Any]) -> AlertSettings:
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
-    """Settings with no file: providers from ``OPENAI_API_KEY``/``GEMINI_API_KEY`` (and
-    ``OPENAI_BASE_URL``/``GEMINI_BASE_URL`` for another server of the same kind), SQLite
+    """Settings with no file: providers from ``OPENAI_API_KEY``/``GEMINI_API_KEY``/
+    ``ANTHROPIC_API_KEY`` (and ``OPENAI_BASE_URL``/``GEMINI_BASE_URL``/``ANTHROPIC_BASE_URL``
+    for another server of the same kind), SQLite
     ledger and receipts under ``./.aegis/``, and tenants (with key hashes) from
     ``.aegis/tenants.toml`` when it exists. Without tenants nobody can call: never open."""
     env = os.environ if environ is None else environ
@@ -441,7 +448,7 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
             base_url=(env.get(f"{kind.upper()}_BASE_URL") or DEFAULT_BASE_URLS[kind]).rstrip("/"),
             api_key_env=DEFAULT_KEY_ENVS[kind],
         )
-        for kind in ("openai", "gemini")
+        for kind in PROVIDER_TYPES
         if env.get(DEFAULT_KEY_ENVS[kind])
     }
     default = env.get("AEGIS_DEFAULT_PROVIDER") or next(iter(providers), None)

@@ -18,7 +18,10 @@ Errors of aegis-core map as :func:`aegis.adapters.openai.error_for` classifies t
 (``BudgetExceeded`` → 429 with ``x-should-retry: false``, ``Denied`` → 403,
 ``DuplicateRequest`` → 409, ledger or receipt trouble → 503). The body is laid out in the
 caller's API (:mod:`aegis.proxy.apis`): OpenAI's ``{"error": {message, type, param, code}}``,
-or Google's on the Gemini routes.
+Google's on the Gemini routes, Anthropic's on the Messages routes (where refusals map as
+:func:`aegis.adapters.anthropic.error_for` classifies them: a budget stop is ``429
+rate_limit_error`` naming the budget, ``x-should-retry: false``, ``retry-after`` only when the
+budget resets within the hour).
 """
 
 from __future__ import annotations
@@ -28,9 +31,10 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from aegis.adapters.anthropic import error_for as anthropic_error_for
 from aegis.adapters.openai import error_for
 from aegis.core import AegisError, InvalidRequest
-from aegis.proxy.apis import OPENAI, ClientApi, api_of
+from aegis.proxy.apis import ANTHROPIC, OPENAI, ClientApi, api_of
 
 __all__ = [
     "BadRequest",
@@ -147,6 +151,16 @@ def response_for(exc: AegisError, api: ClientApi) -> web.Response:
     if isinstance(exc, InvalidRequest):
         return error_response(
             400, exc.message, type="invalid_request_error", param=exc.param, api=api
+        )
+    if api is ANTHROPIC:
+        # Anthropic's SDKs: a budget stop is a 429 they must not retry (x-should-retry: false),
+        # with retry-after only where waiting can help; the adapter decides it.
+        wire = anthropic_error_for(exc)
+        return web.Response(
+            status=wire.status,
+            body=wire.body,
+            content_type="application/json",
+            headers=dict(wire.headers),
         )
     reply = error_for(exc)
     return error_response(

@@ -71,3 +71,6 @@ class Exchange:
     client_error: ErrorReader
     observer: Callable[[], StreamObserver] | None = None
     """Set for a streamed call."""
+    headers: Mapping[str, str] | None = None
+    """Request headers of this call on top of the upstream's own (Anthropic's
+    ``anthropic-version`` and ``anthropic-beta`` as the client sent them)."""

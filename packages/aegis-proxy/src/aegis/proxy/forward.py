@@ -83,8 +83,11 @@ async def forward(
     name = owner.permit.provider
     upstream_sent()  # operator metrics: upstream time and fallback attempts
     try:
+        headers = upstream.json_headers
+        if exchange.headers:
+            headers = {**headers, **exchange.headers}
         response = await upstream.session.post(
-            upstream.url(exchange.path), data=exchange.payload, headers=upstream.json_headers
+            upstream.url(exchange.path), data=exchange.payload, headers=headers
         )
     except aiohttp.ClientConnectorError as exc:
         owner.unreachable(f"{type(exc).__name__} from {name}")
