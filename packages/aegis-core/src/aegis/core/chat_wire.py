@@ -19,20 +19,28 @@ from typing import Any, Final, Literal, NoReturn
 from aegis.core.pricing import Usage
 
 __all__ = [
+    "CHAT_ADVISORY_FIELDS",
+    "CHAT_REQUEST_FIELDS",
     "SSE_DONE",
+    "ChatOptions",
     "ChatToolChoice",
     "FunctionCall",
     "FunctionTool",
     "JsonChecks",
+    "assistant_message",
     "chat_sse_event",
+    "check_chat_fields",
+    "merge_turn",
     "new_call_id",
     "new_completion_id",
     "openai_error_type",
     "openai_usage",
+    "read_chat_options",
     "read_function_call",
     "read_function_tool",
     "read_tool_choice",
     "split_data_url",
+    "usage_chunk",
 ]
 
 SSE_DONE: Final = b"data: [DONE]\n\n"
@@ -46,6 +54,46 @@ _OPENAI_TYPE: Final[Mapping[int, str]] = {
     409: "conflict_error",
     429: "rate_limit_error",
 }
+
+CHAT_ADVISORY_FIELDS: Final = frozenset(
+    {
+        "user",
+        "safety_identifier",
+        "metadata",
+        "store",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+        "service_tier",
+    }
+)
+"""Chat request fields that do not change the answer: accepted, and not sent on."""
+CHAT_REQUEST_FIELDS: Final = frozenset(
+    {
+        "model",
+        "messages",
+        "stream",
+        "stream_options",
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "max_completion_tokens",
+        "stop",
+        "n",
+        "seed",
+        "response_format",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "presence_penalty",
+        "frequency_penalty",
+        "reasoning_effort",
+        "logprobs",
+        "top_logprobs",
+        "logit_bias",
+        "modalities",
+    }
+)
+"""Chat request fields a translator reads (translating each, or refusing it when set)."""
 
 ErrorFactory = Callable[..., Exception]
 """Builds the adapter's error: ``factory(message, param=..., code=...)``."""
@@ -109,6 +157,78 @@ class JsonChecks:
 
 
 # -- request parts ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ChatOptions:
+    """The options of a chat request every provider reads alike."""
+
+    stream: bool
+    include_usage: bool
+    """The client asked for the final usage chunk (``stream_options.include_usage``)."""
+    max_output_tokens: int | None
+    """The smaller of ``max_tokens`` and ``max_completion_tokens`` (``None``: neither)."""
+    stop: tuple[str, ...]
+
+
+def check_chat_fields(checks: JsonChecks, request: Mapping[str, Any], provider: str) -> None:
+    """Refuse fields no translation carries (unknown keys, log probabilities, logit bias,
+    output other than text), naming ``provider`` in the message."""
+    for key in request:
+        if key not in CHAT_REQUEST_FIELDS and key not in CHAT_ADVISORY_FIELDS:
+            checks.unsupported(str(key), f"is not supported by the {provider} translation")
+    if request.get("logprobs"):
+        checks.unsupported("logprobs", "log probabilities are not translated")
+    if request.get("top_logprobs") is not None:
+        checks.unsupported("top_logprobs", "log probabilities are not translated")
+    if request.get("logit_bias"):
+        checks.unsupported("logit_bias", f"{provider} has no logit bias")
+    modalities = request.get("modalities")
+    if modalities is not None and list(checks.array(modalities, "modalities")) != ["text"]:
+        checks.unsupported("modalities", "only text output is supported")
+
+
+def read_chat_options(checks: JsonChecks, request: Mapping[str, Any]) -> ChatOptions:
+    """``stream``, ``stream_options``, the output limit and ``stop`` of a chat request."""
+    stream = request.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        checks.fail("stream", "must be a boolean")
+    include_usage = False
+    if request.get("stream_options") is not None:
+        options = checks.mapping(request["stream_options"], "stream_options")
+        checks.only_keys(
+            options, frozenset({"include_usage", "include_obfuscation"}), "stream_options"
+        )
+        include_usage = options.get("include_usage") is True
+    limits = []
+    for key in ("max_tokens", "max_completion_tokens"):
+        value = request.get(key)
+        if value is not None:
+            if not JsonChecks.is_int(value) or value < 1:
+                checks.fail(key, "must be a positive integer")
+            limits.append(value)
+    stop = request.get("stop")
+    stops: list[str] = []
+    if stop is not None:
+        for k, s in enumerate([stop] if isinstance(stop, str) else checks.array(stop, "stop")):
+            stops.append(checks.string(s, f"stop[{k}]"))
+    return ChatOptions(
+        stream=stream is True,
+        include_usage=include_usage,
+        max_output_tokens=min(limits) if limits else None,
+        stop=tuple(stops),
+    )
+
+
+def merge_turn(turns: list[dict[str, Any]], role: str, items: list[Any], key: str) -> None:
+    """Append ``items`` to ``turns`` as a turn of ``role`` (their list under ``key``), merged
+    into the last turn when it has the same role; nothing for no items."""
+    if not items:
+        return
+    if turns and turns[-1]["role"] == role:
+        turns[-1][key].extend(items)
+    else:
+        turns.append({"role": role, key: items})
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +380,30 @@ def openai_usage(usage: Usage) -> dict[str, Any]:
         "total_tokens": usage.input_tokens + usage.output_tokens,
         "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
         "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+    }
+
+
+def assistant_message(texts: list[str], calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """A choice's ``message``: the texts joined (``None`` for only tool calls), the calls."""
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": "".join(texts) if texts or not calls else None,
+        "refusal": None,
+    }
+    if calls:
+        message["tool_calls"] = calls
+    return message
+
+
+def usage_chunk(completion_id: str, created: int, model: str, usage: Usage) -> dict[str, Any]:
+    """The last chunk of a stream whose client asked for usage (``choices: []``)."""
+    return {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [],
+        "usage": openai_usage(usage),
     }
 
 

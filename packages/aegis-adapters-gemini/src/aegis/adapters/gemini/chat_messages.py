@@ -9,7 +9,7 @@ import mimetypes
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from aegis.core import read_function_call, split_data_url
+from aegis.core import merge_turn, read_function_call, split_data_url
 
 from ._checks import CHECKS, array, fail, mapping, only_keys, string, unsupported
 
@@ -148,12 +148,7 @@ def translate_messages(
     names: dict[str, str] = {}
 
     def add(role: str, parts: list[dict[str, Any]]) -> None:
-        if not parts:
-            return
-        if contents and contents[-1]["role"] == role:
-            contents[-1]["parts"].extend(parts)
-        else:
-            contents.append({"role": role, "parts": parts})
+        merge_turn(contents, role, parts, "parts")
 
     for i, raw in enumerate(messages):
         where = f"messages[{i}]"

@@ -23,7 +23,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from aegis.core import Usage, new_call_id, new_completion_id, openai_usage
+from aegis.core import Usage, assistant_message, new_call_id, new_completion_id, openai_usage
 
 from .errors import ResponseTranslationError
 from .usage import usage_from_response
@@ -141,13 +141,7 @@ def gemini_response_to_chat(
             text = part_text(part)
             if text is not None:
                 texts.append(text)
-        message: dict[str, Any] = {
-            "role": "assistant",
-            "content": "".join(texts) if texts or not calls else None,
-            "refusal": None,
-        }
-        if calls:
-            message["tool_calls"] = calls
+        message = assistant_message(texts, calls)
         index = candidate.get("index", position)
         choices.append(
             {

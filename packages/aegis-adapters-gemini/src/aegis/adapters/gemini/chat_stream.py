@@ -17,13 +17,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from aegis.core import SSE_DONE, chat_sse_event
+from aegis.core import SSE_DONE, chat_sse_event, usage_chunk
 
 from .chat_response import (
     candidate_parts,
     finish_reason_to_openai,
     new_completion_id,
-    openai_usage,
     part_text,
     tool_call_from_part,
 )
@@ -127,16 +126,7 @@ class ChatStreamTranslator:
         """The chunks that close the stream: the usage chunk, when the client asked for it."""
         if not self.include_usage or self.usage.reported is None:
             return []
-        return [
-            {
-                "id": self.completion_id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "choices": [],
-                "usage": openai_usage(self.usage.reported),
-            }
-        ]
+        return [usage_chunk(self.completion_id, self.created, self.model, self.usage.reported)]
 
     @property
     def is_finished(self) -> bool:
