@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestServer
 from openai import AsyncOpenAI
 
 from aegis.proxy import Settings, hash_key, parse_settings
+from fakes.anthropic_upstream import FakeAnthropicServer
 from fakes.gemini_upstream import FakeGeminiServer
 from fakes.openai_upstream import FakeUpstream
 
@@ -32,6 +33,7 @@ def make_settings(
     backup: FakeUpstream | None = None,
     gemini: FakeGeminiServer | None = None,
     receipts: str = "memory",
+    anthropic: FakeAnthropicServer | None = None,
     **acme: Any,
 ) -> Settings:
     """Settings for the proxy in front of the fakes; ``acme`` holds the policy of tenant acme."""
@@ -46,6 +48,12 @@ def make_settings(
         }
     if gemini is not None:
         providers["gemini"] = {"type": "gemini", "base_url": gemini.url, "api_key_env": "FAKE_KEY"}
+    if anthropic is not None:
+        providers["anthropic"] = {
+            "type": "anthropic",
+            "base_url": anthropic.url,
+            "api_key_env": "FAKE_KEY",
+        }
     return parse_settings(
         {
             "ledger": {"backend": "sqlite", "path": str(tmp_path / "ledger.db")},

@@ -169,7 +169,7 @@ def test_check_config_accepts_the_example_and_lists_every_problem(tmp_path: Path
     bad = tmp_path / "bad.toml"
     bad.write_text(
         '[server]\nport = "eighty"\n'
-        '[providers.x]\ntype = "anthropic"\n'
+        '[providers.x]\ntype = "bedrock"\n'
         '[tenants.acme]\napi_keys = ["plaintext-key"]\n'
         "[tenants.acme.budgets]\nper_run_usd = -1\n"
     )

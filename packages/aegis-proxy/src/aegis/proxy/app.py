@@ -12,6 +12,7 @@ from aiohttp import web
 from aegis.core import Gate, InMemoryPolicyProvider
 from aegis.proxy import (
     admin,
+    anthropic_api,
     gemini_api,
     health,
     metrics_api,
@@ -124,6 +125,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(health.routes())
     app.add_routes(openai_api.routes())
     app.add_routes(gemini_api.routes())
+    app.add_routes(anthropic_api.routes())
     app.add_routes(usage_api.routes())
     app.add_routes(admin.routes())
     if settings.observability.metrics:

@@ -441,7 +441,7 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
     ledger and receipts under ``./.aegis/``, and tenants (with key hashes) from
     ``.aegis/tenants.toml`` when it exists. Without tenants nobody can call: never open."""
     env = os.environ if environ is None else environ
-    providers = {
+    providers: dict[str, ProviderSettings] = {
         kind: ProviderSettings(
             name=kind,
             type=kind,

@@ -26,10 +26,8 @@ from aegis.adapters.gemini import (
 )
 from aegis.core import Gate, Permit, SseEvent, Usage, UsageSource
 from aegis.proxy.apis import GOOGLE, OPENAI
-from aegis.proxy.attempt import Failure
-from aegis.proxy.exchange import Answer, ErrorReader, Exchange
-from aegis.proxy.openai_wire import json_object, passthrough_error
-from aegis.proxy.routing import is_retryable_status
+from aegis.proxy.exchange import Answer, Exchange
+from aegis.proxy.openai_wire import json_object, openai_failure, passthrough_error
 
 __all__ = [
     "embed_exchange",
@@ -147,19 +145,8 @@ def embed_exchange(raw: bytes, permit: Permit, *, version: str, action: str) -> 
     )
 
 
-def _openai_failure(provider: str) -> ErrorReader:
-    def failure(status: int, body: bytes, headers: Mapping[str, str]) -> Failure:
-        code, data = openai_error_body(parse_error_body(status, body))
-        retry = {k: v for k, v in headers.items() if k.lower() == "retry-after"}
-        return Failure(
-            code,
-            f"{provider} answered {status}",
-            json.dumps(data).encode(),
-            {"Content-Type": "application/json", **retry},
-            retryable=is_retryable_status(status),
-        )
-
-    return failure
+def _to_openai(status: int, body: bytes, headers: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
+    return openai_error_body(parse_error_body(status, body))
 
 
 def translated_exchange(
@@ -198,6 +185,6 @@ def translated_exchange(
         payload=_limited_body(translated.body, estimate, permit),
         client=OPENAI,
         read_answer=read_answer,
-        client_error=_openai_failure(permit.provider),
+        client_error=openai_failure(permit.provider, _to_openai),
         observer=observer if stream else None,
     )

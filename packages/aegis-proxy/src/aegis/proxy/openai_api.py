@@ -10,6 +10,12 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from aegis.adapters.anthropic import (
+    InvalidRequestBody as AnthropicInvalidBody,
+    TranslationError as AnthropicTranslationError,
+    chat_request_to_anthropic,
+    estimate_messages_request,
+)
 from aegis.adapters.gemini import TranslationError, chat_request_to_gemini
 from aegis.adapters.openai import (
     InvalidRequestBody,
@@ -25,6 +31,10 @@ from aegis.adapters.openai import (
     usage_from_responses_object,
 )
 from aegis.core import Gate, Permit, Policy
+from aegis.proxy.anthropic_wire import (
+    admission as anthropic_admission,
+    translated_exchange as anthropic_translated_exchange,
+)
 from aegis.proxy.calls import IncomingCall, read_call
 from aegis.proxy.errors import BadRequest
 from aegis.proxy.exchange import Exchange
@@ -36,6 +46,9 @@ from aegis.proxy.serve import serve
 from aegis.proxy.state import GATE, IDEMPOTENCY, KEYS, ROUTER, UPSTREAMS
 
 __all__ = ["routes"]
+
+_ANTHROPIC_DEFAULT_MAX_TOKENS: Final = 4096
+"""``max_tokens`` for a Claude model the price list gives no output limit."""
 
 CHAT: Final = Endpoint(
     path="/chat/completions",
@@ -119,6 +132,8 @@ async def _governed(
     async def prepare(attempt: Attempt, request_id: str) -> tuple[Permit, Exchange]:
         if attempt.provider_type == "gemini":
             return await _prepare_gemini(gate, call, attempt, request_id, policy, body_sha256)
+        if attempt.provider_type == "anthropic":
+            return await _prepare_anthropic(gate, call, attempt, request_id, policy, body_sha256)
         price = gate.pricing.get(attempt.model)
         model_max = price.max_output_tokens if price is not None else 0
         permit = await gate.admit(
@@ -188,6 +203,42 @@ async def _prepare_gemini(
         policy=policy,
     )
     return permit, translated_exchange(translated, estimate, permit)
+
+
+async def _prepare_anthropic(
+    gate: Gate,
+    call: IncomingCall,
+    attempt: Attempt,
+    request_id: str,
+    policy: Policy,
+    body_sha256: str,
+) -> tuple[Permit, Exchange]:
+    """An OpenAI chat attempt served by Claude, translated both ways."""
+    price = gate.pricing.get(attempt.model)
+    # Anthropic requires max_tokens: without one, the model's own output limit is the bound.
+    default_max = price.max_output_tokens if price is not None and price.max_output_tokens else 0
+    try:
+        translated = chat_request_to_anthropic(
+            call.body, default_max_tokens=default_max or _ANTHROPIC_DEFAULT_MAX_TOKENS
+        )
+        estimate = estimate_messages_request({**translated.body, "model": attempt.model})
+    except (AnthropicTranslationError, AnthropicInvalidBody) as exc:
+        code = getattr(exc, "code", None)
+        raise BadRequest(exc.message, param=exc.param, code=code) from None
+    input_tokens, output_tokens = anthropic_admission(gate, estimate)
+    permit = await gate.admit(
+        tenant_id=call.tenant_id,
+        request_id=request_id,
+        run_id=call.run_id,
+        provider=attempt.provider,
+        model=attempt.model,
+        input_tokens=input_tokens,
+        max_output_tokens=output_tokens,
+        capability="llm:stream" if translated.stream else "llm:invoke",
+        body_sha256=body_sha256,
+        policy=policy,
+    )
+    return permit, anthropic_translated_exchange(translated, estimate, permit)
 
 
 def _dumps(body: dict[str, Any]) -> bytes:
