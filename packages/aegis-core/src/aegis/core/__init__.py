@@ -24,6 +24,7 @@ from aegis.core.errors import (
     RateLimited,
     ReceiptError,
     ReceiptSinkUnavailable,
+    TrailLocked,
     UnknownModel,
     UnknownModelDenied,
 )
@@ -188,6 +189,7 @@ __all__ = [
     "SystemClock",
     "TierPrice",
     "TomlPolicyProvider",
+    "TrailLocked",
     "TrailSummary",
     "UnknownModel",
     "UnknownModelDenied",
