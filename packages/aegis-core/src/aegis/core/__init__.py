@@ -35,6 +35,7 @@ from aegis.core.estimate import (
 )
 from aegis.core.file_sink import FileReceiptSink
 from aegis.core.gate import Gate, GovernedCall, Permit, UsageSource
+from aegis.core.governed import GovernedResponse
 from aegis.core.ids import new_id
 from aegis.core.keyring import KEYS_ENV, Keyring
 from aegis.core.ledger import (
@@ -139,6 +140,7 @@ __all__ = [
     "FileReceiptSink",
     "Gate",
     "GovernedCall",
+    "GovernedResponse",
     "HmacSha256Signer",
     "Hold",
     "HoldAlreadyResolved",
