@@ -48,6 +48,7 @@ from aegis.core.errors import (
     RateLimited,
     ReceiptError,
     ReceiptSinkUnavailable,
+    TrailLocked,
     UnknownModel,
     UnknownModelDenied,
 )
@@ -58,6 +59,7 @@ from aegis.core.estimate import (
 )
 from aegis.core.file_sink import FileReceiptSink
 from aegis.core.gate import Gate, GovernedCall, Permit, UsageSource
+from aegis.core.governed import GovernedResponse
 from aegis.core.ids import new_id
 from aegis.core.keyring import KEYS_ENV, Keyring
 from aegis.core.ledger import (
@@ -169,6 +171,7 @@ __all__ = [
     "FunctionTool",
     "Gate",
     "GovernedCall",
+    "GovernedResponse",
     "HmacSha256Signer",
     "Hold",
     "HoldAlreadyResolved",
@@ -220,6 +223,7 @@ __all__ = [
     "SystemClock",
     "TierPrice",
     "TomlPolicyProvider",
+    "TrailLocked",
     "TrailSummary",
     "UnknownModel",
     "UnknownModelDenied",

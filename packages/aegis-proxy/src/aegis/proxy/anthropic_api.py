@@ -10,7 +10,6 @@ message}}``; a budget stop is ``429 rate_limit_error`` naming the budget, with
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 from aiohttp import web
@@ -20,40 +19,31 @@ from aegis.adapters.anthropic import (
     estimate_count_tokens_request,
     estimate_messages_request,
 )
-from aegis.core import Permit, Policy
+from aegis.core import Permit
 from aegis.proxy.anthropic_wire import admission, count_tokens_exchange, native_exchange
 from aegis.proxy.apis import ANTHROPIC, API
 from aegis.proxy.calls import IncomingCall, read_call
 from aegis.proxy.errors import BadRequest
 from aegis.proxy.exchange import Exchange
 from aegis.proxy.routing import Attempt
-from aegis.proxy.serve import serve
+from aegis.proxy.serve import CallScope, serve
 from aegis.proxy.state import GATE, ROUTER, UPSTREAMS
 
 __all__ = ["routes"]
 
 
-async def _plan(
+async def _scope(
     request: web.Request, call: IncomingCall, model: str, capability: str
-) -> tuple[list[Attempt], Policy, str]:
-    gate = request.app[GATE]
-    body_sha256 = hashlib.sha256(call.raw).hexdigest()
-    policy = await gate.policy_for(
-        tenant_id=call.tenant_id,
-        request_id=call.request_id,
-        run_id=call.run_id,
-        model=model,
-        capability=capability,
-        body_sha256=body_sha256,
-    )
+) -> tuple[CallScope, list[Attempt]]:
+    scope = await CallScope.open(request.app[GATE], call, model, capability)
     plan = [
         a
-        for a in request.app[ROUTER].plan(model, policy, cross_type=False)
+        for a in request.app[ROUTER].plan(model, scope.policy, cross_type=False)
         if a.provider_type == "anthropic"
     ]
     if not plan:
         raise BadRequest(f"no Anthropic provider serves model {model!r}", param="model")
-    return plan, policy, body_sha256
+    return scope, plan
 
 
 async def messages(request: web.Request) -> web.StreamResponse:
@@ -65,31 +55,21 @@ async def messages(request: web.Request) -> web.StreamResponse:
     except InvalidRequestBody as exc:
         raise BadRequest(exc.message, param=exc.param) from None
     capability = "llm:stream" if estimate.stream else "llm:invoke"
-    plan, policy, body_sha256 = await _plan(request, call, estimate.model, capability)
-    gate = request.app[GATE]
+    scope, plan = await _scope(request, call, estimate.model, capability)
 
     async def prepare(attempt: Attempt, request_id: str) -> tuple[Permit, Exchange]:
         same_model = attempt.model == estimate.model
         body = call.body if same_model else {**call.body, "model": attempt.model}
         attempt_estimate = estimate if same_model else estimate_messages_request(body)
-        input_tokens, output_tokens = admission(gate, attempt_estimate)
-        permit = await gate.admit(
-            tenant_id=call.tenant_id,
-            request_id=request_id,
-            run_id=call.run_id,
-            provider=attempt.provider,
-            model=attempt.model,
-            input_tokens=input_tokens,
-            max_output_tokens=output_tokens,
-            capability=capability,
-            body_sha256=body_sha256,
-            policy=policy,
+        input_tokens, output_tokens = admission(scope.gate, attempt_estimate)
+        permit = await scope.admit(
+            attempt, request_id, input_tokens=input_tokens, max_output_tokens=output_tokens
         )
         raw = call.raw if same_model else None
         return permit, native_exchange(body, raw, attempt_estimate, permit, request.headers)
 
     upstreams = request.app[UPSTREAMS]
-    return await serve(request, call, gate, upstreams, plan, prepare)
+    return await serve(request, scope, upstreams, plan, prepare)
 
 
 async def count_tokens(request: web.Request) -> web.StreamResponse:
@@ -101,27 +81,15 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
         estimate = estimate_count_tokens_request(call.body)
     except InvalidRequestBody as exc:
         raise BadRequest(exc.message, param=exc.param) from None
-    plan, policy, body_sha256 = await _plan(request, call, estimate.model, "llm:invoke")
-    gate = request.app[GATE]
+    scope, plan = await _scope(request, call, estimate.model, "llm:invoke")
 
     async def prepare(attempt: Attempt, request_id: str) -> tuple[Permit, Exchange]:
-        permit = await gate.admit(
-            tenant_id=call.tenant_id,
-            request_id=request_id,
-            run_id=call.run_id,
-            provider=attempt.provider,
-            model=attempt.model,
-            input_tokens=0,
-            max_output_tokens=0,
-            capability="llm:invoke",
-            body_sha256=body_sha256,
-            policy=policy,
-        )
+        permit = await scope.admit(attempt, request_id, input_tokens=0, max_output_tokens=0)
         raw = call.raw if attempt.model == estimate.model else _with_model(call, attempt.model)
         return permit, count_tokens_exchange(raw, permit, request.headers)
 
     upstreams = request.app[UPSTREAMS]
-    return await serve(request, call, gate, upstreams, plan, prepare)
+    return await serve(request, scope, upstreams, plan, prepare)
 
 
 def _with_model(call: IncomingCall, model: str) -> bytes:
