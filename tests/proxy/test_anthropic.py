@@ -272,18 +272,22 @@ async def test_openai_client_served_by_claude(
     first = anthropic_upstream.fake.requests[0].body
     assert first["system"] == [{"type": "text", "text": "be brief"}]
     assert first["max_tokens"] == 50
-    stream = await client.chat.completions.create(
+    pieces, finishes, usages = [], [], []
+    async for chunk in await client.chat.completions.create(
         model=HAIKU,
         messages=[{"role": "user", "content": "stream"}],
         stream=True,
         stream_options={"include_usage": True},
-    )
-    chunks = [c async for c in stream]
-    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text == "streamed reply here"
-    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
-    assert chunks[-1].usage is not None
-    assert chunks[-1].usage.completion_tokens == 3
+    ):
+        for choice in chunk.choices:
+            pieces.append(choice.delta.content or "")
+            finishes.append(choice.finish_reason)
+        usages.append(chunk.usage)
+    assert "".join(pieces) == "streamed reply here"
+    assert finishes[-1] == "stop"
+    last_usage = usages[-1]  # the usage chunk ends the stream
+    assert last_usage is not None
+    assert last_usage.completion_tokens == 3
     # Without max_tokens the model's own output limit goes upstream (Anthropic requires one).
     assert anthropic_upstream.fake.requests[1].body["max_tokens"] == 64_000
     called = await client.chat.completions.create(
@@ -340,24 +344,28 @@ async def test_untranslatable_requests_are_rejected_naming_the_field(
     assert anthropic_upstream.fake.requests == []
 
 
+THREE_WAY = {
+    "primary_provider": "openai",
+    "fallback_providers": ["anthropic", "gemini"],
+    # Each fallback gets a model of its own kind: followed from one name to the next.
+    "fallback_models": {"gpt-4o-mini": HAIKU, HAIKU: "gemini-2.5-flash"},
+}
+
+
 async def test_fallback_across_all_three_providers(
-    tmp_path: Path,
-    openai_upstream: FakeUpstream,
-    anthropic_upstream: FakeAnthropicServer,
-    gemini_upstream: FakeGeminiServer,
     start_proxy: StartProxy,
+    tmp_path: Path,
+    gemini_upstream: FakeGeminiServer,
+    anthropic_upstream: FakeAnthropicServer,
+    openai_upstream: FakeUpstream,
 ) -> None:
     settings = make_settings(
         tmp_path,
         openai_upstream,
-        gemini=gemini_upstream,
+        None,
+        gemini_upstream,
         anthropic=anthropic_upstream,
-        routing={
-            "primary_provider": "openai",
-            "fallback_providers": ["anthropic", "gemini"],
-            # Each fallback gets a model of its own kind: followed from one name to the next.
-            "fallback_models": {"gpt-4o-mini": HAIKU, HAIKU: "gemini-2.5-flash"},
-        },
+        routing=THREE_WAY,
     )
     proxy = await start_proxy(settings)
     openai_upstream.fake.enqueue(OpenAIFault(503, "overloaded"), OpenAIFault(503, "overloaded"))

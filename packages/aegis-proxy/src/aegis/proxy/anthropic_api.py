@@ -11,6 +11,8 @@ message}}``; a budget stop is ``429 rate_limit_error`` naming the budget, with
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -31,6 +33,21 @@ from aegis.proxy.state import GATE, ROUTER, UPSTREAMS
 
 __all__ = ["routes"]
 
+T = TypeVar("T")
+
+
+async def _read(request: web.Request) -> IncomingCall:
+    request[API] = ANTHROPIC  # errors from here on are in Anthropic's shape
+    return await read_call(request)
+
+
+def _bounded(estimate: Callable[[Mapping[str, Any]], T], call: IncomingCall) -> T:
+    """The body's estimate; a body the API would refuse is a 400 naming the field."""
+    try:
+        return estimate(call.body)
+    except InvalidRequestBody as exc:
+        raise BadRequest(exc.message, param=exc.param) from None
+
 
 async def _scope(
     request: web.Request, call: IncomingCall, model: str, capability: str
@@ -48,12 +65,8 @@ async def _scope(
 
 async def messages(request: web.Request) -> web.StreamResponse:
     """``POST /v1/messages``: governed, bytes passed through, usage read on the way."""
-    request[API] = ANTHROPIC
-    call = await read_call(request)
-    try:
-        estimate = estimate_messages_request(call.body)
-    except InvalidRequestBody as exc:
-        raise BadRequest(exc.message, param=exc.param) from None
+    call = await _read(request)
+    estimate = _bounded(estimate_messages_request, call)
     capability = "llm:stream" if estimate.stream else "llm:invoke"
     scope, plan = await _scope(request, call, estimate.model, capability)
 
@@ -75,12 +88,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
 async def count_tokens(request: web.Request) -> web.StreamResponse:
     """``POST /v1/messages/count_tokens``: free at Anthropic, so governed (the model must be
     allowed, rate limits apply) and receipted, but nothing is reserved or charged."""
-    request[API] = ANTHROPIC
-    call = await read_call(request)
-    try:
-        estimate = estimate_count_tokens_request(call.body)
-    except InvalidRequestBody as exc:
-        raise BadRequest(exc.message, param=exc.param) from None
+    call = await _read(request)
+    estimate = _bounded(estimate_count_tokens_request, call)
     scope, plan = await _scope(request, call, estimate.model, "llm:invoke")
 
     async def prepare(attempt: Attempt, request_id: str) -> tuple[Permit, Exchange]:
