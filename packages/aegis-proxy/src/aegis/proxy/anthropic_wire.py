@@ -23,6 +23,7 @@ from aegis.adapters.anthropic import (
     InvalidRequestBody,
     MessagesEstimate,
     MessagesStreamReader,
+    StreamEvent,
     anthropic_message_to_chat,
     openai_error_from_anthropic,
     parse_error_body,
@@ -69,6 +70,12 @@ class _Metered:
         self._reader = MessagesStreamReader(max_output_tokens=max_output_tokens)
         self._error: bytes | None = None
 
+    def _classify(self, event: SseEvent) -> StreamEvent:
+        classified = self._reader.classify(event)
+        if classified.kind == "other" and classified.data is None and event.data is not None:
+            raise ValueError("a stream event whose data is not JSON")
+        return classified
+
     @property
     def complete(self) -> str | None:
         if self._error is not None:
@@ -94,7 +101,7 @@ class _NativeStream(_Metered):
         self._limit = max_output_tokens
 
     def feed(self, event: SseEvent, out: bytearray) -> bool:
-        classified = self._reader.classify(event)
+        classified = self._classify(event)
         if classified.kind == "over_limit":
             # The upstream ignores the limit we reserved for: end the message here.
             delta = {"stop_reason": "max_tokens", "stop_sequence": None}
@@ -185,7 +192,7 @@ class _TranslatedStream(_Metered):
         self._translator = translator
 
     def feed(self, event: SseEvent, out: bytearray) -> bool:
-        classified = self._reader.classify(event)
+        classified = self._classify(event)
         if classified.kind == "over_limit":
             for chunk in self._translator.stop("length"):
                 out += chat_sse_event(chunk)
