@@ -90,6 +90,11 @@ async def test_messages_create_through_the_proxy(
     assert parse_usd(receipt.actual_usd) == 30 * HAIKU_NANOS[0] + 10 * HAIKU_NANOS[1] + 3 * 5000
     assert receipt.usage is not None
     assert receipt.usage.input_tokens == 40
+    # The operator's metrics name the provider and the model like any other.
+    async with aiohttp.ClientSession() as http, http.get(proxy.url + "/metrics") as response:
+        scrape = await response.text()
+    assert 'provider="anthropic"' in scrape
+    assert f'model="{HAIKU}"' in scrape
 
 
 async def test_messages_stream_passes_anthropic_events_through(
