@@ -3,7 +3,10 @@ clients served by Claude (fallback across all three providers included)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,7 @@ from openai.types.chat import ChatCompletionMessageFunctionToolCall, ChatComplet
 from aegis.core import MemoryReceiptSink, parse_usd
 from aegis.proxy import GATE, Settings
 
+ROOT = Path(__file__).resolve().parents[2]
 StartProxy = Callable[[Settings], Awaitable[Proxy]]
 HAIKU = "claude-haiku-4-5"
 HAIKU_NANOS = (1000, 100, 1250, 5000)  # per token: input, cache read, 5-minute write, output
@@ -395,3 +399,29 @@ async def test_fallback_across_all_three_providers(
         ("openai", "upstream_error", 503),
         ("anthropic", "ok", 200),
     ]
+
+
+def readme_commands() -> list[str]:
+    readme = (ROOT / "packages/aegis-proxy/README.md").read_text()
+    block = readme.split("<!-- readme-anthropic")[1].split("<!-- /readme-anthropic -->")[0]
+    body = block.split("```sh\n")[1].split("```")[0]
+    return [c for c in body.replace("\\\n", " ").splitlines() if c.startswith("curl ")]
+
+
+async def test_the_readme_curl_examples_work(
+    proxy: Proxy, anthropic_upstream: FakeAnthropicServer
+) -> None:
+    outputs = []
+    for command in readme_commands():
+        command = command.replace("http://localhost:8787", proxy.url)
+        process = await asyncio.create_subprocess_shell(
+            command, env={**os.environ, "AEGIS_KEY": KEY}, stdout=subprocess.PIPE
+        )
+        stdout, _ = await process.communicate()
+        assert process.returncode == 0
+        outputs.append(json.loads(stdout))
+    message, counted = outputs
+    assert message["type"] == "message"
+    assert message["content"][0]["text"]
+    assert counted["input_tokens"] > 0
+    assert [r.capability for r in receipts(proxy).receipts] == ["llm:invoke", "llm:invoke"]
