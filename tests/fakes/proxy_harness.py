@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -89,6 +90,24 @@ class Proxy:
         for client in self.clients:
             await client.close()
         await self.server.close()
+
+
+def readme_commands(readme: Path, marker: str) -> list[str]:
+    """The ``curl`` commands of the shell block between ``<!-- MARKER`` and
+    ``<!-- /MARKER -->`` in ``readme`` (continued lines joined)."""
+    block = readme.read_text().split(f"<!-- {marker}")[1].split(f"<!-- /{marker} -->")[0]
+    body = block.split("```sh\n")[1].split("```")[0]
+    return [c for c in body.replace("\\\n", " ").splitlines() if c.startswith("curl ")]
+
+
+async def run_json_command(command: str, env: Mapping[str, str]) -> Any:
+    """Run a shell command (a README's curl) and parse what it printed as JSON."""
+    process = await asyncio.create_subprocess_shell(
+        command, env={**os.environ, **env}, stdout=subprocess.PIPE
+    )
+    stdout, _ = await process.communicate()
+    assert process.returncode == 0, command
+    return json.loads(stdout)
 
 
 def free_port() -> int:

@@ -3,10 +3,7 @@ clients served by Claude (fallback across all three providers included)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +17,14 @@ from anthropic.types import MessageParam, ToolParam
 from fakes.anthropic_upstream import FakeAnthropicServer, Fault, Reply, prompt_tokens
 from fakes.gemini_upstream import FakeGeminiServer, Reply as GeminiReply
 from fakes.openai_upstream import FakeUpstream, Fault as OpenAIFault
-from fakes.proxy_harness import KEY, UPSTREAM_SECRET, Proxy, make_settings
+from fakes.proxy_harness import (
+    KEY,
+    UPSTREAM_SECRET,
+    Proxy,
+    make_settings,
+    readme_commands,
+    run_json_command,
+)
 from openai.types.chat import ChatCompletionMessageFunctionToolCall, ChatCompletionMessageParam
 
 from aegis.core import MemoryReceiptSink, parse_usd
@@ -401,26 +405,14 @@ async def test_fallback_across_all_three_providers(
     ]
 
 
-def readme_commands() -> list[str]:
-    readme = (ROOT / "packages/aegis-proxy/README.md").read_text()
-    block = readme.split("<!-- readme-anthropic")[1].split("<!-- /readme-anthropic -->")[0]
-    body = block.split("```sh\n")[1].split("```")[0]
-    return [c for c in body.replace("\\\n", " ").splitlines() if c.startswith("curl ")]
-
-
 async def test_the_readme_curl_examples_work(
     proxy: Proxy, anthropic_upstream: FakeAnthropicServer
 ) -> None:
-    outputs = []
-    for command in readme_commands():
-        command = command.replace("http://localhost:8787", proxy.url)
-        process = await asyncio.create_subprocess_shell(
-            command, env={**os.environ, "AEGIS_KEY": KEY}, stdout=subprocess.PIPE
-        )
-        stdout, _ = await process.communicate()
-        assert process.returncode == 0
-        outputs.append(json.loads(stdout))
-    message, counted = outputs
+    readme = ROOT / "packages/aegis-proxy/README.md"
+    message, counted = [
+        await run_json_command(c.replace("http://localhost:8787", proxy.url), {"AEGIS_KEY": KEY})
+        for c in readme_commands(readme, "readme-anthropic")
+    ]
     assert message["type"] == "message"
     assert message["content"][0]["text"]
     assert counted["input_tokens"] > 0
