@@ -62,14 +62,29 @@ def error_of(exc: anthropic.APIStatusError) -> dict[str, Any]:
     return error
 
 
+ProxyFor = Callable[..., Awaitable[Proxy]]
+
+
 @pytest.fixture
-async def proxy(
+async def proxy(proxy_for: ProxyFor) -> Proxy:
+    return await proxy_for()
+
+
+@pytest.fixture
+def proxy_for(
     tmp_path: Path,
     openai_upstream: FakeUpstream,
     anthropic_upstream: FakeAnthropicServer,
     start_proxy: StartProxy,
-) -> Proxy:
-    return await start_proxy(make_settings(tmp_path, openai_upstream, anthropic=anthropic_upstream))
+) -> ProxyFor:
+    """``await proxy_for(**policy)``: the proxy in front of the fakes, tenant acme's policy
+    given."""
+
+    async def start(**policy: Any) -> Proxy:
+        settings = make_settings(tmp_path, openai_upstream, anthropic=anthropic_upstream, **policy)
+        return await start_proxy(settings)
+
+    return start
 
 
 async def test_messages_create_through_the_proxy(
@@ -212,18 +227,9 @@ async def test_a_stream_that_fails_mid_way_raises_in_the_sdk(
 
 
 async def test_a_budget_stop_is_a_429_the_sdk_does_not_retry(
-    tmp_path: Path,
-    openai_upstream: FakeUpstream,
-    anthropic_upstream: FakeAnthropicServer,
-    start_proxy: StartProxy,
+    proxy_for: ProxyFor, anthropic_upstream: FakeAnthropicServer
 ) -> None:
-    settings = make_settings(
-        tmp_path,
-        openai_upstream,
-        anthropic=anthropic_upstream,
-        budgets={"per_run_usd": "0.0001"},
-    )
-    proxy = await start_proxy(settings)
+    proxy = await proxy_for(budgets={"per_run_usd": "0.0001"})
     async with claude(proxy, max_retries=3) as client:
         with pytest.raises(anthropic.RateLimitError) as info:
             await client.messages.create(
@@ -417,3 +423,34 @@ async def test_the_readme_curl_examples_work(
     assert message["content"][0]["text"]
     assert counted["input_tokens"] > 0
     assert [r.capability for r in receipts(proxy).receipts] == ["llm:invoke", "llm:invoke"]
+
+
+async def test_a_stream_past_the_reserved_output_is_ended_cleanly(
+    proxy: Proxy, anthropic_upstream: FakeAnthropicServer
+) -> None:
+    # An upstream that ignores max_tokens: the proxy ends the message at the limit.
+    words = " ".join(f"w{i}" for i in range(40))
+    anthropic_upstream.fake.enqueue(Reply(text=words, ignore_max_tokens=True))
+    client = claude(proxy)
+    async with client, client.messages.stream(model=HAIKU, max_tokens=10, messages=HI) as stream:
+        kinds = [event.type async for event in stream]
+        final = await stream.get_final_message()
+    assert final.stop_reason == "max_tokens"
+    assert kinds[-1] == "message_stop"
+    (receipt,) = receipts(proxy).receipts
+    assert receipt.status == "ok"
+    assert receipt.usage_source == "counted"
+    assert receipt.error is not None
+    assert "limit" in receipt.error
+
+
+async def test_a_clamped_budget_lowers_max_tokens_upstream(
+    proxy_for: ProxyFor, anthropic_upstream: FakeAnthropicServer
+) -> None:
+    proxy = await proxy_for(budgets={"per_run_usd": "0.005"}, clamp_max_tokens=True)
+    async with claude(proxy) as client:
+        await client.messages.create(model=HAIKU, max_tokens=4000, messages=HI)
+    sent = anthropic_upstream.fake.last_body["max_tokens"]
+    assert 0 < sent < 4000
+    (receipt,) = receipts(proxy).receipts
+    assert parse_usd(receipt.reserved_usd) <= parse_usd("0.005")
