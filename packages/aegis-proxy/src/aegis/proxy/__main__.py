@@ -80,12 +80,27 @@ def serve(
         app,
         host=host,
         port=port,
+        loop=event_loop(settings.server.event_loop),
         reuse_port=reuse_port or None,
         shutdown_timeout=settings.server.drain_timeout_s,
         access_log=None,
         print=lambda msg: print(msg, file=sys.stderr, flush=True),
     )
     return 0
+
+
+def event_loop(choice: str) -> asyncio.AbstractEventLoop:
+    """The loop to serve on: uvloop (libuv's, about a fifth less CPU per call) when chosen or,
+    with ``auto``, when installed; else asyncio's own."""
+    if choice != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                raise
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
 
 
 def keys_create(tenant: str | None, admin: bool = False) -> int:
