@@ -58,7 +58,18 @@ from aegis.core.policy import (
     TomlPolicyProvider,
     WindowBudget,
 )
-from aegis.core.pricing import ModelKind, ModelPrice, PricingTable, Usage
+from aegis.core.pricing import (
+    PROVIDERS,
+    SERVICE_TIERS,
+    TOOL_KINDS,
+    BillingTerms,
+    ModelKind,
+    ModelPrice,
+    PricingTable,
+    ServiceTier,
+    TierPrice,
+    Usage,
+)
 from aegis.core.rate_limits import RateLimitStatus
 from aegis.core.receipt_trail import CallSubject, Outcome, ReceiptTrail
 from aegis.core.receipts import (
@@ -102,11 +113,15 @@ __all__ = [
     "KEYS_ENV",
     "MESSAGE_OVERHEAD_TOKENS",
     "NANOS_PER_USD",
+    "PROVIDERS",
     "REPLY_OVERHEAD_TOKENS",
+    "SERVICE_TIERS",
+    "TOOL_KINDS",
     "Account",
     "AccountUnit",
     "AegisError",
     "Balance",
+    "BillingTerms",
     "BudgetAlert",
     "BudgetExceeded",
     "CallSubject",
@@ -158,6 +173,7 @@ __all__ = [
     "ReceiptTrail",
     "RedisLedger",
     "Routing",
+    "ServiceTier",
     "Settlement",
     "Signature",
     "SignatureVerifier",
@@ -168,6 +184,7 @@ __all__ = [
     "SseParser",
     "Statement",
     "SystemClock",
+    "TierPrice",
     "TomlPolicyProvider",
     "TrailSummary",
     "UnknownModel",
