@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from decimal import ROUND_CEILING, Decimal
 
@@ -81,9 +82,9 @@ def test_every_dimension_costed_by_hand() -> None:
 
 
 def test_service_tiers_by_hand() -> None:
-    base = {"input_tokens": 1_000, "cached_input_tokens": 400, "output_tokens": 300}
-    priority = Usage(**base, service_tier="priority")
-    flex = Usage(**base, service_tier="flex", tool_calls=(("web_search", 1),))
+    base = Usage(input_tokens=1_000, cached_input_tokens=400, output_tokens=300)
+    priority = replace(base, service_tier="priority")
+    flex = replace(base, service_tier="flex", tool_calls=(("web_search", 1),))
     assert PRICE.cost_nanos(priority) == nanos(
         (D(600) * D("2.5") + D(400) * D("0.25") + D(300) * D("20")) / MTOK
     )
@@ -92,7 +93,7 @@ def test_service_tiers_by_hand() -> None:
         (D(600) * D("0.625") + D(400) * D("0.0625") + D(300) * D("5")) / MTOK + D("0.01")
     )
     # Batch is unlisted here: billed at standard.
-    assert PRICE.cost_nanos(Usage(**base, service_tier="batch")) == PRICE.cost_nanos(Usage(**base))
+    assert PRICE.cost_nanos(replace(base, service_tier="batch")) == PRICE.cost_nanos(base)
 
 
 def test_unlisted_priority_bills_twice_standard() -> None:
