@@ -41,7 +41,13 @@ from .estimate import (
 )
 from .sse import SseParser
 from .upstream_errors import GOOGLE_STATUS, GeminiError, openai_error_body, parse_error_body
-from .usage import StreamUsage, usage_from_metadata, usage_from_response
+from .usage import (
+    StreamUsage,
+    grounding_calls,
+    service_tier_from_header,
+    usage_from_metadata,
+    usage_from_response,
+)
 
 if TYPE_CHECKING:
     from .governed import (
@@ -104,12 +110,14 @@ __all__ = [
     "gemini_response_to_chat",
     "generate_content_stream_via_gate",
     "generate_content_via_gate",
+    "grounding_calls",
     "is_thinking_model",
     "new_completion_id",
     "openai_error_body",
     "openai_usage",
     "output_limits",
     "parse_error_body",
+    "service_tier_from_header",
     "sse_event",
     "stream_error_event",
     "usage_from_metadata",

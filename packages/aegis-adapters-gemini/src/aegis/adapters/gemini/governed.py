@@ -260,8 +260,9 @@ async def _stream(
                 aclose = getattr(upstream, "aclose", None)
                 if aclose is not None:
                     await aclose()
-        if tracker.reported is not None:
-            call.record(tracker.reported, source="reported")
+        reported = tracker.usage()
+        if reported is not None:
+            call.record(reported, source="reported")
 
 
 async def generate_content_stream_via_gate(

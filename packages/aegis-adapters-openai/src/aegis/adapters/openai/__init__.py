@@ -57,6 +57,8 @@ from aegis.adapters.openai.rewrite import (
     rewrite_responses_request,
 )
 from aegis.adapters.openai.usage import (
+    service_tier_from_wire,
+    tool_calls_from_output,
     usage_from_chat,
     usage_from_chat_completion,
     usage_from_embeddings,
@@ -129,7 +131,9 @@ __all__ = [
     "retry_after_s",
     "rewrite_chat_request",
     "rewrite_responses_request",
+    "service_tier_from_wire",
     "should_retry",
+    "tool_calls_from_output",
     "usage_from_chat",
     "usage_from_chat_completion",
     "usage_from_embeddings",

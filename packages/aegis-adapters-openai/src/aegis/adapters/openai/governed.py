@@ -171,7 +171,7 @@ def _observe_sdk_chunk(meter: OutputMeter, chunk: Any) -> bool:
         if nbytes and not meter.add(choice.index, nbytes):
             within = False
     if chunk.usage is not None:
-        usage = usage_from_chat(chunk.usage)
+        usage = usage_from_chat(chunk.usage, chunk.service_tier)
         if usage is not None and not meter.report(usage) and chunk.choices:
             within = False
     return within
