@@ -645,7 +645,9 @@ class PricingTable:
             "models": {m: p.to_dict() for m, p in self._prices.items()},
             "aliases": self._aliases,
         }
-        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+        # The receipts' canonical form (sorted keys, no white space, UTF-8): the version is
+        # then the SHA-256 of exactly the bytes a trail's price record signs.
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
     def get(self, model: str) -> ModelPrice | None:
         """The price of ``model`` (or of the model it aliases), or ``None``."""
@@ -672,6 +674,13 @@ class PricingTable:
     def to_dict(self) -> dict[str, Any]:
         """The table as override-file data."""
         return json.loads(self._canonical())  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PricingTable:
+        """A table from its :meth:`to_dict` form (a trail's price record, a price file)."""
+        if "as_of" not in data:
+            raise ConfigError("pricing.as_of: is required", field="as_of")
+        return cls([], as_of=date(1970, 1, 1)).with_overrides(data)
 
     def with_overrides(self, data: Mapping[str, Any]) -> PricingTable:
         """A new table with ``data`` (the override-file shape) applied over this one.
