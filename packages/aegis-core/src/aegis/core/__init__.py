@@ -61,6 +61,7 @@ from aegis.core.policy import (
 from aegis.core.pricing import (
     PROVIDERS,
     SERVICE_TIERS,
+    STANDARD_TERMS,
     TOOL_KINDS,
     BillingTerms,
     ModelKind,
@@ -74,6 +75,8 @@ from aegis.core.rate_limits import RateLimitStatus
 from aegis.core.receipt_trail import CallSubject, Outcome, ReceiptTrail
 from aegis.core.receipts import (
     GENESIS_HASH,
+    RECEIPT_VERSION,
+    Bound,
     Decision,
     MemoryReceiptSink,
     Receipt,
@@ -85,6 +88,7 @@ from aegis.core.receipts import (
     canonical_bytes,
 )
 from aegis.core.redis_ledger import RedisLedger  # imports redis only when one is made
+from aegis.core.reprice import Difference, RepriceReport, reprice_trail
 from aegis.core.signing import HmacSha256Signer, SignatureVerifier
 from aegis.core.sqlite_ledger import SqliteLedger
 from aegis.core.sqlite_sink import SqliteReceiptSink
@@ -114,14 +118,17 @@ __all__ = [
     "MESSAGE_OVERHEAD_TOKENS",
     "NANOS_PER_USD",
     "PROVIDERS",
+    "RECEIPT_VERSION",
     "REPLY_OVERHEAD_TOKENS",
     "SERVICE_TIERS",
+    "STANDARD_TERMS",
     "TOOL_KINDS",
     "Account",
     "AccountUnit",
     "AegisError",
     "Balance",
     "BillingTerms",
+    "Bound",
     "BudgetAlert",
     "BudgetExceeded",
     "CallSubject",
@@ -130,6 +137,7 @@ __all__ = [
     "ConfigError",
     "Decision",
     "Denied",
+    "Difference",
     "DuplicateRequest",
     "Ed25519Signer",
     "Ed25519Verifier",
@@ -172,6 +180,7 @@ __all__ = [
     "ReceiptStatus",
     "ReceiptTrail",
     "RedisLedger",
+    "RepriceReport",
     "Routing",
     "ServiceTier",
     "Settlement",
@@ -200,6 +209,7 @@ __all__ = [
     "nanos_to_usd",
     "new_id",
     "parse_usd",
+    "reprice_trail",
     "text_tokens_upper_bound",
     "verify_trail",
     "window_span",

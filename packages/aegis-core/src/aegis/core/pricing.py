@@ -25,6 +25,7 @@ from aegis.core.money import FEMTOS_PER_NANO, ceil_div, parse_price_per_mtok
 __all__ = [
     "PROVIDERS",
     "SERVICE_TIERS",
+    "STANDARD_TERMS",
     "TOOL_KINDS",
     "BillingTerms",
     "ModelKind",

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal, Protocol
 
 from aegis.core.ids import new_id
-from aegis.core.pricing import Usage
+from aegis.core.pricing import STANDARD_TERMS, BillingTerms, Usage
 
 __all__ = [
     "GENESIS_HASH",
@@ -109,18 +109,41 @@ class Bound:
     (``previous_response_id``, search results, ``cachedContent``)."""
     exceeded: bool = False
     """The real usage went beyond the bound (flagged, and charged in full)."""
+    terms: BillingTerms = STANDARD_TERMS
+    """The tier, tool calls, audio and cache writes the worst case was priced under."""
 
     def to_dict(self) -> dict[str, Any]:
+        terms = self.terms
         return {
             "input": self.input_tokens,
             "output": self.output_tokens,
             "unseen_input": self.unseen_input_tokens,
             "exceeded": self.exceeded,
+            "terms": {
+                "service_tier": terms.service_tier,
+                "tool_calls": dict(terms.tool_calls),
+                "audio_input": terms.audio_input,
+                "audio_output": terms.audio_output,
+                "cache_writes": terms.cache_writes,
+            },
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Bound:
-        return cls(data["input"], data["output"], data["unseen_input"], data["exceeded"])
+        terms = data["terms"]
+        return cls(
+            data["input"],
+            data["output"],
+            data["unseen_input"],
+            data["exceeded"],
+            BillingTerms(
+                service_tier=terms["service_tier"],
+                tool_calls=tuple(terms["tool_calls"].items()),
+                audio_input=terms["audio_input"],
+                audio_output=terms["audio_output"],
+                cache_writes=terms["cache_writes"],
+            ),
+        )
 
 
 def usage_to_dict(usage: Usage, version: int = RECEIPT_VERSION) -> dict[str, Any]:
