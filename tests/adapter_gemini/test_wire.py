@@ -66,17 +66,24 @@ def test_thinking_allowance(model: str, thinking: dict[str, Any] | None, allowan
     assert is_thinking_model(model) == (model != "gemini-2.0-flash")
 
 
-def test_unseen_inputs_are_bounded_by_the_context_window() -> None:
+def test_unseen_inputs_are_bounded_by_the_context_window_or_marked_for_the_gate() -> None:
     image = {"inlineData": {"mimeType": "image/png", "data": "AAAA"}}
     small = estimate_generate_content({"contents": [{"parts": [image]}]}, model="m", **LIMITS)
     assert small.input_tokens >= MEDIA_PART_MIN_TOKENS
+    assert small.input_is_bounded
+    file_part = {"fileData": {"fileUri": "gs://b/o", "mimeType": "video/mp4"}}
+    whole = estimate_generate_content({"contents": [{"parts": [file_part]}]}, model="m", **LIMITS)
+    assert whole.input_tokens == 1_048_576
+    # What the body makes the model read without holding it: the Gate adds the policy's
+    # allowance for it (at most up to the input limit).
     for body in (
-        {"contents": [{"parts": [{"fileData": {"fileUri": "gs://b/o", "mimeType": "video/mp4"}}]}]},
         {"contents": [{"parts": [{"text": "x"}]}], "cachedContent": "cachedContents/abc"},
         {"contents": [{"parts": [{"text": "x"}]}], "tools": [{"googleSearch": {}}]},
         {"contents": [{"parts": [{"text": "x"}]}], "tools": [{"code_execution": {}}]},
     ):
-        assert estimate_generate_content(body, model="m", **LIMITS).input_tokens == 1_048_576
+        estimate = estimate_generate_content(body, model="m", **LIMITS)
+        assert not estimate.input_is_bounded
+        assert estimate.input_tokens < 1_000
 
 
 def test_estimate_tolerates_any_json() -> None:

@@ -40,6 +40,7 @@ from .estimate import (
     with_output_limits,
 )
 from .sse import SseParser
+from .terms import SEARCH_QUERIES_RESERVED, billing_terms
 from .upstream_errors import GOOGLE_STATUS, GeminiError, openai_error_body, parse_error_body
 from .usage import (
     StreamUsage,
@@ -85,6 +86,7 @@ __all__ = [
     "GOOGLE_STATUS",
     "MEDIA_PART_MIN_TOKENS",
     "PROVIDER",
+    "SEARCH_QUERIES_RESERVED",
     "SSE_DONE",
     "ChatStreamTranslator",
     "GeminiAdapterError",
@@ -100,6 +102,7 @@ __all__ = [
     "StreamUsage",
     "TranslationError",
     "WireError",
+    "billing_terms",
     "chat_request_to_gemini",
     "embed_content_via_gate",
     "embeddings_request_to_gemini",

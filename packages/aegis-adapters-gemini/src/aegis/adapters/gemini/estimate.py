@@ -4,9 +4,10 @@ Input: every text, function call/response and tool declaration is bounded by its
 (:func:`aegis.core.text_tokens_upper_bound`); inline media by its base64 length (Gemini bills
 258 tokens per image tile, 32 per second of audio, 263 per second of video, 258 per PDF page:
 each far fewer than the bytes that encode them), with a floor of :data:`MEDIA_PART_MIN_TOKENS`
-per part. What cannot be seen from the request (``fileData`` URIs, ``cachedContent``, search or
-code-execution results fed back into the prompt) is bounded by the model's context window, and
-so is the total, since Gemini rejects longer prompts.
+per part. A ``fileData`` URI is bounded by the model's context window, and so is the total,
+since Gemini rejects longer prompts. Input the request makes the model read without holding it
+(``cachedContent``, search or code-execution results) marks the estimate unbounded
+(:attr:`GenerateEstimate.input_is_bounded`): the Gate adds the policy's allowance for it.
 
 Output: ``candidateCount`` * (``maxOutputTokens`` + thinking allowance). Thinking tokens are
 billed as output and are not bounded by ``maxOutputTokens`` on every model, so a thinking
@@ -58,6 +59,9 @@ class GenerateEstimate:
     thinking_tokens: int
     """Thinking allowance per candidate, on top of ``max_output_tokens``."""
     candidate_count: int = 1
+    input_is_bounded: bool = True
+    """``False`` when the model also reads input the body does not hold (``cachedContent``,
+    search results): the Gate then adds the policy's allowance for it."""
 
     @property
     def output_tokens(self) -> int:
@@ -146,6 +150,7 @@ def estimate_generate_content(
     """
     window = context_window if context_window > 0 else 1 << 62
     total = REPLY_OVERHEAD_TOKENS
+    bounded = True
     contents = body.get("contents")
     if isinstance(contents, Sequence) and not isinstance(contents, str):
         for content in contents:
@@ -161,12 +166,12 @@ def estimate_generate_content(
             and any(field(tool, name) is not None for name in UNBOUNDED_TOOLS)
             for tool in tools
         ):
-            total += window
+            bounded = False
     tool_config = field(body, "toolConfig")
     if tool_config is not None:
         total += _json_len(tool_config)
     if field(body, "cachedContent"):
-        total += window
+        bounded = False
     config = field(body, "generationConfig")
     if not isinstance(config, Mapping):
         config = {}
@@ -176,6 +181,7 @@ def estimate_generate_content(
         or model_max_output_tokens,
         thinking_tokens=_thinking_allowance(model, config, model_max_output_tokens),
         candidate_count=_positive_int(field(config, "candidateCount")) or 1,
+        input_is_bounded=bounded,
     )
 
 

@@ -97,8 +97,6 @@ async def _admit(
     input_tokens = estimate.input_tokens
     output_tokens: int | None = None
     if price is not None:
-        if not estimate.input_is_bounded:
-            input_tokens = max(input_tokens, price.context_window)
         if capability != "embeddings:create":
             if estimate.max_output_tokens is None and price.max_output_tokens <= 0:
                 raise ConfigError(
@@ -119,6 +117,8 @@ async def _admit(
         max_output_tokens=output_tokens,
         run_id=run_id,
         capability=capability,
+        # Input the body does not hold: the Gate adds the policy's allowance for it.
+        input_is_bounded=estimate.input_is_bounded,
     )
 
 
