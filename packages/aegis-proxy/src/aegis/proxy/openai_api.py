@@ -10,9 +10,14 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from aegis.adapters.gemini import TranslationError, chat_request_to_gemini
+from aegis.adapters.gemini import (
+    TranslationError,
+    billing_terms as gemini_billing_terms,
+    chat_request_to_gemini,
+)
 from aegis.adapters.openai import (
     InvalidRequestBody,
+    billing_terms,
     estimate_chat_request,
     estimate_embeddings_request,
     estimate_responses_request,
@@ -121,6 +126,11 @@ async def _governed(
             return await _prepare_gemini(gate, call, attempt, request_id, policy, body_sha256)
         price = gate.pricing.get(attempt.model)
         model_max = price.max_output_tokens if price is not None else 0
+        # A request without an output limit gets the policy's default for the model (the
+        # rewrite below sends it), rather than the model's whole maximum.
+        default = policy.default_output_tokens(attempt.model)
+        if default is not None and model_max > 0:
+            default = min(default, model_max)
         permit = await gate.admit(
             tenant_id=call.tenant_id,
             request_id=request_id,
@@ -130,10 +140,12 @@ async def _governed(
             input_tokens=estimate.input_tokens,
             max_output_tokens=None
             if endpoint.rewrite is None
-            else estimate.output_tokens(model_max),
+            else estimate.output_tokens(model_max if default is None else default),
             capability=capability,
             body_sha256=body_sha256,
             policy=policy,
+            terms=billing_terms(call.body),
+            input_is_bounded=estimate.input_is_bounded,
         )
         same_model = attempt.model == model
         body = call.body if same_model else {**call.body, "model": attempt.model}
@@ -174,7 +186,7 @@ async def _prepare_gemini(
         translated = chat_request_to_gemini(call.body)
     except TranslationError as exc:
         raise BadRequest(exc.message, param=exc.param, code=exc.code) from None
-    estimate = estimate_for(gate, translated.body, attempt.model)
+    estimate = estimate_for(gate, translated.body, attempt.model, policy)
     permit = await gate.admit(
         tenant_id=call.tenant_id,
         request_id=request_id,
@@ -186,6 +198,8 @@ async def _prepare_gemini(
         capability="llm:stream" if translated.stream else "llm:invoke",
         body_sha256=body_sha256,
         policy=policy,
+        terms=gemini_billing_terms(translated.body),
+        input_is_bounded=estimate.input_is_bounded,
     )
     return permit, translated_exchange(translated, estimate, permit)
 
