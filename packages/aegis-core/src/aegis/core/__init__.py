@@ -59,6 +59,7 @@ from aegis.core.policy import (
     TomlPolicyProvider,
     WindowBudget,
 )
+from aegis.core.price_check import PriceDifference, compare_price_file
 from aegis.core.pricing import (
     PROVIDERS,
     SERVICE_TIERS,
@@ -168,6 +169,7 @@ __all__ = [
     "PolicyDenied",
     "PolicyError",
     "PolicyProvider",
+    "PriceDifference",
     "PricingError",
     "PricingTable",
     "Problem",
@@ -206,6 +208,7 @@ __all__ = [
     "Window",
     "WindowBudget",
     "canonical_bytes",
+    "compare_price_file",
     "default_pricing_table",
     "format_usd",
     "nanos_to_usd",
