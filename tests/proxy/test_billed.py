@@ -217,3 +217,16 @@ async def test_the_hard_limit_holds_in_real_dollars_with_priority_and_search(
     per_call = nanos(D(4) * D(25) / 1_000 + (D(2_000) * D("3.5") + D(300) * D(14)) / M)
     assert spent == per_call * (40 - denied)
     assert spent <= parse_usd("0.5")
+
+
+async def test_retired_models_are_not_offered(
+    tmp_path: Path,
+    openai_upstream: FakeUpstream,
+    gemini_upstream: FakeGeminiServer,
+    start_proxy: StartProxy,
+) -> None:
+    proxy = await start_proxy(make_settings(tmp_path, openai_upstream, gemini=gemini_upstream))
+    ids = {m.id async for m in proxy.client().models.list()}
+    assert "gemini-2.5-flash" in ids
+    assert "gemini-2.0-flash" not in ids
+    assert "chatgpt-4o-latest" not in ids

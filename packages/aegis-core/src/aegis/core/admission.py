@@ -144,11 +144,10 @@ def plan(
             tenant_id=tenant_id,
             reason="unknown_model",
         )
-    if price.retired is not None and datetime.fromtimestamp(now, UTC).date() >= price.retired:
+    if price.is_retired(datetime.fromtimestamp(now, UTC).date()):
         successor = f"; use {price.successor!r}" if price.successor else ""
         raise ModelRetiredDenied(
-            f"model {model!r} was shut down by its provider on {price.retired.isoformat()}"
-            f"{successor}",
+            f"model {model!r} was shut down by its provider on {price.retired}{successor}",
             tenant_id=tenant_id,
             reason="model_retired",
             successor=price.successor,

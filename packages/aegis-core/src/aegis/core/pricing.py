@@ -441,6 +441,10 @@ class ModelPrice:
             return self.max_output_tokens
         return spare // rate_out
 
+    def is_retired(self, day: date) -> bool:
+        """Whether the provider has stopped serving the model by ``day``."""
+        return self.retired is not None and day >= self.retired
+
     @property
     def input_limit(self) -> int:
         """The most input tokens a request to this model can carry (0: unknown)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from aiohttp import web
@@ -229,6 +230,7 @@ async def models(request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": []})
     router = request.app[ROUTER]
     created = int(time.time())
+    today = datetime.fromtimestamp(gate.clock.time(), UTC).date()
     data = [
         {
             "id": model,
@@ -237,7 +239,9 @@ async def models(request: web.Request) -> web.Response:
             "owned_by": router.owner(model, policy) or "aegis",
         }
         for model in gate.pricing.models()
-        if policy.allows_model(model) and router.owner(model, policy) is not None
+        if policy.allows_model(model)
+        and router.owner(model, policy) is not None
+        and not gate.pricing.price(model).is_retired(today)  # refused: not offered
     ]
     return web.json_response({"object": "list", "data": data})
 
