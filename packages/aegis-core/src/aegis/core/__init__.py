@@ -25,6 +25,7 @@ from aegis.core.errors import (
     RateLimited,
     ReceiptError,
     ReceiptSinkUnavailable,
+    TrailLocked,
     UnknownModel,
     UnknownModelDenied,
 )
@@ -35,6 +36,7 @@ from aegis.core.estimate import (
 )
 from aegis.core.file_sink import FileReceiptSink
 from aegis.core.gate import Gate, GovernedCall, Permit, UsageSource
+from aegis.core.governed import GovernedResponse
 from aegis.core.ids import new_id
 from aegis.core.keyring import KEYS_ENV, Keyring
 from aegis.core.ledger import (
@@ -91,6 +93,7 @@ from aegis.core.receipts import (
 )
 from aegis.core.redis_ledger import RedisLedger  # imports redis only when one is made
 from aegis.core.reprice import Difference, RepriceReport, reprice_trail
+from aegis.core.sdk_kwargs import sdk_kwargs
 from aegis.core.signing import HmacSha256Signer, SignatureVerifier
 from aegis.core.sqlite_ledger import SqliteLedger
 from aegis.core.sqlite_sink import SqliteReceiptSink
@@ -107,6 +110,7 @@ from aegis.core.verify import (
     verify_trail,
 )
 from aegis.core.windows import Window, window_span
+from aegis.core.wire import wire_field
 
 __all__ = [
     "CAPABILITIES",
@@ -146,6 +150,7 @@ __all__ = [
     "FileReceiptSink",
     "Gate",
     "GovernedCall",
+    "GovernedResponse",
     "HmacSha256Signer",
     "Hold",
     "HoldAlreadyResolved",
@@ -199,6 +204,7 @@ __all__ = [
     "SystemClock",
     "TierPrice",
     "TomlPolicyProvider",
+    "TrailLocked",
     "TrailSummary",
     "UnknownModel",
     "UnknownModelDenied",
@@ -215,7 +221,9 @@ __all__ = [
     "new_id",
     "parse_usd",
     "reprice_trail",
+    "sdk_kwargs",
     "text_tokens_upper_bound",
     "verify_trail",
     "window_span",
+    "wire_field",
 ]
