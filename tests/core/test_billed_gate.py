@@ -183,3 +183,23 @@ async def test_a_reservation_charged_receipt_carries_its_bound(clock: ManualCloc
     assert parse_usd(receipt.actual_usd) == repriced
     # The first receipt under the table carries it.
     assert receipt.record == gate.pricing.to_dict()
+
+
+async def test_more_tool_calls_than_reserved_are_charged_and_flagged(clock: ManualClock) -> None:
+    gate = make_gate(clock)
+    permit = await gate.admit(
+        tenant_id="acme",
+        request_id="t-1",
+        provider="gemini",
+        model="gemini-3.5-flash",
+        input_tokens=100,
+        max_output_tokens=100,
+        terms=BillingTerms(tool_calls=(("grounding", 1), ("web_search", 2))),
+    )
+    usage = Usage(input_tokens=50, output_tokens=10, tool_calls=(("web_search", 5),))
+    receipt = await gate.settle(permit, usage=usage)
+    assert receipt.bound is not None
+    assert receipt.bound.exceeded
+    # 3.5 Flash: $1.50 / $9; five queries at $14 per 1k, all charged
+    expected = (D(50) * D("1.5") + D(10) * D(9)) / M + D(5) * D(14) / 1_000
+    assert parse_usd(receipt.actual_usd) == nanos(expected)

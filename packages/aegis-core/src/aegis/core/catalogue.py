@@ -138,9 +138,6 @@ _OPENAI_EMBEDDINGS: Final = (
 )
 
 _OPENAI_ALIASES: Final = {
-    "gpt-5.5-2026-04-23": "gpt-5.5",
-    "gpt-5.4-2026-03-05": "gpt-5.4",
-    "gpt-5.2-2025-12-11": "gpt-5.2",
     "gpt-5.1-2025-11-13": "gpt-5.1",
     "gpt-5.1-chat-latest": "gpt-5-chat-latest",
     "gpt-5-2025-08-07": "gpt-5",

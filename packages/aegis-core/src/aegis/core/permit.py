@@ -60,9 +60,13 @@ class Permit:
         )
 
     def bound(self, usage: Usage | None) -> Bound:
-        """What the reservation was computed from, and whether ``usage`` went beyond it."""
+        """What the reservation was computed from, and whether ``usage`` went beyond it (more
+        tokens, or more tool calls of a kind than the reservation held fees for)."""
+        allowed = dict(self.terms.tool_calls)
         exceeded = usage is not None and (
-            usage.input_tokens > self.input_tokens or usage.output_tokens > self.max_output_tokens
+            usage.input_tokens > self.input_tokens
+            or usage.output_tokens > self.max_output_tokens
+            or any(n > allowed.get(kind, 0) for kind, n in usage.tool_calls)
         )
         return Bound(
             self.input_tokens,
