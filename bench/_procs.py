@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,8 +162,10 @@ def start_proxy(
     profile: Path | None = None,
     timeout_s: float = 120,
     log_level: str = "INFO",
+    extra: Sequence[str] = (),
 ) -> Proc:
-    """Start ``aegis-proxy serve`` and wait until ``/readyz`` answers 200."""
+    """Start ``aegis-proxy serve`` (``extra``: more arguments) and wait until ``/readyz``
+    answers 200."""
     log = config.with_suffix(".log")
     env = {**os.environ, "BENCH_UPSTREAM_KEY": "sk-bench", "AEGIS_RECEIPT_SECRET": "r" * 32}
     # INFO: the access log (on by default) writes its line per request, as in production.
@@ -171,7 +174,7 @@ def start_proxy(
         argv = [sys.executable, "-m", "aegis.proxy"]
     else:
         argv = [sys.executable, "-m", "bench._profiled", str(profile)]
-    argv += ["serve", "--config", str(config)]
+    argv += ["serve", "--config", str(config), *extra]
     process = _spawn(argv, log, env, cores)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -229,6 +232,7 @@ def write_config(
         ledger = f'backend = "redis"\nurl = "{redis_url}"\nepoch_path = "{path.stem}-epoch"\n'
     parts = [
         f"[server]\nport = {port}\ndrain_timeout_s = 5\n"
+        f'event_loop = "{os.environ.get("BENCH_EVENT_LOOP", "auto")}"\n'
         f"[ledger]\n{ledger}"
         f'[receipts]\nsink = "file"\npath = "{path.stem}-receipts"\nkey_id = "bench"\n'
         f'durability = "group"\ngroup_commit_ms = 50\n'

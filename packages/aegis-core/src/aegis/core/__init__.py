@@ -42,6 +42,7 @@ from aegis.core.errors import (
     InvalidRequest,
     LedgerError,
     LedgerUnavailable,
+    ModelRetiredDenied,
     PolicyDenied,
     PolicyError,
     PricingError,
@@ -84,9 +85,11 @@ from aegis.core.policy import (
     TomlPolicyProvider,
     WindowBudget,
 )
+from aegis.core.price_check import PriceDifference, compare_price_file
 from aegis.core.pricing import (
     PROVIDERS,
     SERVICE_TIERS,
+    STANDARD_TERMS,
     TOOL_KINDS,
     BillingTerms,
     ModelKind,
@@ -100,6 +103,8 @@ from aegis.core.rate_limits import RateLimitStatus
 from aegis.core.receipt_trail import CallSubject, Outcome, ReceiptTrail
 from aegis.core.receipts import (
     GENESIS_HASH,
+    RECEIPT_VERSION,
+    Bound,
     Decision,
     MemoryReceiptSink,
     Receipt,
@@ -111,6 +116,7 @@ from aegis.core.receipts import (
     canonical_bytes,
 )
 from aegis.core.redis_ledger import RedisLedger  # imports redis only when one is made
+from aegis.core.reprice import Difference, RepriceReport, reprice_trail
 from aegis.core.sdk_kwargs import sdk_kwargs
 from aegis.core.signing import HmacSha256Signer, SignatureVerifier
 from aegis.core.sqlite_ledger import SqliteLedger
@@ -144,15 +150,18 @@ __all__ = [
     "MESSAGE_OVERHEAD_TOKENS",
     "NANOS_PER_USD",
     "PROVIDERS",
+    "RECEIPT_VERSION",
     "REPLY_OVERHEAD_TOKENS",
     "SERVICE_TIERS",
     "SSE_DONE",
+    "STANDARD_TERMS",
     "TOOL_KINDS",
     "Account",
     "AccountUnit",
     "AegisError",
     "Balance",
     "BillingTerms",
+    "Bound",
     "BudgetAlert",
     "BudgetExceeded",
     "CallSubject",
@@ -163,6 +172,7 @@ __all__ = [
     "ConfigError",
     "Decision",
     "Denied",
+    "Difference",
     "DuplicateRequest",
     "Ed25519Signer",
     "Ed25519Verifier",
@@ -189,12 +199,14 @@ __all__ = [
     "MemoryReceiptSink",
     "ModelKind",
     "ModelPrice",
+    "ModelRetiredDenied",
     "Outcome",
     "Permit",
     "Policy",
     "PolicyDenied",
     "PolicyError",
     "PolicyProvider",
+    "PriceDifference",
     "PricingError",
     "PricingTable",
     "Problem",
@@ -209,6 +221,7 @@ __all__ = [
     "ReceiptStatus",
     "ReceiptTrail",
     "RedisLedger",
+    "RepriceReport",
     "Routing",
     "ServiceTier",
     "Settlement",
@@ -236,6 +249,7 @@ __all__ = [
     "canonical_bytes",
     "chat_sse_event",
     "check_chat_fields",
+    "compare_price_file",
     "default_pricing_table",
     "format_usd",
     "merge_turn",
@@ -250,6 +264,7 @@ __all__ = [
     "read_function_call",
     "read_function_tool",
     "read_tool_choice",
+    "reprice_trail",
     "sdk_kwargs",
     "split_data_url",
     "text_tokens_upper_bound",
