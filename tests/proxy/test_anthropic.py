@@ -28,7 +28,7 @@ from fakes.proxy_harness import (
 from openai.types.chat import ChatCompletionMessageFunctionToolCall, ChatCompletionMessageParam
 
 from aegis.core import MemoryReceiptSink, parse_usd
-from aegis.proxy import GATE, Settings
+from aegis.proxy import GATE, Settings, parse_settings, settings_from_env
 
 ROOT = Path(__file__).resolve().parents[2]
 StartProxy = Callable[[Settings], Awaitable[Proxy]]
@@ -454,3 +454,29 @@ async def test_a_clamped_budget_lowers_max_tokens_upstream(
     assert 0 < sent < 4000
     (receipt,) = receipts(proxy).receipts
     assert parse_usd(receipt.reserved_usd) <= parse_usd("0.005")
+
+
+def test_an_anthropic_provider_in_the_config_and_the_environment() -> None:
+    settings = parse_settings({"providers": {"claude": {"type": "anthropic"}}})
+    claude = settings.providers["claude"]
+    assert (claude.base_url, claude.api_key_env) == (
+        "https://api.anthropic.com",
+        "ANTHROPIC_API_KEY",
+    )
+    env = {"ANTHROPIC_API_KEY": "sk-ant-x", "ANTHROPIC_BASE_URL": "http://127.0.0.1:9/"}
+    from_env = settings_from_env(env).providers
+    assert list(from_env) == ["anthropic"]
+    assert from_env["anthropic"].base_url == "http://127.0.0.1:9"
+    assert settings_from_env(env).default_provider == "anthropic"
+
+
+async def test_a_rate_limit_is_a_429_the_sdk_may_retry(proxy_for: ProxyFor) -> None:
+    proxy = await proxy_for(limits=[{"model": "claude-*", "rpm": 1}])
+    async with claude(proxy, max_retries=0) as client:
+        await client.messages.create(model=HAIKU, max_tokens=10, messages=HI)
+        with pytest.raises(anthropic.RateLimitError) as info:
+            await client.messages.create(model=HAIKU, max_tokens=10, messages=HI)
+    headers = info.value.response.headers
+    assert int(headers["retry-after"]) > 0  # a wait passes it, unlike a spent budget
+    assert "x-should-retry" not in headers
+    assert error_of(info.value)["type"] == "rate_limit_error"
