@@ -480,3 +480,16 @@ async def test_a_rate_limit_is_a_429_the_sdk_may_retry(proxy_for: ProxyFor) -> N
     assert int(headers["retry-after"]) > 0  # a wait passes it, unlike a spent budget
     assert "x-should-retry" not in headers
     assert error_of(info.value)["type"] == "rate_limit_error"
+
+
+async def test_web_searches_reserve_their_fee(proxy: Proxy) -> None:
+    async with claude(proxy) as client:
+        for uses in (2, 5):
+            await client.messages.create(
+                model=HAIKU,
+                max_tokens=10,
+                messages=HI,
+                tools=[{"type": "web_search_20250305", "name": "web_search", "max_uses": uses}],
+            )
+    reserved = [parse_usd(r.reserved_usd) for r in receipts(proxy).receipts]
+    assert reserved[1] - reserved[0] == 3 * 10_000_000  # $10 per 1,000 searches

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from aegis.adapters.anthropic import (
     InvalidRequestBody,
+    billing_terms,
     estimate_count_tokens_request,
     estimate_messages_request,
 )
@@ -76,7 +77,11 @@ async def messages(request: web.Request) -> web.StreamResponse:
         attempt_estimate = estimate if same_model else estimate_messages_request(body)
         input_tokens, output_tokens = admission(scope.gate, attempt_estimate)
         permit = await scope.admit(
-            attempt, request_id, input_tokens=input_tokens, max_output_tokens=output_tokens
+            attempt,
+            request_id,
+            input_tokens=input_tokens,
+            max_output_tokens=output_tokens,
+            terms=billing_terms(body),  # web searches reserve their fee
         )
         raw = call.raw if same_model else None
         return permit, native_exchange(body, raw, attempt_estimate, permit, request.headers)

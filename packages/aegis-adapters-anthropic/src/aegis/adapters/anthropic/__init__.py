@@ -54,6 +54,7 @@ from .estimate import (
 )
 from .rewrite import MessagesRewrite, rewrite_messages_request
 from .stream import EventKind, MessagesStreamReader, StreamEvent, StreamMeter
+from .terms import WEB_SEARCHES_RESERVED, billing_terms
 from .usage import AnthropicUsage, usage_from_message, usage_from_wire
 
 if TYPE_CHECKING:
@@ -74,6 +75,7 @@ _SDK_BACKED = frozenset(
         "GovernedMessageStream",
         "GovernedResponse",
         "anthropic_message_to_chat",
+        "billing_terms",
         "chat_request_to_anthropic",
         "count_tokens_via_gate",
         "messages_stream_via_gate",
@@ -100,6 +102,7 @@ __all__ = [
     "NEAR_RESET_S",
     "PROVIDER",
     "TOOL_SYSTEM_PROMPT_TOKENS_UPPER_BOUND",
+    "WEB_SEARCHES_RESERVED",
     "AnthropicAdapterError",
     "AnthropicChatRequest",
     "AnthropicErrorInfo",
@@ -119,6 +122,7 @@ __all__ = [
     "WireError",
     "WireErrorResponse",
     "anthropic_message_to_chat",
+    "billing_terms",
     "chat_request_to_anthropic",
     "count_tokens_via_gate",
     "error_body",
