@@ -6,9 +6,22 @@ from aegis.core.alerts import BudgetAlert
 from aegis.core.catalogue import default_pricing_table
 from aegis.core.checkpoints import Checkpoint
 from aegis.core.clock import Clock, ManualClock, SystemClock
+from aegis.core.control import (
+    KEY_PREFIX,
+    Change,
+    ControlStore,
+    KeyRecord,
+    KeyScope,
+    TenantRecord,
+    display_prefix,
+    hash_key,
+    new_key,
+    new_key_id,
+)
 from aegis.core.ed25519 import Ed25519Signer, Ed25519Verifier
 from aegis.core.errors import (
     AegisError,
+    AlreadyInStore,
     BudgetExceeded,
     ConfigError,
     Denied,
@@ -18,14 +31,18 @@ from aegis.core.errors import (
     InvalidRequest,
     LedgerError,
     LedgerUnavailable,
+    NotInStore,
     PolicyDenied,
     PolicyError,
     PricingError,
     RateLimited,
     ReceiptError,
     ReceiptSinkUnavailable,
+    StoreError,
+    StoreUnavailable,
     UnknownModel,
     UnknownModelDenied,
+    VersionConflict,
 )
 from aegis.core.estimate import (
     MESSAGE_OVERHEAD_TOKENS,
@@ -58,6 +75,7 @@ from aegis.core.policy import (
     TomlPolicyProvider,
     WindowBudget,
 )
+from aegis.core.postgres_store import PostgresControlStore  # imports asyncpg only when opened
 from aegis.core.pricing import ModelKind, ModelPrice, PricingTable, Usage
 from aegis.core.rate_limits import RateLimitStatus
 from aegis.core.receipts import (
@@ -76,6 +94,7 @@ from aegis.core.redis_ledger import RedisLedger  # imports redis only when one i
 from aegis.core.signing import HmacSha256Signer, SignatureVerifier
 from aegis.core.sqlite_ledger import SqliteLedger
 from aegis.core.sqlite_sink import SqliteReceiptSink
+from aegis.core.sqlite_store import SqliteControlStore
 from aegis.core.sse import SseEvent, SseParser
 from aegis.core.verify import (
     EXIT_INTACT,
@@ -99,18 +118,22 @@ __all__ = [
     "EXIT_USAGE",
     "GENESIS_HASH",
     "KEYS_ENV",
+    "KEY_PREFIX",
     "MESSAGE_OVERHEAD_TOKENS",
     "NANOS_PER_USD",
     "REPLY_OVERHEAD_TOKENS",
     "Account",
     "AccountUnit",
     "AegisError",
+    "AlreadyInStore",
     "Balance",
     "BudgetAlert",
     "BudgetExceeded",
+    "Change",
     "Checkpoint",
     "Clock",
     "ConfigError",
+    "ControlStore",
     "Decision",
     "Denied",
     "DuplicateRequest",
@@ -126,6 +149,8 @@ __all__ = [
     "HoldState",
     "InMemoryPolicyProvider",
     "InvalidRequest",
+    "KeyRecord",
+    "KeyScope",
     "Keyring",
     "Ledger",
     "LedgerError",
@@ -135,11 +160,13 @@ __all__ = [
     "MemoryReceiptSink",
     "ModelKind",
     "ModelPrice",
+    "NotInStore",
     "Permit",
     "Policy",
     "PolicyDenied",
     "PolicyError",
     "PolicyProvider",
+    "PostgresControlStore",
     "PricingError",
     "PricingTable",
     "Problem",
@@ -158,12 +185,16 @@ __all__ = [
     "Signature",
     "SignatureVerifier",
     "Signer",
+    "SqliteControlStore",
     "SqliteLedger",
     "SqliteReceiptSink",
     "SseEvent",
     "SseParser",
     "Statement",
+    "StoreError",
+    "StoreUnavailable",
     "SystemClock",
+    "TenantRecord",
     "TomlPolicyProvider",
     "TrailSummary",
     "UnknownModel",
@@ -171,13 +202,18 @@ __all__ = [
     "Usage",
     "UsageSource",
     "VerifyReport",
+    "VersionConflict",
     "Window",
     "WindowBudget",
     "canonical_bytes",
     "default_pricing_table",
+    "display_prefix",
     "format_usd",
+    "hash_key",
     "nanos_to_usd",
     "new_id",
+    "new_key",
+    "new_key_id",
     "parse_usd",
     "text_tokens_upper_bound",
     "verify_trail",
