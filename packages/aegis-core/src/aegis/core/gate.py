@@ -12,13 +12,14 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Final, Literal
 
 from aegis.core.alerts import BudgetAlert, reached
 from aegis.core.clock import Clock, SystemClock
+from aegis.core.control import KeyScope
 from aegis.core.errors import (
     AegisError,
     BudgetExceeded,
@@ -145,8 +146,12 @@ class Gate:
         run_id: str | None = None,
         capability: str = "llm:invoke",
         body_sha256: str | None = None,
+        key: KeyScope | None = None,
     ) -> Permit:
         """Check policy and reserve the worst-case cost, or deny with a receipt.
+
+        ``key`` narrows the tenant's policy for a call made with one virtual key: its allowed
+        models must match too, and its window budgets are reserved beside the tenant's.
 
         Raises :class:`Denied` (``PolicyDenied``, ``UnknownModelDenied``, ``BudgetExceeded``),
         :class:`DuplicateRequest`, :class:`LedgerUnavailable` or
@@ -220,6 +225,14 @@ class Gate:
             )
             await self._write(refuse(err, err.reason, policy=policy))
             raise err
+        if key is not None and not key.allows_model(model):
+            err = PolicyDenied(
+                f"model {model!r} is not allowed for key {key.key_id!r}",
+                tenant_id=tenant_id,
+                reason="model_not_allowed",
+            )
+            await self._write(refuse(err, err.reason, policy=policy))
+            raise err
         pricing = self.pricing  # one table for the whole call, even across a price reload
         price = pricing.get(model)
         if price is None:
@@ -241,6 +254,8 @@ class Gate:
             await self._write(refuse(invalid, "invalid_request", policy=policy))
             raise invalid
         accounts = self._accounts(policy, run_id or request_id, now)
+        if key is not None and key.per_window:
+            accounts.extend(self._key_accounts(key, now))
         limits = limit_accounts(policy, model, input_tokens + output_tokens, now)
         clamped = False
         hold: Hold
@@ -337,6 +352,23 @@ class Gate:
                     expires_at=end,
                     resets_at=end,
                     alert_at=budget.alert_at,
+                )
+            )
+        return accounts
+
+    @staticmethod
+    def _key_accounts(key: KeyScope, now: float) -> list[Account]:
+        accounts = []
+        for budget in key.per_window:
+            window_key, end = window_span(budget.window, now)
+            accounts.append(
+                Account(
+                    key=f"key:{key.key_id}:{window_key}",
+                    budget=f"key_{budget.window}",
+                    limit_nanos=budget.limit_nanos,
+                    hard_stop=True,
+                    expires_at=end,
+                    resets_at=end,
                 )
             )
         return accounts
@@ -534,6 +566,7 @@ class Gate:
         run_id: str | None = None,
         capability: str = "llm:invoke",
         body_sha256: str | None = None,
+        key: KeyScope | None = None,
     ) -> AsyncIterator[GovernedCall]:
         """Admit, run the block, settle: an exception or cancellation releases the reservation
         (or charges the usage recorded so far) and propagates unchanged."""
@@ -547,6 +580,7 @@ class Gate:
             run_id=run_id,
             capability=capability,
             body_sha256=body_sha256,
+            key=key,
         )
         call = GovernedCall(permit)
         try:
@@ -633,6 +667,45 @@ class Gate:
             error=error,
             body_sha256=body_sha256,
         )
+
+    async def record_event(
+        self,
+        *,
+        tenant_id: str,
+        capability: str,
+        request_id: str,
+        description: str,
+        policy_version: str | None = None,
+        reason: str = "admin_change",
+    ) -> Receipt:
+        """Write a signed audit receipt for something that is not a call (an admin change to
+        a tenant, policy or key): ``status`` ``alert``, amounts ``"0"``, ``capability`` naming
+        the event (``admin:tenant.update``), ``error`` its description (who, what, before and
+        after), ``policy_version`` the policy in force after it. Not counted as a call."""
+        now, mono = self.clock.time(), self.clock.monotonic()
+        receipt = self._receipt(
+            receipt_id=new_receipt_id(),
+            request_id=request_id,
+            tenant_id=tenant_id,
+            run_id=None,
+            provider="-",
+            model="-",
+            capability=capability,
+            decision=Decision(True, reason),
+            status="alert",
+            usage=None,
+            usage_source="none",
+            estimated=0,
+            reserved=0,
+            actual=0,
+            policy=None,
+            started=now,
+            started_mono=mono,
+            error=description,
+        )
+        if policy_version is not None:
+            receipt = replace(receipt, policy_version=policy_version)
+        return await self._write(receipt, notify=False)
 
     def _recovery_receipt(self, lost: int) -> Receipt:
         """The audit record of a trail that failed and was reopened: which receipts it lost."""

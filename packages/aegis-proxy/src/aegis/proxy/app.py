@@ -22,6 +22,7 @@ from aegis.proxy import (
 from aegis.proxy.alert_webhook import alert_webhook_context
 from aegis.proxy.auth import KeyIndex
 from aegis.proxy.config import Settings
+from aegis.proxy.control_plane import control_plane_context, plane_for
 from aegis.proxy.errors import error_middleware
 from aegis.proxy.governance import (
     build_pricing,
@@ -34,6 +35,7 @@ from aegis.proxy.operator import Operator, operator_context, operator_middleware
 from aegis.proxy.ratelimit_headers import add_rate_limit_headers
 from aegis.proxy.routing import Router
 from aegis.proxy.state import (
+    CONTROL,
     GATE,
     IDEMPOTENCY,
     KEYS,
@@ -57,7 +59,7 @@ def apply_settings(app: web.Application, settings: Settings) -> None:
     if KEYS in app:
         app[KEYS].apply(settings)
     else:
-        app[KEYS] = KeyIndex.from_settings(settings)
+        app[KEYS] = KeyIndex.from_settings(settings, app[CONTROL])
     operator = app.get(OPERATOR)
     if operator is not None:
         operator.apply(settings)
@@ -79,7 +81,7 @@ async def _governance(app: web.Application) -> AsyncIterator[None]:
         )
         raise
     app[GATE] = Gate(
-        policy_provider=app[POLICIES],
+        policy_provider=app[CONTROL],
         ledger=ledger,
         pricing=app[ROUTER].pricing,
         signer=signer,
@@ -110,9 +112,11 @@ def create_app(settings: Settings) -> web.Application:
     pricing = build_pricing(settings)
     app[ROUTER] = Router(settings.providers, pricing, settings.default_provider)
     app[POLICIES] = InMemoryPolicyProvider()
+    app[CONTROL] = plane_for(settings, app[POLICIES])
     app[IDEMPOTENCY] = IdempotencyStore()
     operator = app[OPERATOR] = Operator(settings, pricing)
     apply_settings(app, settings)
+    app.cleanup_ctx.append(control_plane_context(app[CONTROL]))
     app.cleanup_ctx.append(_governance)
     if settings.alerts.webhook_url is not None:
         app.cleanup_ctx.append(alert_webhook_context(settings.alerts))  # needs the Gate

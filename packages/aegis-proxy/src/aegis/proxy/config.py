@@ -24,6 +24,7 @@ __all__ = [
     "ReceiptSettings",
     "ServerSettings",
     "Settings",
+    "StoreSettings",
     "TenantSettings",
     "load_settings",
     "settings_from_env",
@@ -73,6 +74,32 @@ class LedgerSettings:
     """``redis`` backend: where this replica records the data set's epoch, so that a Redis
     that lost its data is noticed (and refused) even after the replica restarts."""
     key_prefix: str = "aegis"
+
+
+StoreBackend = Literal["sqlite", "postgres", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """The control-plane store: tenants, policies and keys managed through the admin API."""
+
+    backend: StoreBackend = "sqlite"
+    """``sqlite`` (embedded, the default), ``postgres`` (many replicas) or ``none`` (only the
+    file's tenants; the admin API cannot create any). With no ``[store]`` table and a
+    ``memory`` ledger: ``none``."""
+    path: Path = Path(".aegis/control.db")
+    """``sqlite``: the file (default: ``control.db`` beside the ledger file)."""
+    url_env: str = "AEGIS_STORE_URL"
+    """``postgres``: the environment variable holding the ``postgresql://`` URL (kept out of
+    the file: it usually holds a password)."""
+    url: str | None = None
+    """``postgres``: the URL itself, when it holds no secret."""
+    poll_interval_s: float = 1.0
+    """How often a replica asks the store what changed."""
+    stale_after_s: float = 5.0
+    """A replica whose polls have failed this long stops trusting its caches (fail closed)."""
+    policy_cache_size: int = 10_000
+    key_cache_size: int = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +174,7 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
     receipts: ReceiptSettings = field(default_factory=ReceiptSettings)
     providers: Mapping[str, ProviderSettings] = field(default_factory=dict)
     tenants: Mapping[str, TenantSettings] = field(default_factory=dict)
@@ -165,6 +193,7 @@ _SECTIONS: Final = {
     "auth": frozenset(AuthSettings.__dataclass_fields__),
     "ledger": frozenset(LedgerSettings.__dataclass_fields__),
     "receipts": frozenset(ReceiptSettings.__dataclass_fields__),
+    "store": frozenset(StoreSettings.__dataclass_fields__),
     "pricing": frozenset({"overrides"}),
     "routing": frozenset({"default_provider"}),
     "admin": frozenset(AdminSettings.__dataclass_fields__),
@@ -288,6 +317,8 @@ def parse_settings(data: Mapping[str, Any], *, source: Path | None = None) -> Se
     if "{" in ledger.key_prefix or "}" in ledger.key_prefix:
         r.problem("ledger.key_prefix", "must not contain braces (they mark Redis hash tags)")
 
+    store = _store(r, data, ledger)
+
     rc = r.table(data, "receipts")
     receipts = ReceiptSettings(
         sink=r.choice(rc, "sink", "receipts", ("file", "sqlite", "memory"), "file"),
@@ -374,6 +405,7 @@ def parse_settings(data: Mapping[str, Any], *, source: Path | None = None) -> Se
         server=server,
         auth=auth,
         ledger=ledger,
+        store=store,
         receipts=receipts,
         providers=providers,
         tenants=tenants,
@@ -402,6 +434,35 @@ def _admin(r: _Reader, table: Mapping[str, Any], tenant_keys: Mapping[str, str])
         elif key in tenant_keys:
             r.problem(f"admin.api_keys[{i}]", f"is also a key of tenant {tenant_keys[key]!r}")
     return AdminSettings(api_keys=tuple(k for k in keys if _is_key_hash(k)))
+
+
+def _store(r: _Reader, data: Mapping[str, Any], ledger: LedgerSettings) -> StoreSettings:
+    where = "store"
+    table = r.table(data, where)
+    default_backend = "none" if ledger.backend == "memory" and "store" not in data else "sqlite"
+    path = table.get("path")
+    settings = StoreSettings(
+        backend=r.choice(table, "backend", where, ("sqlite", "postgres", "none"), default_backend),
+        path=r.path(r.typed(table, "path", where, str, ""))
+        if path is not None
+        else ledger.path.parent / "control.db",
+        url_env=r.typed(table, "url_env", where, str, "AEGIS_STORE_URL"),
+        url=r.typed(table, "url", where, str, None),
+        poll_interval_s=float(r.typed(table, "poll_interval_s", where, (int, float), 1.0)),
+        stale_after_s=float(r.typed(table, "stale_after_s", where, (int, float), 5.0)),
+        policy_cache_size=r.typed(table, "policy_cache_size", where, int, 10_000),
+        key_cache_size=r.typed(table, "key_cache_size", where, int, 100_000),
+    )
+    if settings.url is not None and not settings.url.startswith(("postgresql://", "postgres://")):
+        r.problem(f"{where}.url", "must be a postgresql:// URL")  # not echoed: may hold a password
+    if settings.poll_interval_s <= 0:
+        r.problem(f"{where}.poll_interval_s", "must be above 0")
+    if settings.stale_after_s < settings.poll_interval_s:
+        r.problem(f"{where}.stale_after_s", "must be at least poll_interval_s")
+    for name in ("policy_cache_size", "key_cache_size"):
+        if getattr(settings, name) < 1:
+            r.problem(f"{where}.{name}", "must be at least 1")
+    return settings
 
 
 def _observability(r: _Reader, table: Mapping[str, Any]) -> ObservabilitySettings:

@@ -13,8 +13,11 @@
 
 Errors of aegis-core map as :func:`aegis.adapters.openai.error_for` shapes them
 (``BudgetExceeded`` → 429 with ``x-should-retry: false``, ``Denied`` → 403,
-``DuplicateRequest`` → 409, ledger or receipt trouble → 503). Bodies use OpenAI's error shape
-``{"error": {"message", "type", "param", "code"}}`` so SDKs surface them well.
+``DuplicateRequest`` → 409, ledger or receipt trouble → 503); the control-plane store's map as
+``NotInStore`` → 404, ``AlreadyInStore``/``VersionConflict`` → 409, ``StoreUnavailable`` → 503,
+and an invalid policy (``PolicyError``) → 400 naming the field (``policy.<field>``). Bodies
+use OpenAI's error shape ``{"error": {"message", "type", "param", "code"}}`` so SDKs surface
+them well.
 """
 
 from __future__ import annotations
@@ -28,7 +31,15 @@ from aiohttp.typedefs import Handler
 
 from aegis.adapters.gemini import GOOGLE_STATUS
 from aegis.adapters.openai import error_for
-from aegis.core import AegisError, InvalidRequest
+from aegis.core import (
+    AegisError,
+    AlreadyInStore,
+    InvalidRequest,
+    NotInStore,
+    PolicyError,
+    StoreUnavailable,
+    VersionConflict,
+)
 
 __all__ = [
     "BadRequest",
@@ -125,6 +136,24 @@ def response_for(exc: AegisError) -> web.Response:
         )
     if isinstance(exc, InvalidRequest):
         return error_response(400, exc.message, type="invalid_request_error", param=exc.param)
+    if isinstance(exc, PolicyError):
+        return error_response(
+            400,
+            f"policy.{exc.field}: {exc.problem}",
+            type="invalid_request_error",
+            param=f"policy.{exc.field}",
+            code="invalid_policy",
+        )
+    if isinstance(exc, NotInStore):
+        return error_response(
+            404, exc.message, type="not_found_error", code=f"{exc.kind}_not_found"
+        )
+    if isinstance(exc, AlreadyInStore):
+        return error_response(409, exc.message, type="conflict_error", code=f"{exc.kind}_exists")
+    if isinstance(exc, VersionConflict):
+        return error_response(409, exc.message, type="conflict_error", code="version_conflict")
+    if isinstance(exc, StoreUnavailable):
+        return error_response(503, exc.message, type="server_error", code="store_unavailable")
     wire = error_for(exc)
     return web.Response(
         status=wire.status, body=wire.body, headers=wire.headers, content_type="application/json"

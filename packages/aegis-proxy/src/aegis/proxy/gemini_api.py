@@ -91,6 +91,7 @@ async def _attempt(
             input_tokens=input_tokens,
             capability="embeddings:create",
             body_sha256=body_sha256,
+            key=call.key,
         )
         request[RATE_LIMITS] = permit.rate_limits
         response = await request_upstream(
@@ -122,6 +123,7 @@ async def _attempt(
         max_output_tokens=estimate.output_tokens,
         capability="llm:stream" if action == "streamGenerateContent" else "llm:invoke",
         body_sha256=body_sha256,
+        key=call.key,
     )
     request[RATE_LIMITS] = permit.rate_limits
     return await native_generate(

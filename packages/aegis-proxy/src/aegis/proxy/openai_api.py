@@ -155,6 +155,7 @@ async def _attempt(
         max_output_tokens=None if endpoint.rewrite is None else estimate.output_tokens(model_max),
         capability="llm:stream" if stream else endpoint.capability,
         body_sha256=body_sha256,
+        key=call.key,
     )
     request[RATE_LIMITS] = permit.rate_limits
     body = (
@@ -211,6 +212,7 @@ async def _gemini_attempt(
         max_output_tokens=estimate.output_tokens,
         capability="llm:stream" if stream else "llm:invoke",
         body_sha256=body_sha256,
+        key=call.key,
     )
     request[RATE_LIMITS] = permit.rate_limits
     return await translated_chat(
@@ -236,9 +238,9 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
 
 async def models(request: web.Request) -> web.Response:
     """The models the calling tenant may use (priced, allowed, and served by a provider)."""
-    tenant_id = request.app[KEYS].authenticate(request)
+    identity = await request.app[KEYS].authenticate(request)
     gate = request.app[GATE]
-    policy = await gate.policy_provider.get_policy(tenant_id=tenant_id)
+    policy = await gate.policy_provider.get_policy(tenant_id=identity.tenant_id)
     if policy is None:
         return web.json_response({"object": "list", "data": []})
     router = request.app[ROUTER]

@@ -9,6 +9,7 @@ from aiohttp import web
 from aegis.core import Gate, InMemoryPolicyProvider
 from aegis.proxy.auth import KeyIndex
 from aegis.proxy.config import Settings
+from aegis.proxy.control_plane import ControlPlane
 from aegis.proxy.idempotency import IdempotencyStore
 from aegis.proxy.routing import Router
 from aegis.proxy.upstream import Upstream
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALERT_WEBHOOK",
+    "CONTROL",
     "GATE",
     "IDEMPOTENCY",
     "KEYS",
@@ -36,6 +38,8 @@ SETTINGS = web.AppKey("settings", Settings)
 GATE = web.AppKey("gate", Gate)
 POLICIES = web.AppKey("policies", InMemoryPolicyProvider)
 KEYS = web.AppKey("keys", KeyIndex)
+CONTROL = web.AppKey("control", ControlPlane)
+"""Tenants, policies and keys of the file and the control-plane store (the Gate's policies)."""
 ROUTER = web.AppKey("router", Router)
 IDEMPOTENCY = web.AppKey("idempotency", IdempotencyStore)
 UPSTREAMS = web.AppKey("upstreams", dict[str, Upstream])

@@ -1,0 +1,627 @@
+"""Managing tenants, policies and virtual keys through the admin API (admin key only).
+
+``GET/POST /admin/tenants``, ``GET/PUT/DELETE /admin/tenants/{tenant_id}``
+    Tenants of the config file (read-only here: ``"read_only": true``) and of the store.
+    Policies are validated exactly as ``check-config`` validates them, the error naming the
+    field (``policy.budgets.per_window[0].limit_usd``). ``PUT`` and ``DELETE`` name the
+    ``version`` they read and get 409 when it moved.
+``GET/POST /admin/tenants/{tenant_id}/keys``, ``GET/PATCH .../keys/{key_id}``,
+``POST .../keys/{key_id}/rotate``, ``POST .../keys/{key_id}/revoke``
+    Store keys: the key is shown once, on creation and rotation; listings give the prefix and
+    metadata, never a hash. A key id of another tenant answers 404, like one that does not
+    exist.
+
+Every change writes a signed receipt into the trail first checked to be writable (``status``
+``alert``, ``capability`` ``admin:<what>``, ``error`` saying who changed what, from which
+policy version to which), so an auditor sees when a limit was raised.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from aiohttp import web
+
+from aegis.core import (
+    KeyRecord,
+    KeyScope,
+    Policy,
+    PolicyError,
+    TenantRecord,
+    VersionConflict,
+    display_prefix,
+    hash_key,
+    new_id,
+    new_key,
+    new_key_id,
+)
+from aegis.proxy.admin import Admin, admin_route, int_param
+from aegis.proxy.admin_openapi import document
+from aegis.proxy.control_plane import ControlPlane
+from aegis.proxy.errors import BadRequest, Conflict, NotFound
+from aegis.proxy.state import CONTROL, GATE, SETTINGS
+
+__all__ = ["routes"]
+
+_TENANT_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_MAX_GRACE_S: Final = 30 * 86_400
+DEFAULT_GRACE_S: Final = 3600
+
+
+# -- request bodies ------------------------------------------------------------------------
+
+
+async def _body(request: web.Request, allowed: frozenset[str]) -> dict[str, Any]:
+    try:
+        data = json.loads(await request.read() or b"{}")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise BadRequest("request body must be a JSON object", code="invalid_json")
+    for name in data:
+        if name not in allowed:
+            raise BadRequest(
+                f"unknown field {name!r} (known: {', '.join(sorted(allowed))})", param=name
+            )
+    return data
+
+
+def _version(data: dict[str, Any], *, required: bool = True) -> int | None:
+    value = data.get("version")
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise BadRequest(
+            "version must be the record's version as you read it (an integer from 1): "
+            "a change to a record that moved meanwhile is refused with 409",
+            param="version",
+        )
+    return value
+
+
+def _time(value: object, name: str) -> float | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"{name} must be an ISO-8601 time or null", param=name)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadRequest(f"{name} must be an ISO-8601 time, got {value!r}", param=name) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _policy(request: web.Request, tenant_id: str, data: object) -> Policy:
+    """Validate as ``check-config`` does (same messages, the field named)."""
+    if not isinstance(data, dict):
+        raise BadRequest("policy must be a JSON object (a tenant table's shape)", param="policy")
+    if "api_keys" in data:
+        raise BadRequest(
+            "policy.api_keys: keys are not part of a policy here: create them with "
+            f"POST /admin/tenants/{tenant_id}/keys",
+            param="policy.api_keys",
+        )
+    policy = Policy.from_dict(tenant_id, data)  # PolicyError → 400 naming policy.<field>
+    providers = request.app[SETTINGS].providers
+    for provider in (policy.routing.primary_provider, *policy.routing.fallback_providers):
+        if provider is not None and provider not in providers:
+            raise BadRequest(
+                f"policy.routing: provider {provider!r} is not configured", param="policy.routing"
+            )
+    return policy
+
+
+# -- answers -------------------------------------------------------------------------------
+
+
+def _file_tenant(request: web.Request, admin: Admin, tenant_id: str) -> dict[str, Any] | None:
+    tenant = admin.operator.tenants.get(tenant_id)
+    if tenant is None:
+        return None
+    return {
+        "tenant_id": tenant_id,
+        "source": "file",
+        "read_only": True,
+        "version": None,
+        "api_keys": len(tenant.api_key_hashes),
+        "policy_version": tenant.policy.version,
+        "policy": tenant.policy.to_dict(),
+    }
+
+
+def _store_tenant(record: TenantRecord, keys: int | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "tenant_id": record.tenant_id,
+        "source": "store",
+        "read_only": False,
+        "version": record.version,
+        "policy_version": record.policy.version,
+        "policy": record.policy.to_dict(),
+        "created_at": _iso(record.created_at),
+        "updated_at": _iso(record.updated_at),
+    }
+    if keys is not None:
+        data["api_keys"] = keys
+    return data
+
+
+def _key(record: KeyRecord, now: float) -> dict[str, Any]:
+    """A key's metadata: never its hash."""
+    data: dict[str, Any] = {
+        "key_id": record.key_id,
+        "tenant_id": record.tenant_id,
+        "name": record.name,
+        "prefix": record.prefix,
+        "state": record.state(now),
+        "created_at": _iso(record.created_at),
+        "expires_at": _iso(record.expires_at),
+        "revoked_at": _iso(record.revoked_at),
+        "rotated_from": record.rotated_from,
+        "version": record.version,
+    }
+    scope = record.scope
+    data["allow_models"] = (
+        None if scope is None or scope.allow_models is None else list(scope.allow_models)
+    )
+    data["per_window"] = [] if scope is None else scope.to_dict()["per_window"]
+    return data
+
+
+def _read_only(tenant_id: str) -> Conflict:
+    return Conflict(
+        f"tenant {tenant_id!r} is managed in the config file and is read-only here: change "
+        "it in the file, or move it into the store with `aegis-proxy tenants import`",
+        code="tenant_read_only",
+    )
+
+
+def _plane(request: web.Request) -> ControlPlane:
+    plane = request.app[CONTROL]
+    if plane.store is None:
+        raise Conflict(
+            'no control-plane store is configured ([store] backend = "none"): tenants and keys '
+            "come from the config file only",
+            code="store_disabled",
+        )
+    return plane
+
+
+async def _store_tenant_or_404(request: web.Request, admin: Admin, tenant_id: str) -> TenantRecord:
+    if tenant_id in admin.operator.tenants:
+        raise _read_only(tenant_id)
+    plane = _plane(request)
+    assert plane.store is not None
+    record = await plane.store.get_tenant(tenant_id)
+    if record is None:
+        raise NotFound(f"no tenant {tenant_id!r}", code="tenant_not_found")
+    return record
+
+
+async def _audit(
+    request: web.Request,
+    admin: Admin,
+    *,
+    tenant_id: str,
+    what: str,
+    description: str,
+    policy_version: str | None,
+) -> None:
+    await request.app[GATE].record_event(
+        tenant_id=tenant_id,
+        capability=f"admin:{what}",
+        request_id=f"admin:{new_id()}",
+        description=f"{admin.actor}: {description}",
+        policy_version=policy_version,
+    )
+
+
+def _check_trail(request: web.Request) -> None:
+    """Refuse a change that could not be receipted (before making it)."""
+    request.app[GATE].sink.check()
+
+
+def _created(data: dict[str, Any]) -> web.Response:
+    return web.json_response(data, status=201)
+
+
+# -- tenants -------------------------------------------------------------------------------
+
+
+async def list_tenants(request: web.Request, admin: Admin) -> web.StreamResponse:
+    limit = int_param(request, "limit", 1000, 1, 10_000)
+    offset = int_param(request, "offset", 0, 0, 10**9)
+    files = sorted(admin.operator.tenants)
+    page: list[dict[str, Any]] = []
+    for tenant_id in files[offset : offset + limit]:
+        found = _file_tenant(request, admin, tenant_id)
+        assert found is not None
+        page.append(found)
+    total = len(files)
+    store = request.app[CONTROL].store
+    if store is not None:
+        total += await store.count_tenants()
+        left = limit - len(page)
+        if left > 0:
+            start = max(0, offset - len(files))
+            records = await store.list_tenants(limit=left, offset=start)
+            page.extend(_store_tenant(r) for r in records if r.tenant_id not in files)
+    return web.json_response({"tenants": page, "total": total, "offset": offset})
+
+
+async def get_tenant(request: web.Request, admin: Admin) -> web.StreamResponse:
+    tenant_id = request.match_info["tenant_id"]
+    found = _file_tenant(request, admin, tenant_id)
+    if found is not None:
+        return web.json_response(found)
+    store = request.app[CONTROL].store
+    record = None if store is None else await store.get_tenant(tenant_id)
+    if record is None or store is None:
+        raise NotFound(f"no tenant {tenant_id!r}", code="tenant_not_found")
+    keys = await store.list_keys(tenant_id)
+    return web.json_response(_store_tenant(record, len(keys)))
+
+
+async def create_tenant(request: web.Request, admin: Admin) -> web.StreamResponse:
+    data = await _body(request, frozenset({"tenant_id", "policy"}))
+    tenant_id = data.get("tenant_id")
+    if not isinstance(tenant_id, str) or not _TENANT_ID.match(tenant_id):
+        raise BadRequest(
+            "tenant_id must be 1-64 letters, digits, '.', '_' or '-', starting with a letter "
+            "or digit",
+            param="tenant_id",
+        )
+    if tenant_id in admin.operator.tenants:
+        raise Conflict(
+            f"tenant {tenant_id!r} already exists (in the config file)", code="tenant_exists"
+        )
+    policy = _policy(request, tenant_id, data.get("policy", {}))
+    plane = _plane(request)
+    assert plane.store is not None
+    _check_trail(request)
+    record = await plane.store.create_tenant(policy)
+    plane.forget(tenant_id=tenant_id)
+    await _audit(
+        request,
+        admin,
+        tenant_id=tenant_id,
+        what="tenant.create",
+        description=f"created tenant {tenant_id!r} with policy {policy.version} (version 1)",
+        policy_version=policy.version,
+    )
+    return _created(_store_tenant(record, 0))
+
+
+async def update_tenant(request: web.Request, admin: Admin) -> web.StreamResponse:
+    tenant_id = request.match_info["tenant_id"]
+    data = await _body(request, frozenset({"policy", "version"}))
+    before = await _store_tenant_or_404(request, admin, tenant_id)
+    version = _version(data)
+    assert version is not None
+    if "policy" not in data:
+        raise BadRequest("policy is required (the whole new policy)", param="policy")
+    policy = _policy(request, tenant_id, data["policy"])
+    plane = _plane(request)
+    assert plane.store is not None
+    _check_trail(request)
+    record = await plane.store.update_tenant(policy, expected_version=version)
+    plane.forget(tenant_id=tenant_id)
+    await _audit(
+        request,
+        admin,
+        tenant_id=tenant_id,
+        what="tenant.update",
+        description=(
+            f"updated the policy of tenant {tenant_id!r}: {before.policy.version} "
+            f"(version {version}) -> {policy.version} (version {record.version})"
+        ),
+        policy_version=policy.version,
+    )
+    return web.json_response(_store_tenant(record))
+
+
+async def delete_tenant(request: web.Request, admin: Admin) -> web.StreamResponse:
+    tenant_id = request.match_info["tenant_id"]
+    raw = request.query.get("version")
+    before = await _store_tenant_or_404(request, admin, tenant_id)
+    if raw is None or not raw.isdigit() or int(raw) < 1:
+        raise BadRequest(
+            "version (a query parameter) must be the tenant's version as you read it",
+            param="version",
+        )
+    plane = _plane(request)
+    assert plane.store is not None
+    _check_trail(request)
+    keys = await plane.store.list_keys(tenant_id)
+    await plane.store.delete_tenant(tenant_id, expected_version=int(raw))
+    plane.forget(tenant_id=tenant_id)
+    for key in keys:
+        plane.forget(key_hash=key.key_hash)
+    await _audit(
+        request,
+        admin,
+        tenant_id=tenant_id,
+        what="tenant.delete",
+        description=(
+            f"deleted tenant {tenant_id!r} (policy {before.policy.version}, version {raw}) "
+            f"and its {len(keys)} key(s)"
+        ),
+        policy_version=before.policy.version,
+    )
+    return web.json_response({"deleted": tenant_id, "keys_deleted": len(keys)})
+
+
+# -- keys ----------------------------------------------------------------------------------
+
+_KEY_FIELDS: Final = frozenset({"name", "expires_at", "allow_models", "per_window"})
+
+
+def _name(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= 100 or not value.isprintable():
+        raise BadRequest("name must be 1-100 printable characters", param="name")
+    return value
+
+
+def _scope(key_id: str, data: dict[str, Any], policy: Policy, base: KeyScope | None) -> KeyScope:
+    merged = {} if base is None else base.to_dict()
+    if base is not None and base.allow_models is None:
+        merged.pop("allow_models", None)
+    for name in ("allow_models", "per_window"):
+        if name in data:
+            if data[name] is None:
+                merged.pop(name, None)
+            else:
+                merged[name] = data[name]
+    try:
+        return KeyScope.from_dict(key_id, merged, tenant=policy)
+    except PolicyError as exc:
+        raise BadRequest(f"{exc.field}: {exc.problem}", param=exc.field) from None
+
+
+async def _key_or_404(request: web.Request, tenant_id: str, key_id: str) -> KeyRecord:
+    plane = _plane(request)
+    assert plane.store is not None
+    record = await plane.store.get_key(key_id)
+    # Another tenant's key id answers exactly as one that does not exist.
+    if record is None or record.tenant_id != tenant_id:
+        raise NotFound(f"no key {key_id!r} for tenant {tenant_id!r}", code="key_not_found")
+    return record
+
+
+def _new_record(tenant_id: str, data: dict[str, Any], policy: Policy) -> tuple[str, KeyRecord]:
+    secret = new_key()
+    key_id = new_key_id()
+    now = time.time()
+    expires_at = _time(data.get("expires_at"), "expires_at")
+    if expires_at is not None and expires_at <= now:
+        raise BadRequest("expires_at must be in the future", param="expires_at")
+    scope = _scope(key_id, data, policy, None)
+    return secret, KeyRecord(
+        key_id=key_id,
+        tenant_id=tenant_id,
+        key_hash=hash_key(secret),
+        prefix=display_prefix(secret),
+        created_at=now,
+        name=_name(data.get("name")),
+        expires_at=expires_at,
+        scope=scope if scope.is_narrowing else None,
+    )
+
+
+async def list_keys(request: web.Request, admin: Admin) -> web.StreamResponse:
+    tenant_id = request.match_info["tenant_id"]
+    file_tenant = admin.operator.tenants.get(tenant_id)
+    if file_tenant is not None:
+        return web.json_response(
+            {
+                "keys": [],
+                "file_keys": len(file_tenant.api_key_hashes),
+                "read_only": True,
+                "note": "this tenant's keys are hashes in the config file",
+            }
+        )
+    await _store_tenant_or_404(request, admin, tenant_id)
+    store = _plane(request).store
+    assert store is not None
+    now = time.time()
+    return web.json_response(
+        {"keys": [_key(k, now) for k in await store.list_keys(tenant_id)], "read_only": False}
+    )
+
+
+async def get_key(request: web.Request, admin: Admin) -> web.StreamResponse:
+    tenant_id = request.match_info["tenant_id"]
+    if tenant_id in admin.operator.tenants:
+        raise NotFound(
+            f"no key {request.match_info['key_id']!r} for tenant {tenant_id!r}",
+            code="key_not_found",
+        )
+    record = await _key_or_404(request, tenant_id, request.match_info["key_id"])
+    return web.json_response(_key(record, time.time()))
+
+
+async def create_key(request: web.Request, admin: Admin) -> web.StreamResponse:
+    tenant_id = request.match_info["tenant_id"]
+    data = await _body(request, _KEY_FIELDS)
+    tenant = await _store_tenant_or_404(request, admin, tenant_id)
+    secret, record = _new_record(tenant_id, data, tenant.policy)
+    plane = _plane(request)
+    assert plane.store is not None
+    _check_trail(request)
+    stored = await plane.store.create_key(record)
+    plane.forget(key_hash=stored.key_hash)
+    await _audit(
+        request,
+        admin,
+        tenant_id=tenant_id,
+        what="key.create",
+        description=f"created key {stored.key_id} ({stored.prefix}...) for tenant {tenant_id!r}"
+        + _scope_note(stored),
+        policy_version=tenant.policy.version,
+    )
+    return _created({"key": secret, **_key(stored, time.time())})
+
+
+def _scope_note(record: KeyRecord) -> str:
+    scope = record.scope
+    parts = []
+    if record.expires_at is not None:
+        parts.append(f"expires {_iso(record.expires_at)}")
+    if scope is not None and scope.allow_models is not None:
+        parts.append(f"models {list(scope.allow_models)}")
+    if scope is not None:
+        parts.extend(f"{b['window']} ${b['limit_usd']}" for b in scope.to_dict()["per_window"])
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+async def update_key(request: web.Request, admin: Admin) -> web.StreamResponse:
+    tenant_id = request.match_info["tenant_id"]
+    data = await _body(request, _KEY_FIELDS | {"version"})
+    tenant = await _store_tenant_or_404(request, admin, tenant_id)
+    before = await _key_or_404(request, tenant_id, request.match_info["key_id"])
+    version = _version(data)
+    assert version is not None
+    changes: dict[str, Any] = {}
+    if "name" in data:
+        changes["name"] = _name(data["name"])
+    if "expires_at" in data:
+        changes["expires_at"] = _time(data["expires_at"], "expires_at")
+    if "allow_models" in data or "per_window" in data:
+        scope = _scope(before.key_id, data, tenant.policy, before.scope)
+        changes["scope"] = scope if scope.is_narrowing else None
+    plane = _plane(request)
+    assert plane.store is not None
+    _check_trail(request)
+    stored = await plane.store.update_key(before.with_changes(**changes), expected_version=version)
+    plane.forget(key_hash=stored.key_hash)
+    await _audit(
+        request,
+        admin,
+        tenant_id=tenant_id,
+        what="key.update",
+        description=f"updated key {stored.key_id} of tenant {tenant_id!r}: "
+        f"{', '.join(sorted(changes)) or 'nothing'}{_scope_note(stored)} "
+        f"(version {version} -> {stored.version})",
+        policy_version=tenant.policy.version,
+    )
+    return web.json_response(_key(stored, time.time()))
+
+
+async def revoke_key(request: web.Request, admin: Admin) -> web.StreamResponse:
+    """Revocation always wins: retried against the latest version (no version needed)."""
+    tenant_id = request.match_info["tenant_id"]
+    await _body(request, frozenset())
+    tenant = await _store_tenant_or_404(request, admin, tenant_id)
+    plane = _plane(request)
+    assert plane.store is not None
+    _check_trail(request)
+    for _attempt in range(5):
+        before = await _key_or_404(request, tenant_id, request.match_info["key_id"])
+        now = time.time()
+        revoked_at = now if before.revoked_at is None else min(now, before.revoked_at)
+        try:
+            stored = await plane.store.update_key(
+                before.with_changes(revoked_at=revoked_at), expected_version=before.version
+            )
+            break
+        except VersionConflict:
+            continue
+    else:
+        raise Conflict("the key kept changing; try again", code="version_conflict")
+    plane.forget(key_hash=stored.key_hash)
+    await _audit(
+        request,
+        admin,
+        tenant_id=tenant_id,
+        what="key.revoke",
+        description=f"revoked key {stored.key_id} ({stored.prefix}...) of tenant {tenant_id!r}",
+        policy_version=tenant.policy.version,
+    )
+    return web.json_response(_key(stored, time.time()))
+
+
+async def rotate_key(request: web.Request, admin: Admin) -> web.StreamResponse:
+    tenant_id = request.match_info["tenant_id"]
+    data = await _body(request, frozenset({"grace_s", "version", "name", "expires_at"}))
+    tenant = await _store_tenant_or_404(request, admin, tenant_id)
+    old = await _key_or_404(request, tenant_id, request.match_info["key_id"])
+    now = time.time()
+    if not old.is_valid(now):
+        raise Conflict(
+            f"key {old.key_id!r} is {old.state(now)}: only a working key can be rotated",
+            code="key_not_active",
+        )
+    grace = data.get("grace_s", DEFAULT_GRACE_S)
+    if isinstance(grace, bool) or not isinstance(grace, int) or not 0 <= grace <= _MAX_GRACE_S:
+        raise BadRequest(
+            f"grace_s must be an integer from 0 to {_MAX_GRACE_S} (seconds the old key keeps "
+            "working)",
+            param="grace_s",
+        )
+    version = _version(data, required=False) or old.version
+    fields: dict[str, Any] = {"name": data.get("name", old.name)}
+    if "expires_at" in data:
+        fields["expires_at"] = data["expires_at"]
+    secret, new = _new_record(tenant_id, fields, tenant.policy)
+    new = new.with_changes(
+        scope=None
+        if old.scope is None
+        else KeyScope(new.key_id, old.scope.allow_models, old.scope.per_window),
+        expires_at=new.expires_at if "expires_at" in data else old.expires_at,
+    )
+    plane = _plane(request)
+    assert plane.store is not None
+    _check_trail(request)
+    stored_old, stored_new = await plane.store.rotate_key(
+        old, new, grace_until=now + grace, expected_version=version
+    )
+    plane.forget(key_hash=stored_old.key_hash)
+    plane.forget(key_hash=stored_new.key_hash)
+    await _audit(
+        request,
+        admin,
+        tenant_id=tenant_id,
+        what="key.rotate",
+        description=f"rotated key {old.key_id} of tenant {tenant_id!r} to {stored_new.key_id} "
+        f"({stored_new.prefix}...); the old key works until {_iso(stored_old.revoked_at)}",
+        policy_version=tenant.policy.version,
+    )
+    return _created(
+        {"key": secret, **_key(stored_new, time.time()), "old": _key(stored_old, time.time())}
+    )
+
+
+async def openapi(request: web.Request, admin: Admin) -> web.StreamResponse:
+    return web.json_response(document())
+
+
+def routes() -> list[web.RouteDef]:
+    tenant = "/admin/tenants/{tenant_id}"
+    key = tenant + "/keys/{key_id}"
+    return [
+        web.get("/admin/openapi.json", admin_route(openapi)),
+        web.get("/admin/tenants", admin_route(list_tenants)),
+        web.post("/admin/tenants", admin_route(create_tenant)),
+        web.get(tenant, admin_route(get_tenant)),
+        web.put(tenant, admin_route(update_tenant)),
+        web.delete(tenant, admin_route(delete_tenant)),
+        web.get(tenant + "/keys", admin_route(list_keys)),
+        web.post(tenant + "/keys", admin_route(create_key)),
+        web.get(key, admin_route(get_key)),
+        web.patch(key, admin_route(update_key)),
+        web.post(key + "/rotate", admin_route(rotate_key)),
+        web.post(key + "/revoke", admin_route(revoke_key)),
+    ]
