@@ -90,7 +90,8 @@ async def test_concurrent_edits_never_lose_an_update(store: ControlStore) -> Non
     assert len(winners) == 1
     assert all(isinstance(r, VersionConflict) for r in results if isinstance(r, BaseException))
     stored = await store.get_tenant("acme")
-    assert stored is not None and stored.version == 2
+    assert stored is not None
+    assert stored.version == 2
     assert stored.policy == winners[0].policy
 
 
@@ -119,7 +120,8 @@ async def test_keys_by_hash_with_metadata_and_scope(store: ControlStore) -> None
     assert stored.version == 1
     found = await store.key_by_hash(hash_key(secret))
     assert found == stored
-    assert found is not None and found.scope is not None
+    assert found is not None
+    assert found.scope is not None
     assert found.scope.allow_models == ("gpt-4o-mini",)
     assert found.scope.per_window[0].limit_nanos == 10**9
     assert await store.get_key(key.key_id) == stored
@@ -157,7 +159,8 @@ async def test_update_key_revokes_with_a_version_check(store: ControlStore) -> N
     assert revoked.version == 2
     assert not revoked.is_valid(now + 1)
     stored = await store.key_by_hash(key.key_hash)
-    assert stored is not None and stored.revoked_at == pytest.approx(now)
+    assert stored is not None
+    assert stored.revoked_at == pytest.approx(now)
     with pytest.raises(VersionConflict):
         await store.update_key(key.with_changes(name="x"), expected_version=1)
     # Another tenant's key id is not found, never "conflict" or "forbidden".
@@ -176,7 +179,8 @@ async def test_rotate_keeps_the_old_key_until_the_grace_ends(store: ControlStore
     )
     assert stored_new.rotated_from == old.key_id
     assert stored_old.revoked_at == pytest.approx(grace_until)
-    assert stored_old.is_valid(time.time()) and stored_old.state(time.time()) == "grace"
+    assert stored_old.is_valid(time.time())
+    assert stored_old.state(time.time()) == "grace"
     assert not stored_old.is_valid(grace_until + 1)
     assert await store.key_by_hash(new.key_hash) == stored_new
     # A rotation from a stale read changes nothing.
@@ -201,7 +205,8 @@ async def test_every_write_is_in_the_change_sequence(store: ControlStore) -> Non
         ("key", "acme", key.key_hash),
     ]
     seqs = [c.seq for c in changes]
-    assert seqs == sorted(seqs) and len(set(seqs)) == 4
+    assert seqs == sorted(seqs)
+    assert len(set(seqs)) == 4
     assert await store.head() == seqs[-1]
     assert await store.changes_since(seqs[-1]) == []
     assert len(await store.changes_since(start, limit=2)) == 2
@@ -224,4 +229,6 @@ async def test_policy_lookup_is_validated_on_the_way_in(store: ControlStore) -> 
     )
     await store.create_tenant(p)
     got = await store.get_tenant("acme")
-    assert got is not None and got.policy == p and got.policy.version == p.version
+    assert got is not None
+    assert got.policy == p
+    assert got.policy.version == p.version

@@ -127,7 +127,9 @@ class PostgresServer:
         if self.process is not None and self.process.poll() is None:
             # Fast shutdown: clients are disconnected, not waited for.
             subprocess.run(
-                self._command(str(self.bindir / "pg_ctl"), "-D", str(self.data), "stop", "-m", "fast"),
+                self._command(
+                    str(self.bindir / "pg_ctl"), "-D", str(self.data), "stop", "-m", "fast"
+                ),
                 capture_output=True,
             )
             try:

@@ -305,8 +305,8 @@ async def create_tenant(request: web.Request, admin: Admin) -> web.StreamRespons
 
 async def update_tenant(request: web.Request, admin: Admin) -> web.StreamResponse:
     tenant_id = request.match_info["tenant_id"]
-    data = await _body(request, frozenset({"policy", "version"}))
     before = await _store_tenant_or_404(request, admin, tenant_id)
+    data = await _body(request, frozenset({"policy", "version"}))
     version = _version(data)
     assert version is not None
     if "policy" not in data:
@@ -455,8 +455,8 @@ async def get_key(request: web.Request, admin: Admin) -> web.StreamResponse:
 
 async def create_key(request: web.Request, admin: Admin) -> web.StreamResponse:
     tenant_id = request.match_info["tenant_id"]
-    data = await _body(request, _KEY_FIELDS)
     tenant = await _store_tenant_or_404(request, admin, tenant_id)
+    data = await _body(request, _KEY_FIELDS)
     secret, record = _new_record(tenant_id, data, tenant.policy)
     plane = _plane(request)
     assert plane.store is not None
@@ -489,9 +489,9 @@ def _scope_note(record: KeyRecord) -> str:
 
 async def update_key(request: web.Request, admin: Admin) -> web.StreamResponse:
     tenant_id = request.match_info["tenant_id"]
-    data = await _body(request, _KEY_FIELDS | {"version"})
     tenant = await _store_tenant_or_404(request, admin, tenant_id)
     before = await _key_or_404(request, tenant_id, request.match_info["key_id"])
+    data = await _body(request, _KEY_FIELDS | {"version"})
     version = _version(data)
     assert version is not None
     changes: dict[str, Any] = {}
@@ -523,8 +523,9 @@ async def update_key(request: web.Request, admin: Admin) -> web.StreamResponse:
 async def revoke_key(request: web.Request, admin: Admin) -> web.StreamResponse:
     """Revocation always wins: retried against the latest version (no version needed)."""
     tenant_id = request.match_info["tenant_id"]
-    await _body(request, frozenset())
     tenant = await _store_tenant_or_404(request, admin, tenant_id)
+    await _key_or_404(request, tenant_id, request.match_info["key_id"])
+    await _body(request, frozenset())
     plane = _plane(request)
     assert plane.store is not None
     _check_trail(request)
@@ -555,9 +556,9 @@ async def revoke_key(request: web.Request, admin: Admin) -> web.StreamResponse:
 
 async def rotate_key(request: web.Request, admin: Admin) -> web.StreamResponse:
     tenant_id = request.match_info["tenant_id"]
-    data = await _body(request, frozenset({"grace_s", "version", "name", "expires_at"}))
     tenant = await _store_tenant_or_404(request, admin, tenant_id)
     old = await _key_or_404(request, tenant_id, request.match_info["key_id"])
+    data = await _body(request, frozenset({"grace_s", "version", "name", "expires_at"}))
     now = time.time()
     if not old.is_valid(now):
         raise Conflict(
