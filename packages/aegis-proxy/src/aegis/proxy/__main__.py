@@ -1,5 +1,5 @@
 """``aegis-proxy``: serve, make keys, check a config file, show prices, read and operate the
-ledger."""
+ledger, move tenants between the config file and the control-plane store."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 from aiohttp import web
 
 from aegis.core import AegisError
+from aegis.proxy import store_cli
 from aegis.proxy.access_log import ACCESS_LOGGER, BufferedLineHandler
 from aegis.proxy.app import create_app
 from aegis.proxy.auth import hash_key, new_key
@@ -47,7 +48,7 @@ def serve(config: str | None, host: str | None, port: int | None) -> int:
         for problem in exc.problems:
             print(f"{exc.source}: {problem}", file=sys.stderr)
         return 2
-    if not settings.tenants:
+    if not settings.tenants and settings.store.backend == "none":
         print(
             "aegis-proxy: no tenants are configured, so every call will be refused (401).\n"
             "Make a key with:  aegis-proxy keys create --tenant my-team\n"
@@ -79,6 +80,51 @@ def keys_create(tenant: str | None, admin: bool = False) -> int:
     print("Put its hash in the config (only the hash is stored):\n")
     print(f'[tenants.{tenant}]\napi_keys = ["{hash_key(key)}"]')
     return 0
+
+
+def store_command(args: argparse.Namespace) -> int:
+    """``tenants import|export|list`` and ``keys create --store|list|revoke``."""
+    try:
+        settings = _settings(args.config)
+        if args.command == "tenants":
+            if args.tenants_command == "import":
+                source = None if args.file is None else Path(args.file)
+                tenants = store_cli.file_tenants(settings, source)
+                imported = store_cli.import_tenants(settings, tenants, replace=args.replace)
+                for line in asyncio.run(imported):
+                    print(line)
+            elif args.tenants_command == "export":
+                text = asyncio.run(store_cli.export_tenants(settings))
+                if args.output:
+                    Path(args.output).write_text(text)
+                else:
+                    print(text, end="")
+            else:
+                for line in asyncio.run(store_cli.list_tenants(settings)):
+                    print(line)
+            return 0
+        if args.keys_command == "create":
+            key = asyncio.run(store_cli.add_key(settings, args.tenant))
+            print(f"New API key for tenant {args.tenant!r} in the store (shown once):\n\n    {key}")
+            return 0
+        if args.keys_command == "list":
+            for line in asyncio.run(store_cli.list_keys(settings, args.tenant)):
+                print(line)
+            return 0
+        if not asyncio.run(store_cli.revoke_key(settings, args.tenant, args.key_id)):
+            print(
+                f"aegis-proxy: no key {args.key_id!r} for tenant {args.tenant!r}", file=sys.stderr
+            )
+            return 1
+        print(f"revoked {args.key_id}")
+        return 0
+    except ConfigProblems as exc:
+        for problem in exc.problems:
+            print(f"{exc.source}: {problem}", file=sys.stderr)
+        return 2
+    except AegisError as exc:
+        print(f"aegis-proxy: {exc}", file=sys.stderr)
+        return 1
 
 
 def check_config(path: str) -> int:
@@ -145,6 +191,25 @@ def main(argv: list[str] | None = None) -> int:
     who = p_create.add_mutually_exclusive_group(required=True)
     who.add_argument("--tenant")
     who.add_argument("--admin", action="store_true", help="a key for /admin/ and /dashboard")
+    p_create.add_argument(
+        "--store", action="store_true", help="add it to the control-plane store (not the file)"
+    )
+    p_klist = keys_sub.add_parser("list", help="a tenant's store keys (prefix and state)")
+    p_klist.add_argument("--tenant", required=True)
+    p_revoke = keys_sub.add_parser("revoke", help="revoke a store key now")
+    p_revoke.add_argument("--tenant", required=True)
+    p_revoke.add_argument("key_id")
+    p_tenants = sub.add_parser("tenants", help="tenants in the control-plane store")
+    tenants_sub = p_tenants.add_subparsers(dest="tenants_command", required=True)
+    p_import = tenants_sub.add_parser("import", help="copy [tenants] of a file into the store")
+    p_import.add_argument(
+        "--file", help="a TOML file with [tenants.ID] tables (default: the config)"
+    )
+    p_import.add_argument("--replace", action="store_true", help="overwrite store tenants")
+    p_export = tenants_sub.add_parser("export", help="store tenants as [tenants.ID] TOML")
+    p_export.add_argument("--output", help="write here (default: stdout)")
+    p_tlist = tenants_sub.add_parser("list", help="store tenants, versions and policy versions")
+    store_parsers = (p_create, p_klist, p_revoke, p_import, p_export, p_tlist)
     p_check = sub.add_parser("check-config", help="validate a config file")
     p_check.add_argument("path", type=Path)
     p_prices = sub.add_parser("prices", help="the effective price table and its version")
@@ -153,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     p_ledger = sub.add_parser("ledger", help="operate the ledger")
     ledger_sub = p_ledger.add_subparsers(dest="ledger_command", required=True)
     p_accept = ledger_sub.add_parser("accept-loss", help="serve again after Redis lost its data")
-    for p in (p_usage, p_accept, p_prices):
+    for p in (p_usage, p_accept, p_prices, *store_parsers):
         p.add_argument("--config", help="TOML config file (default: $AEGIS_CONFIG)")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -161,6 +226,12 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     _access_log_to_stdout()
+    if args.command == "tenants" or (
+        args.command == "keys" and (args.keys_command != "create" or args.store)
+    ):
+        if args.command == "keys" and args.keys_command == "create" and args.admin:
+            parser.error("--store makes tenant keys only (admin keys live in [admin] api_keys)")
+        return store_command(args)
     if args.command == "keys":
         return keys_create(args.tenant, admin=args.admin)
     if args.command == "check-config":
