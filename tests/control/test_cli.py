@@ -9,6 +9,7 @@ import sys
 import tomllib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
@@ -20,7 +21,7 @@ from aegis.proxy import Settings, load_settings, parse_settings
 
 StartProxy = Callable[[Settings], Awaitable[Proxy]]
 PROXY = [sys.executable, "-m", "aegis.proxy"]
-HI = [{"role": "user", "content": "hi"}]
+HI: list[Any] = [{"role": "user", "content": "hi"}]
 
 
 def write_config(tmp_path: Path, upstream: FakeUpstream, tenants: str) -> Path:
@@ -105,7 +106,8 @@ routing = {{ primary_provider = "openai" }}
     rows = [line.split("\t") for line in keys.splitlines()]
     assert [r[2] for r in rows] == ["active", "active"]
     assert rows[1][1] == new_key[:13] + "..."
-    assert new_key not in keys and hash_key(new_key) not in keys
+    assert new_key not in keys
+    assert hash_key(new_key) not in keys
     run("keys", "revoke", "--tenant", "acme", rows[1][0], "--config", str(config))
     # The proxy's poll (1 s) drops its cached hit; the key is refused from then on.
     await asyncio.sleep(1.5)
@@ -122,9 +124,11 @@ def test_errors_are_plain(tmp_path: Path, openai_upstream: FakeUpstream) -> None
         capture_output=True,
         text=True,
     )
-    assert done.returncode == 1 and "no key 'key_1'" in done.stderr
+    assert done.returncode == 1
+    assert "no key 'key_1'" in done.stderr
     config.write_text(config.read_text() + '\n[store]\nbackend = "none"\n')
     done = subprocess.run(
         [*PROXY, "tenants", "list", "--config", str(config)], capture_output=True, text=True
     )
-    assert done.returncode == 2 and "store.backend" in done.stderr
+    assert done.returncode == 2
+    assert "store.backend" in done.stderr
