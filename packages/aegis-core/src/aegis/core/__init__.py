@@ -78,6 +78,7 @@ from aegis.core.policy import (
 from aegis.core.postgres_store import PostgresControlStore  # imports asyncpg only when opened
 from aegis.core.pricing import ModelKind, ModelPrice, PricingTable, Usage
 from aegis.core.rate_limits import RateLimitStatus
+from aegis.core.receipt_trail import CallSubject, Outcome, ReceiptTrail
 from aegis.core.receipts import (
     GENESIS_HASH,
     Decision,
@@ -129,6 +130,7 @@ __all__ = [
     "Balance",
     "BudgetAlert",
     "BudgetExceeded",
+    "CallSubject",
     "Change",
     "Checkpoint",
     "Clock",
@@ -161,6 +163,7 @@ __all__ = [
     "ModelKind",
     "ModelPrice",
     "NotInStore",
+    "Outcome",
     "Permit",
     "Policy",
     "PolicyDenied",
@@ -179,6 +182,7 @@ __all__ = [
     "ReceiptSink",
     "ReceiptSinkUnavailable",
     "ReceiptStatus",
+    "ReceiptTrail",
     "RedisLedger",
     "Routing",
     "Settlement",

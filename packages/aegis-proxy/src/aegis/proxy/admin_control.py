@@ -27,8 +27,10 @@ from typing import Any, Final
 from aiohttp import web
 
 from aegis.core import (
+    Decision,
     KeyRecord,
     KeyScope,
+    Outcome,
     Policy,
     PolicyError,
     TenantRecord,
@@ -216,20 +218,24 @@ async def _audit(
     tenant_id: str,
     what: str,
     description: str,
-    policy_version: str | None,
+    policy: Policy | None,
 ) -> None:
-    await request.app[GATE].record_event(
-        tenant_id=tenant_id,
-        capability=f"admin:{what}",
-        request_id=f"admin:{new_id()}",
-        description=f"{admin.actor}: {description}",
-        policy_version=policy_version,
+    """The signed receipt of an admin change, in the Gate's trail (not counted as a call)."""
+    trail = request.app[GATE].trail
+    subject = trail.subject(
+        request_id=f"admin:{new_id()}", tenant_id=tenant_id, capability=f"admin:{what}"
     )
+    outcome = Outcome(
+        decision=Decision(True, "admin_change"),
+        status="alert",
+        error=f"{admin.actor}: {description}",
+    )
+    await trail.write(trail.receipt(subject, outcome, policy, trail.pricing()), notify=False)
 
 
 def _check_trail(request: web.Request) -> None:
     """Refuse a change that could not be receipted (before making it)."""
-    request.app[GATE].sink.check()
+    request.app[GATE].trail.check()
 
 
 def _created(data: dict[str, Any]) -> web.Response:
@@ -298,7 +304,7 @@ async def create_tenant(request: web.Request, admin: Admin) -> web.StreamRespons
         tenant_id=tenant_id,
         what="tenant.create",
         description=f"created tenant {tenant_id!r} with policy {policy.version} (version 1)",
-        policy_version=policy.version,
+        policy=policy,
     )
     return _created(_store_tenant(record, 0))
 
@@ -326,7 +332,7 @@ async def update_tenant(request: web.Request, admin: Admin) -> web.StreamRespons
             f"updated the policy of tenant {tenant_id!r}: {before.policy.version} "
             f"(version {version}) -> {policy.version} (version {record.version})"
         ),
-        policy_version=policy.version,
+        policy=policy,
     )
     return web.json_response(_store_tenant(record))
 
@@ -357,7 +363,7 @@ async def delete_tenant(request: web.Request, admin: Admin) -> web.StreamRespons
             f"deleted tenant {tenant_id!r} (policy {before.policy.version}, version {raw}) "
             f"and its {len(keys)} key(s)"
         ),
-        policy_version=before.policy.version,
+        policy=before.policy,
     )
     return web.json_response({"deleted": tenant_id, "keys_deleted": len(keys)})
 
@@ -470,7 +476,7 @@ async def create_key(request: web.Request, admin: Admin) -> web.StreamResponse:
         what="key.create",
         description=f"created key {stored.key_id} ({stored.prefix}...) for tenant {tenant_id!r}"
         + _scope_note(stored),
-        policy_version=tenant.policy.version,
+        policy=tenant.policy,
     )
     return _created({"key": secret, **_key(stored, time.time())})
 
@@ -515,7 +521,7 @@ async def update_key(request: web.Request, admin: Admin) -> web.StreamResponse:
         description=f"updated key {stored.key_id} of tenant {tenant_id!r}: "
         f"{', '.join(sorted(changes)) or 'nothing'}{_scope_note(stored)} "
         f"(version {version} -> {stored.version})",
-        policy_version=tenant.policy.version,
+        policy=tenant.policy,
     )
     return web.json_response(_key(stored, time.time()))
 
@@ -549,7 +555,7 @@ async def revoke_key(request: web.Request, admin: Admin) -> web.StreamResponse:
         tenant_id=tenant_id,
         what="key.revoke",
         description=f"revoked key {stored.key_id} ({stored.prefix}...) of tenant {tenant_id!r}",
-        policy_version=tenant.policy.version,
+        policy=tenant.policy,
     )
     return web.json_response(_key(stored, time.time()))
 
@@ -598,7 +604,7 @@ async def rotate_key(request: web.Request, admin: Admin) -> web.StreamResponse:
         what="key.rotate",
         description=f"rotated key {old.key_id} of tenant {tenant_id!r} to {stored_new.key_id} "
         f"({stored_new.prefix}...); the old key works until {_iso(stored_old.revoked_at)}",
-        policy_version=tenant.policy.version,
+        policy=tenant.policy,
     )
     return _created(
         {"key": secret, **_key(stored_new, time.time()), "old": _key(stored_old, time.time())}

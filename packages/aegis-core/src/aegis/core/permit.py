@@ -1,0 +1,87 @@
+"""What an admitted call holds: its reservation, the limits it must be sent with, and what
+its receipt will name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aegis.core.policy import Policy
+from aegis.core.pricing import ModelPrice, PricingTable, Usage
+from aegis.core.rate_limits import RateLimitStatus
+from aegis.core.receipt_trail import CallSubject, UsageSource
+from aegis.core.receipts import Receipt, ReceiptStatus
+
+__all__ = ["GovernedCall", "Permit"]
+
+
+@dataclass(frozen=True, slots=True)
+class Permit:
+    """An admitted call: what was reserved, and the limits the call must respect."""
+
+    receipt_id: str
+    tenant_id: str
+    request_id: str
+    run_id: str | None
+    provider: str
+    model: str
+    capability: str
+    input_tokens: int
+    """Upper bound of the input used for the estimate."""
+    max_output_tokens: int
+    """The output limit the call must be sent with (lowered when the policy clamps)."""
+    clamped: bool
+    """``max_output_tokens`` was lowered to fit the remaining budget."""
+    estimated_nanos: int
+    reserved_nanos: int
+    policy: Policy
+    price: ModelPrice
+    pricing: PricingTable
+    """The price table the call was admitted under (a reload swaps the Gate's, not this)."""
+    started_at: float
+    started_mono: float
+    body_sha256: str | None = None
+    rate_limits: tuple[RateLimitStatus, ...] = ()
+    """The tightest per-minute request and token limits after this call's reservation."""
+    limited: bool = False
+    """The hold includes rate-limit accounts (the commit reports the real token count)."""
+
+    @property
+    def worst_case(self) -> Usage:
+        """The usage the reservation is the price of: what a call of unknown usage is charged."""
+        return Usage(input_tokens=self.input_tokens, output_tokens=self.max_output_tokens)
+
+    @property
+    def subject(self) -> CallSubject:
+        return CallSubject(
+            receipt_id=self.receipt_id,
+            request_id=self.request_id,
+            tenant_id=self.tenant_id,
+            run_id=self.run_id,
+            provider=self.provider,
+            model=self.model,
+            capability=self.capability,
+            started_at=self.started_at,
+            started_mono=self.started_mono,
+            body_sha256=self.body_sha256,
+        )
+
+
+class GovernedCall:
+    """The running call inside ``Gate.call``: record what it used."""
+
+    __slots__ = ("error", "permit", "receipt", "status", "upstream_status", "usage", "usage_source")
+
+    def __init__(self, permit: Permit) -> None:
+        self.permit = permit
+        self.usage: Usage | None = None
+        self.usage_source: UsageSource | None = None
+        self.status: ReceiptStatus = "ok"
+        self.upstream_status: int | None = None
+        self.error: str | None = None
+        self.receipt: Receipt | None = None
+        """Set when the block has exited and the call is settled."""
+
+    def record(self, usage: Usage, *, source: UsageSource = "reported") -> None:
+        """Record the call's usage (replacing any earlier record: usage is cumulative)."""
+        self.usage = usage
+        self.usage_source = source
