@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fakes.openai_upstream import FakeUpstream
-from fakes.postgres_server import PostgresServer
+from fakes.postgres_server import PostgresServer, fresh_database
 from fakes.proxy_harness import make_settings
 
 from aegis.core import ControlStore, PostgresControlStore, SqliteControlStore, hash_key
@@ -35,31 +35,6 @@ def control_settings(
 @pytest.fixture
 def settings_for() -> Any:
     return control_settings
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """One PostgreSQL server for the session (each test gets its own database)."""
-    server = PostgresServer()
-    server.start()
-    yield server
-    server.close()
-
-
-_databases = iter(range(1, 10**6))
-
-
-async def fresh_database(server: PostgresServer) -> str:
-    """A new empty database on ``server``; returns its DSN."""
-    import asyncpg  # type: ignore[import-untyped]
-
-    name = f"t{next(_databases)}"
-    conn = await asyncpg.connect(server.dsn)
-    try:
-        await conn.execute(f"CREATE DATABASE {name}")
-    finally:
-        await conn.close()
-    return server.dsn.rsplit("/", 1)[0] + "/" + name
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["PostgresServer", "postgres_bindir"]
+__all__ = ["PostgresServer", "fresh_database", "postgres_bindir"]
 
 
 def postgres_bindir() -> Path:
@@ -143,3 +143,19 @@ class PostgresServer:
         """Stop the server and remove its data."""
         self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+_databases = iter(range(1, 10**6))
+
+
+async def fresh_database(server: PostgresServer) -> str:
+    """A new empty database on ``server``; returns its DSN."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    name = f"t{next(_databases)}"
+    conn = await asyncpg.connect(server.dsn)
+    try:
+        await conn.execute(f"CREATE DATABASE {name}")
+    finally:
+        await conn.close()
+    return server.dsn.rsplit("/", 1)[0] + "/" + name

@@ -30,7 +30,7 @@ from aegis.proxy.governance import (
     open_sink,
     receipt_signer,
 )
-from aegis.proxy.idempotency import IdempotencyStore
+from aegis.proxy.idempotency import IdempotencyStore, RedisIdempotencyStore
 from aegis.proxy.operator import Operator, operator_context, operator_middleware
 from aegis.proxy.ratelimit_headers import add_rate_limit_headers
 from aegis.proxy.routing import Router
@@ -103,6 +103,10 @@ async def _upstreams(app: web.Application) -> AsyncIterator[None]:
     await asyncio.gather(*(u.close() for u in app[UPSTREAMS].values()))
 
 
+async def _close_idempotency(app: web.Application) -> None:
+    await app[IDEMPOTENCY].close()
+
+
 def create_app(settings: Settings) -> web.Application:
     """The proxy as an aiohttp application (tests call this directly)."""
     app = web.Application(
@@ -113,7 +117,14 @@ def create_app(settings: Settings) -> web.Application:
     app[ROUTER] = Router(settings.providers, pricing, settings.default_provider)
     app[POLICIES] = InMemoryPolicyProvider()
     app[CONTROL] = plane_for(settings, app[POLICIES])
-    app[IDEMPOTENCY] = IdempotencyStore()
+    if settings.ledger.backend == "redis":
+        # Shared by the replicas, like the budgets.
+        app[IDEMPOTENCY] = RedisIdempotencyStore(
+            settings.ledger.url, prefix=settings.ledger.key_prefix
+        )
+    else:
+        app[IDEMPOTENCY] = IdempotencyStore()
+    app.on_cleanup.append(_close_idempotency)
     operator = app[OPERATOR] = Operator(settings, pricing)
     apply_settings(app, settings)
     app.cleanup_ctx.append(control_plane_context(app[CONTROL]))

@@ -70,7 +70,7 @@ async def governed(request: web.Request, endpoint: Endpoint) -> web.StreamRespon
     if idem_key is None or stream:
         return await _governed(request, endpoint, call)
     store = request.app[IDEMPOTENCY]
-    stored = store.begin(call.tenant_id, idem_key, call.raw)
+    stored = await store.begin(call.tenant_id, idem_key, call.raw)
     if stored is not None:
         return web.Response(
             status=stored.status,
@@ -85,7 +85,7 @@ async def governed(request: web.Request, endpoint: Endpoint) -> web.StreamRespon
         if isinstance(response, web.Response) and isinstance(response.body, bytes):
             stored = StoredResponse(response.status, response.body, dict(response.headers))
         # Nothing stored (a refusal or a crash): the key stays free for a retry.
-        store.finish(call.tenant_id, idem_key, stored)
+        await store.finish(call.tenant_id, idem_key, stored)
     return response
 
 

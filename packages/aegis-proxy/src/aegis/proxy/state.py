@@ -10,7 +10,7 @@ from aegis.core import Gate, InMemoryPolicyProvider
 from aegis.proxy.auth import KeyIndex
 from aegis.proxy.config import Settings
 from aegis.proxy.control_plane import ControlPlane
-from aegis.proxy.idempotency import IdempotencyStore
+from aegis.proxy.idempotency import IdempotencyBackend
 from aegis.proxy.routing import Router
 from aegis.proxy.upstream import Upstream
 
@@ -41,7 +41,7 @@ KEYS = web.AppKey("keys", KeyIndex)
 CONTROL = web.AppKey("control", ControlPlane)
 """Tenants, policies and keys of the file and the control-plane store (the Gate's policies)."""
 ROUTER = web.AppKey("router", Router)
-IDEMPOTENCY = web.AppKey("idempotency", IdempotencyStore)
+IDEMPOTENCY: web.AppKey[IdempotencyBackend] = web.AppKey("idempotency")
 UPSTREAMS = web.AppKey("upstreams", dict[str, Upstream])
 # The operator surface (metrics, admin API, dashboard); typed lazily, so OpenTelemetry is
 # imported only when tracing is configured.
