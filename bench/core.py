@@ -23,6 +23,7 @@ from aegis.core import (
     Usage,
     default_pricing_table,
 )
+from aegis.core.admission import budget_accounts
 from bench._report import report
 
 ACCOUNTS = [
@@ -100,7 +101,7 @@ async def gate_path_us(n: int) -> tuple[float, float]:
         for i in range(n):
             policy = await policies.get_policy(tenant_id="acme")
             assert policy is not None
-            accounts = gate._accounts(policy, f"b{rep}-{i}", time.time())
+            accounts = budget_accounts(policy, f"b{rep}-{i}", time.time())
             amount = price.worst_case_nanos(1000, 500)
             await ledger.reserve(
                 tenant_id="acme",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aegis.proxy.access_log import ACCESS_LOGGER
-from aegis.proxy.alert_webhook import AlertWebhook
+from aegis.proxy.alert_webhook import ALERT_WEBHOOK, AlertWebhook
 from aegis.proxy.app import apply_settings, create_app
 from aegis.proxy.auth import KeyIndex, hash_key, new_key
 from aegis.proxy.config import (
@@ -23,9 +23,10 @@ from aegis.proxy.config import (
     settings_from_env,
 )
 from aegis.proxy.errors import ProxyError
+from aegis.proxy.operator import OPERATOR
 from aegis.proxy.prices import apply_pricing, format_prices, load_pricing
 from aegis.proxy.reload import reload_config
-from aegis.proxy.state import ALERT_WEBHOOK, GATE, OPERATOR, SETTINGS, TRACER_PROVIDER
+from aegis.proxy.state import GATE, SETTINGS, TRACER_PROVIDER
 
 __all__ = [
     "ACCESS_LOGGER",

@@ -48,11 +48,16 @@ def serve(config: str | None, host: str | None, port: int | None) -> int:
         for problem in exc.problems:
             print(f"{exc.source}: {problem}", file=sys.stderr)
         return 2
-    if not settings.tenants and settings.store.backend == "none":
+    if not settings.tenants:
+        if settings.store.backend == "none":
+            where = "so every call will be refused (401)"
+        else:
+            where = "only tenants of the control-plane store can call (none: 401)"
         print(
-            "aegis-proxy: no tenants are configured, so every call will be refused (401).\n"
+            f"aegis-proxy: no tenants are configured in the file, {where}.\n"
             "Make a key with:  aegis-proxy keys create --tenant my-team\n"
-            "and put the printed lines in your config (or .aegis/tenants.toml).",
+            "and put the printed lines in your config (or .aegis/tenants.toml), or create\n"
+            "tenants and keys through the admin API (POST /admin/tenants).",
             file=sys.stderr,
         )
     app = create_app(settings)

@@ -34,14 +34,13 @@ from aiohttp import web
 
 from aegis.core import Keyring, Receipt, StoreError, hash_key, verify_trail
 from aegis.proxy.auth import presented_key
-from aegis.proxy.errors import BadRequest, NotFound, ProxyError, Unauthorized
-from aegis.proxy.operator import Operator
-from aegis.proxy.state import CONTROL, GATE, KEYS, OPERATOR
+from aegis.proxy.errors import BadRequest, Forbidden, NotFound, Unauthorized
+from aegis.proxy.operator import OPERATOR, Operator
+from aegis.proxy.state import CONTROL, GATE, KEYS
 from aegis.proxy.usage import tenant_usage
 
 __all__ = [
     "Admin",
-    "Forbidden",
     "admin_route",
     "int_param",
     "presented_key",
@@ -51,13 +50,6 @@ __all__ = [
 
 _STATUSES: Final = frozenset({"ok", "denied", "upstream_error", "cancelled"})
 _MAX_LIMIT: Final = 1000
-
-
-class Forbidden(ProxyError):
-    """The key is valid but may not do this (a tenant key on the admin API)."""
-
-    status = 403
-    type = "permission_error"
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
-from typing import Any, Final
+from typing import Final
 
 import aiohttp
 from aiohttp import web
@@ -21,7 +21,7 @@ from aiohttp import web
 from aegis.core import BudgetAlert, Signer, canonical_bytes
 from aegis.proxy.config import AlertSettings
 from aegis.proxy.governance import receipt_signer
-from aegis.proxy.state import ALERT_WEBHOOK, GATE, SETTINGS
+from aegis.proxy.state import GATE, SETTINGS
 
 __all__ = ["AlertWebhook", "alert_webhook_context"]
 
@@ -143,7 +143,13 @@ class AlertWebhook:
             await self._session.close()
 
 
-def alert_webhook_context(settings: AlertSettings) -> Any:
+ALERT_WEBHOOK: web.AppKey[AlertWebhook] = web.AppKey("alert_webhook")
+"""Set while ``[alerts] webhook_url`` is configured."""
+
+
+def alert_webhook_context(
+    settings: AlertSettings,
+) -> Callable[[web.Application], AsyncIterator[None]]:
     """A cleanup context that feeds the Gate's alerts to the webhook (after ``_governance``)."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:

@@ -14,7 +14,7 @@ from aegis.proxy import (
     admin,
     gemini_api,
     health,
-    metrics,
+    metrics_api,
     openai_api,
     usage_api,
     web_dashboard,
@@ -31,7 +31,7 @@ from aegis.proxy.governance import (
     receipt_signer,
 )
 from aegis.proxy.idempotency import IdempotencyStore, RedisIdempotencyStore
-from aegis.proxy.operator import Operator, operator_context, operator_middleware
+from aegis.proxy.operator import OPERATOR, Operator, operator_context, operator_middleware
 from aegis.proxy.ratelimit_headers import add_rate_limit_headers
 from aegis.proxy.routing import Router
 from aegis.proxy.state import (
@@ -39,7 +39,6 @@ from aegis.proxy.state import (
     GATE,
     IDEMPOTENCY,
     KEYS,
-    OPERATOR,
     POLICIES,
     ROUTER,
     SETTINGS,
@@ -143,7 +142,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(usage_api.routes())
     app.add_routes(admin.routes())
     if settings.observability.metrics:
-        app.add_routes(metrics.routes())
+        app.add_routes(metrics_api.routes())
     if settings.observability.dashboard:
         app.add_routes(web_dashboard.routes())
     return app

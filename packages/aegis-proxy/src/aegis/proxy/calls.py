@@ -9,11 +9,11 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from aegis.core import Gate, KeyScope, Policy, new_id
+from aegis.core import KeyScope, new_id
 from aegis.proxy.errors import BadRequest, PayloadTooLarge
 from aegis.proxy.state import KEYS, SETTINGS
 
-__all__ = ["IncomingCall", "policy_for", "read_call"]
+__all__ = ["IncomingCall", "read_call"]
 
 _MAX_ID_LENGTH: Final = 200
 
@@ -71,19 +71,3 @@ async def read_call(request: web.Request) -> IncomingCall:
         raw=raw,
         body=body,
     )
-
-
-async def policy_for(gate: Gate, call: IncomingCall, model: str) -> Policy:
-    """The caller's policy, for routing (the Gate still makes every decision)."""
-    policy = await gate.policy_provider.get_policy(tenant_id=call.tenant_id)
-    if policy is None:
-        # Only reachable through a trusted x-tenant-id: let the Gate deny it, with a receipt.
-        await gate.admit(
-            tenant_id=call.tenant_id,
-            request_id=call.request_id,
-            provider="-",
-            model=model,
-            input_tokens=0,
-        )
-        raise AssertionError("the Gate admitted a tenant without a policy")
-    return policy

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from aegis.core import Policy, PolicyError
+from aegis.proxy.errors import ConfigProblems
 
 __all__ = [
     "AdminSettings",
@@ -36,15 +37,6 @@ DEFAULT_BASE_URLS: Final = {
     "gemini": "https://generativelanguage.googleapis.com",
 }
 DEFAULT_KEY_ENVS: Final = {"openai": "OPENAI_API_KEY", "gemini": "GEMINI_API_KEY"}
-
-
-class ConfigProblems(ValueError):
-    """A configuration file has problems; ``problems`` lists each with its place."""
-
-    def __init__(self, source: str, problems: list[str]) -> None:
-        super().__init__(f"{source}: " + "; ".join(problems))
-        self.source = source
-        self.problems = problems
 
 
 @dataclass(frozen=True, slots=True)

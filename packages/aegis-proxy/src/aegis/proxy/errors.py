@@ -3,33 +3,33 @@
 ::
 
     ProxyError(AegisError)
-    ├── BadRequest           400, names the field (``param``)
-    ├── Unauthorized         401
-    ├── NotFound             404
-    ├── Conflict             409  (idempotency key in use)
-    ├── PayloadTooLarge      413
-    ├── Unprocessable        422  (idempotency key reused with another body)
-    └── UpstreamUnavailable  502/503/504 when every provider failed
+    ├── ConfigProblems(ProxyError, ValueError)  a config file's problems, each with its place
+    └── HttpError                               an answer the proxy gives instead of a provider's
+        ├── BadRequest           400, names the field (``param``)
+        ├── Unauthorized         401
+        ├── Forbidden            403  (a tenant key on the admin API)
+        ├── NotFound             404
+        ├── Conflict             409  (idempotency key in use)
+        ├── PayloadTooLarge      413
+        ├── Unprocessable        422  (idempotency key reused with another body)
+        └── UpstreamUnavailable  502/503/504 when every provider failed
 
-Errors of aegis-core map as :func:`aegis.adapters.openai.error_for` shapes them
+Errors of aegis-core map as :func:`aegis.adapters.openai.error_for` classifies them
 (``BudgetExceeded`` → 429 with ``x-should-retry: false``, ``Denied`` → 403,
-``DuplicateRequest`` → 409, ledger or receipt trouble → 503); the control-plane store's map as
-``NotInStore`` → 404, ``AlreadyInStore``/``VersionConflict`` → 409, ``StoreUnavailable`` → 503,
-and an invalid policy (``PolicyError``) → 400 naming the field (``policy.<field>``). Bodies
-use OpenAI's error shape ``{"error": {"message", "type", "param", "code"}}`` so SDKs surface
-them well.
+``DuplicateRequest`` → 409, ledger or receipt trouble → 503). The body is laid out in the
+caller's API (:mod:`aegis.proxy.apis`): OpenAI's ``{"error": {message, type, param, code}}``,
+or Google's on the Gemini routes. The control-plane store's errors map as ``NotInStore`` →
+404, ``AlreadyInStore``/``VersionConflict`` → 409, ``StoreUnavailable`` → 503, and an invalid
+policy (``PolicyError``) → 400 naming the field (``policy.<field>``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from aegis.adapters.gemini import GOOGLE_STATUS
 from aegis.adapters.openai import error_for
 from aegis.core import (
     AegisError,
@@ -40,10 +40,14 @@ from aegis.core import (
     StoreUnavailable,
     VersionConflict,
 )
+from aegis.proxy.apis import OPENAI, ClientApi, api_of
 
 __all__ = [
     "BadRequest",
+    "ConfigProblems",
     "Conflict",
+    "Forbidden",
+    "HttpError",
     "NotFound",
     "PayloadTooLarge",
     "ProxyError",
@@ -58,6 +62,19 @@ logger = logging.getLogger(__name__)
 
 
 class ProxyError(AegisError):
+    """Root of aegis-proxy's errors."""
+
+
+class ConfigProblems(ProxyError, ValueError):
+    """A configuration file has problems; ``problems`` lists each with its place."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        super().__init__(f"{source}: " + "; ".join(problems))
+        self.source = source
+        self.problems = problems
+
+
+class HttpError(ProxyError):
     """An answer the proxy gives instead of a provider's."""
 
     status = 500
@@ -69,37 +86,44 @@ class ProxyError(AegisError):
         self.code = code
 
 
-class BadRequest(ProxyError):
+class BadRequest(HttpError):
     status = 400
     type = "invalid_request_error"
 
 
-class Unauthorized(ProxyError):
+class Unauthorized(HttpError):
     status = 401
     type = "authentication_error"
 
 
-class NotFound(ProxyError):
+class Forbidden(HttpError):
+    """The key is valid but may not do this (a tenant key on the admin API)."""
+
+    status = 403
+    type = "permission_error"
+
+
+class NotFound(HttpError):
     status = 404
     type = "not_found_error"
 
 
-class Conflict(ProxyError):
+class Conflict(HttpError):
     status = 409
     type = "conflict_error"
 
 
-class PayloadTooLarge(ProxyError):
+class PayloadTooLarge(HttpError):
     status = 413
     type = "invalid_request_error"
 
 
-class Unprocessable(ProxyError):
+class Unprocessable(HttpError):
     status = 422
     type = "invalid_request_error"
 
 
-class UpstreamUnavailable(ProxyError):
+class UpstreamUnavailable(HttpError):
     """Every provider that could serve the call failed."""
 
     type = "upstream_error"
@@ -117,25 +141,23 @@ def error_response(
     param: str | None = None,
     code: str | None = None,
     headers: dict[str, str] | None = None,
+    api: ClientApi | None = None,
 ) -> web.Response:
-    """An answer in OpenAI's error shape."""
-    body = {"error": {"message": message, "type": type, "param": param, "code": code}}
-    return web.Response(
-        status=status,
-        body=json.dumps(body).encode(),
-        content_type="application/json",
-        headers=headers,
-    )
+    """An error answer laid out in ``api`` (OpenAI's by default)."""
+    body = (api or OPENAI).error_body(status, message, type=type, code=code, param=param)
+    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
 
 
-def response_for(exc: AegisError) -> web.Response:
-    """Map any Aegis error to its HTTP answer (core errors as the OpenAI adapter shapes them)."""
-    if isinstance(exc, ProxyError):
+def response_for(exc: AegisError, api: ClientApi) -> web.Response:
+    """Map any Aegis error to its HTTP answer in ``api``'s shape."""
+    if isinstance(exc, HttpError):
         return error_response(
-            exc.status, exc.message, type=exc.type, param=exc.param, code=exc.code
+            exc.status, exc.message, type=exc.type, param=exc.param, code=exc.code, api=api
         )
     if isinstance(exc, InvalidRequest):
-        return error_response(400, exc.message, type="invalid_request_error", param=exc.param)
+        return error_response(
+            400, exc.message, type="invalid_request_error", param=exc.param, api=api
+        )
     if isinstance(exc, PolicyError):
         return error_response(
             400,
@@ -143,20 +165,33 @@ def response_for(exc: AegisError) -> web.Response:
             type="invalid_request_error",
             param=f"policy.{exc.field}",
             code="invalid_policy",
+            api=api,
         )
     if isinstance(exc, NotInStore):
         return error_response(
-            404, exc.message, type="not_found_error", code=f"{exc.kind}_not_found"
+            404, exc.message, type="not_found_error", code=f"{exc.kind}_not_found", api=api
         )
     if isinstance(exc, AlreadyInStore):
-        return error_response(409, exc.message, type="conflict_error", code=f"{exc.kind}_exists")
+        return error_response(
+            409, exc.message, type="conflict_error", code=f"{exc.kind}_exists", api=api
+        )
     if isinstance(exc, VersionConflict):
-        return error_response(409, exc.message, type="conflict_error", code="version_conflict")
+        return error_response(
+            409, exc.message, type="conflict_error", code="version_conflict", api=api
+        )
     if isinstance(exc, StoreUnavailable):
-        return error_response(503, exc.message, type="server_error", code="store_unavailable")
-    wire = error_for(exc)
-    return web.Response(
-        status=wire.status, body=wire.body, headers=wire.headers, content_type="application/json"
+        return error_response(
+            503, exc.message, type="server_error", code="store_unavailable", api=api
+        )
+    reply = error_for(exc)
+    return error_response(
+        reply.status,
+        reply.message,
+        type=reply.type,
+        code=reply.code,
+        param=reply.param,
+        headers=dict(reply.headers),
+        api=api,
     )
 
 
@@ -165,12 +200,12 @@ _HTTP_TYPES = {404: "not_found_error", 405: "invalid_request_error", 413: "inval
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn every error into the caller's API's error shape: OpenAI's, or Google's on the
-    Gemini routes. The client's ``x-request-id`` is echoed on errors too."""
+    """Turn every error into the caller's API's error shape. The client's ``x-request-id`` is
+    echoed on errors too."""
     try:
         return await handler(request)
     except AegisError as exc:
-        response = response_for(exc)
+        response = response_for(exc, api_of(request))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -180,31 +215,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             f"{exc.reason}: {request.method} {request.path}",
             type=_HTTP_TYPES.get(exc.status, "invalid_request_error"),
             code=exc.reason.lower().replace(" ", "_"),
+            api=api_of(request),
         )
     except Exception:
         logger.exception("unhandled error on %s", request.path)
-        response = error_response(500, "internal error", type="server_error")
-    if _GEMINI_ROUTE.match(request.path):
-        response = _google_shaped(response)
+        response = error_response(500, "internal error", type="server_error", api=api_of(request))
     request_id = request.headers.get("x-request-id")
     if request_id and len(request_id) <= 200 and request_id.isprintable():
         response.headers["x-request-id"] = request_id
     return response
-
-
-_GEMINI_ROUTE = re.compile(r"^/(v1beta|v1alpha|v1)/models/[^/]+:")
-
-
-def _google_shaped(response: web.Response) -> web.Response:
-    """The same error as google-genai expects it: ``{"error": {code, message, status}}``."""
-    assert isinstance(response.body, bytes)
-    message = json.loads(response.body)["error"]["message"]
-    body = {
-        "error": {
-            "code": response.status,
-            "message": message,
-            "status": GOOGLE_STATUS.get(response.status, "UNKNOWN"),
-        }
-    }
-    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
-    return web.Response(status=response.status, body=json.dumps(body).encode(), headers=headers)

@@ -1,45 +1,29 @@
-"""Governed forwarding to OpenAI-compatible upstreams: reserve, send, stream bytes through,
-meter, settle, receipt.
+"""One upstream attempt on the wire, for every pair of APIs: send, then read the provider's
+error, its answer, or pump its stream to the client.
 
-Bytes pass through untouched except where governance must change them: the output limit the
-Gate reserved for, ``stream_options.include_usage`` (whose usage chunk is withheld when the
-client did not ask for it), and a stream that runs past its limit is ended cleanly.
+This code records what it sees on the attempt's owner (:class:`UpstreamAttempt`) and never
+settles: the owner does, once, when its block exits. Stream bytes pass through as they arrive;
+the :class:`~aegis.proxy.exchange.StreamObserver` reads usage on the way (and translates when
+the client's API is not the provider's).
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import suppress
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 import aiohttp
 from aiohttp import web
 
-from aegis.adapters.openai import OutputMeter, RequestEstimate, RequestRewrite
-from aegis.core import Gate, Permit, Receipt, ReceiptStatus, SseParser, Usage
+from aegis.core import SseParser
+from aegis.proxy.attempt import UpstreamAttempt
 from aegis.proxy.calls import IncomingCall
-from aegis.proxy.routing import Attempt, is_retryable_status
-from aegis.proxy.timing import first_chunk, upstream_answered, upstream_sent
+from aegis.proxy.exchange import Answer, Exchange, StreamObserver
+from aegis.proxy.timing import first_chunk, upstream_sent
 from aegis.proxy.upstream import Upstream
 
-__all__ = [
-    "AttemptFailed",
-    "Endpoint",
-    "event_stream",
-    "forward_json",
-    "forward_stream",
-    "passthrough_headers",
-    "request_upstream",
-    "send",
-    "settle",
-    "success_headers",
-]
-
-logger = logging.getLogger(__name__)
+__all__ = ["Streamed", "forward", "passthrough_headers", "success_headers"]
 
 # Hop-by-hop and length headers are the proxy's own business, not the upstream's.
 _DROP_HEADERS: Final = frozenset(
@@ -53,29 +37,31 @@ _DROP_HEADERS: Final = frozenset(
         "server",
     }
 )
+_CLIENT_GONE: Final = (ConnectionResetError, aiohttp.ClientConnectionResetError)
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """One OpenAI endpoint as governance sees it."""
+class Streamed:
+    """A stream whose events were all sent; its end is sent once the attempt is settled, so
+    a client that saw the end finds its receipt written."""
 
-    path: str
-    capability: str
-    estimate: Callable[[Mapping[str, Any]], RequestEstimate]
-    rewrite: Callable[[Mapping[str, Any], int], RequestRewrite] | None
-    usage_from_response: Callable[[Any], Usage | None]
-    observe: Callable[[OutputMeter, Any], bool] | None = None
+    __slots__ = ("response", "tail")
+
+    def __init__(self, response: web.StreamResponse, tail: bytes | None) -> None:
+        self.response = response
+        self.tail = tail
+        """The closing bytes (``None``: the client is gone, nothing more to send)."""
+
+    async def finish(self) -> web.StreamResponse:
+        if self.tail is not None:
+            with suppress(*_CLIENT_GONE):
+                if self.tail:
+                    await self.response.write(self.tail)
+                await self.response.write_eof()
+        return self.response
 
 
-class AttemptFailed(Exception):
-    """The upstream failed in a way the next provider may fix."""
-
-    def __init__(self, status: int, body: bytes, headers: Mapping[str, str], reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.body = body
-        self.headers = dict(headers)
-        self.reason = reason
+def passthrough_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k.lower() not in _DROP_HEADERS}
 
 
 def success_headers(call: IncomingCall, receipt_id: str, cost_usd: str | None) -> dict[str, str]:
@@ -85,229 +71,109 @@ def success_headers(call: IncomingCall, receipt_id: str, cost_usd: str | None) -
     return headers
 
 
-def passthrough_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in headers.items() if k.lower() not in _DROP_HEADERS}
-
-
-async def settle(gate: Gate, permit: Permit, **kwargs: Any) -> Receipt:
-    # Settling must finish even if the handler is being cancelled (client gone, shutdown).
-    upstream_answered()  # operator metrics: every attempt ends in exactly one settle
-    return await asyncio.shield(gate.settle(permit, **kwargs))
-
-
-async def send(upstream: Upstream, path: str, payload: bytes) -> aiohttp.ClientResponse:
-    upstream_sent()  # operator metrics: upstream time and fallback attempts
-    return await upstream.session.post(
-        upstream.url(path), data=payload, headers=upstream.json_headers
-    )
-
-
-ErrorTranslator = Callable[[int, bytes], tuple[int, bytes]]
-"""Turns a provider's error (status, body) into the one the client's API expects."""
-
-
-async def request_upstream(
-    gate: Gate,
-    permit: Permit,
-    upstream: Upstream,
-    attempt: Attempt,
-    path: str,
-    payload: bytes,
-    *,
-    translate_error: ErrorTranslator | None = None,
-) -> aiohttp.ClientResponse | web.Response:
-    """Send the call; return the open 2xx response, or the provider's client error as the
-    answer. A retryable failure settles the permit and raises :class:`AttemptFailed`."""
-    try:
-        response = await send(upstream, path, payload)
-    except aiohttp.ClientConnectorError as exc:
-        # Nothing reached the provider: nothing to pay for.
-        reason = f"{type(exc).__name__} from {attempt.provider}"
-        await settle(gate, permit, status="upstream_error", error=reason)
-        raise AttemptFailed(502, b"", {}, reason) from exc
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        # The request went out and no answer came back: the provider may bill for it, and the
-        # usage is unknown, so the whole reservation (an upper bound) is charged.
-        reason = f"{type(exc).__name__} from {attempt.provider}"
-        await settle(
-            gate,
-            permit,
-            status="upstream_error",
-            error=reason,
-            usage=worst_case(permit),
-            usage_source="reservation",
-        )
-        raise AttemptFailed(504 if isinstance(exc, TimeoutError) else 502, b"", {}, reason) from exc
-    except asyncio.CancelledError:
-        await settle(gate, permit, status="cancelled", error="client disconnected")
-        raise
-    if response.status < 400:
-        return response
-    async with response:
-        try:
-            data = await response.read()
-        except (aiohttp.ClientError, TimeoutError):
-            data = b""
-    await settle(
-        gate,
-        permit,
-        status="upstream_error",
-        upstream_status=response.status,
-        error=f"upstream answered {response.status}",
-    )
-    status = response.status
-    headers = passthrough_headers(response.headers)
-    if translate_error is not None:
-        status, data = translate_error(status, data)
-        headers = {"Content-Type": "application/json"}
-    if is_retryable_status(response.status):
-        raise AttemptFailed(status, data, headers, f"{attempt.provider} answered {status}")
-    return web.Response(status=status, body=data, headers=headers)
-
-
-async def forward_json(
-    gate: Gate,
-    upstream: Upstream,
-    attempt: Attempt,
-    endpoint: Endpoint,
-    call: IncomingCall,
-    permit: Permit,
-    payload: bytes,
-) -> web.Response:
-    """A non-streamed call: send, read, settle from the response's usage, answer."""
-    response = await request_upstream(gate, permit, upstream, attempt, endpoint.path, payload)
-    if isinstance(response, web.Response):
-        return response
-    try:
-        async with response:
-            data = await response.read()
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        reason = f"{type(exc).__name__} reading {attempt.provider}"
-        await settle(
-            gate,
-            permit,
-            status="upstream_error",
-            error=reason,
-            usage=Usage(input_tokens=permit.input_tokens),
-            usage_source="counted",
-        )
-        raise AttemptFailed(502, b"", {}, reason) from exc
-    usage: Usage | None = None
-    try:
-        usage = endpoint.usage_from_response(json.loads(data))
-    except ValueError:
-        logger.warning("unparseable %s response from %s", endpoint.path, attempt.provider)
-    receipt = await settle(gate, permit, status="ok", usage=usage, upstream_status=response.status)
-    headers = passthrough_headers(response.headers)
-    headers.update(success_headers(call, receipt.receipt_id, receipt.actual_usd))
-    return web.Response(status=response.status, body=data, headers=headers)
-
-
-async def forward_stream(
+async def forward(
     request: web.Request,
-    gate: Gate,
-    upstream: Upstream,
-    attempt: Attempt,
-    endpoint: Endpoint,
     call: IncomingCall,
-    permit: Permit,
-    payload: bytes,
-    *,
-    per_choice_limit: int,
-    n: int,
-    withhold_usage: bool,
-) -> web.StreamResponse:
-    """A streamed call: events are forwarded as they arrive; the bill comes from the usage
-    event, or from what was counted when the stream ends without one."""
-    response = await request_upstream(gate, permit, upstream, attempt, endpoint.path, payload)
-    if isinstance(response, web.Response):
-        return response
-
-    meter = OutputMeter(max_output_tokens=per_choice_limit, n=n)
-    observe = endpoint.observe
-    parser = SseParser()
-    out = event_stream(call, permit)
-    status: ReceiptStatus = "ok"
-    error: str | None = None
-    finished = False
+    upstream: Upstream,
+    exchange: Exchange,
+    owner: UpstreamAttempt,
+) -> tuple[Answer, Mapping[str, str]] | Streamed | None:
+    """Run the attempt: its answer (with the provider's headers), the stream already being
+    sent, or ``None`` when it failed (``owner.failure`` says how)."""
+    name = owner.permit.provider
+    upstream_sent()  # operator metrics: upstream time and fallback attempts
     try:
-        await out.prepare(request)
-        async with response:
-            async for data in response.content.iter_any():
-                first_chunk()  # operator metrics: time to first token
-                chunk = bytearray()
-                for event in parser.feed(data):
-                    payload_bytes = event.data
-                    if payload_bytes is None or payload_bytes == b"[DONE]":
-                        finished = finished or payload_bytes == b"[DONE]"
-                        chunk += event.raw
-                        continue
-                    try:
-                        parsed = json.loads(payload_bytes)
-                    except ValueError:
-                        status, error = "upstream_error", "upstream sent an unparseable event"
-                        break
-                    if observe is not None and not observe(meter, parsed):
-                        # The upstream ignores the limit we reserved for: end the stream here.
-                        status, error = "ok", "output limit reached; stream ended by aegis"
-                        chunk += b"data: [DONE]\n\n"
-                        finished = True
-                        break
-                    if withhold_usage and _is_usage_only(parsed):
-                        continue
-                    chunk += event.raw
-                if chunk:
-                    await out.write(bytes(chunk))
-                if error is not None:
-                    break
-        # Chat streams end with [DONE]; Responses streams with a terminal event.
-        if not finished and error is None and endpoint.path == "/chat/completions":
-            status, error = "upstream_error", "stream ended without [DONE]"
-    except asyncio.CancelledError:
-        status, error = "cancelled", "client disconnected"
-        await _settle_stream(gate, permit, meter, status, error)
-        raise
-    except (ConnectionResetError, aiohttp.ClientConnectionResetError):
-        status, error = "cancelled", "client disconnected"
+        response = await upstream.session.post(
+            upstream.url(exchange.path), data=exchange.payload, headers=upstream.json_headers
+        )
+    except aiohttp.ClientConnectorError as exc:
+        owner.unreachable(f"{type(exc).__name__} from {name}")
+        return None
     except (aiohttp.ClientError, TimeoutError) as exc:
-        status, error = "upstream_error", f"stream broke: {type(exc).__name__}"
-    await _settle_stream(gate, permit, meter, status, error)
-    if status != "cancelled":
-        with suppress(ConnectionResetError, aiohttp.ClientConnectionResetError):
-            await out.write_eof()
-    return out
+        owner.lost(
+            f"{type(exc).__name__} from {name}",
+            status=504 if isinstance(exc, TimeoutError) else 502,
+        )
+        return None
+    async with response:
+        if response.status >= 400:
+            try:
+                body = await response.read()
+            except (aiohttp.ClientError, TimeoutError):
+                body = b""
+            owner.refused(exchange.client_error(response.status, body, response.headers))
+            return None
+        if exchange.observer is None:
+            try:
+                raw = await response.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                owner.lost(f"{type(exc).__name__} reading {name}")
+                return None
+            try:
+                answer = exchange.read_answer(raw)
+            except ValueError as exc:
+                owner.lost(f"{name} answered {response.status} with an unreadable body: {exc}")
+                return None
+            owner.answered(response.status, answer.usage, answer.usage_source)
+            return answer, response.headers
+        if not _is_event_stream(response):
+            owner.lost(f"{name} answered a stream with {response.content_type or 'no type'}")
+            return None
+        return await _pump(request, call, response, exchange, owner)
 
 
-def worst_case(permit: Permit) -> Usage:
-    """The usage the permit reserved for: what a call of unknown usage is charged."""
-    return Usage(input_tokens=permit.input_tokens, output_tokens=permit.max_output_tokens)
+def _is_event_stream(response: aiohttp.ClientResponse) -> bool:
+    return response.content_type == "text/event-stream"
 
 
-def event_stream(call: IncomingCall, permit: Permit) -> web.StreamResponse:
-    """The client's side of a stream (headers are sent before the bill is known)."""
+async def _pump(
+    request: web.Request,
+    call: IncomingCall,
+    response: aiohttp.ClientResponse,
+    exchange: Exchange,
+    owner: UpstreamAttempt,
+) -> Streamed:
+    """Move a stream to the client event by event; the observer meters it on the way."""
+    assert exchange.observer is not None
+    observer: StreamObserver = exchange.observer()
+    permit = owner.permit
+    owner.streaming(lambda completed: observer.usage(permit.input_tokens, completed))
     out = web.StreamResponse(status=200, headers=success_headers(call, permit.receipt_id, None))
     out.content_type = "text/event-stream"
     out.headers["Cache-Control"] = "no-cache"
-    return out
-
-
-def _is_usage_only(chunk: Any) -> bool:
-    return isinstance(chunk, dict) and chunk.get("usage") is not None and not chunk.get("choices")
-
-
-async def _settle_stream(
-    gate: Gate, permit: Permit, meter: OutputMeter, status: ReceiptStatus, error: str | None
-) -> None:
-    # Once the request went upstream its input is billed, even if nothing came back: without
-    # reported usage the bill is the input bound plus what was counted.
-    if meter.usage is not None:
-        await settle(gate, permit, status=status, usage=meter.usage, error=error)
-    else:
-        await settle(
-            gate,
-            permit,
-            status=status,
-            usage=meter.counted_usage(permit.input_tokens),
-            usage_source="counted",
-            error=error,
-        )
+    parser = SseParser()
+    try:
+        await out.prepare(request)
+        async for data in response.content.iter_any():
+            first_chunk()  # operator metrics: time to first token
+            chunk = bytearray()
+            go_on = True
+            for event in parser.feed(data):
+                try:
+                    go_on = observer.feed(event, chunk)
+                except ValueError:
+                    owner.broke(f"{permit.provider} sent an unparseable event")
+                    go_on = False
+                if not go_on:
+                    break
+            if chunk:
+                await out.write(bytes(chunk))
+            if not go_on:
+                if owner.ending == "answered":
+                    owner.stopped("output limit reached; stream ended by aegis")
+                break
+        else:
+            missing = observer.complete
+            if missing is not None:
+                owner.broke(f"stream from {permit.provider} ended {missing}")
+    except _CLIENT_GONE:
+        owner.client_left()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        owner.broke(f"stream broke: {type(exc).__name__}")
+    if owner.ending == "cancelled":
+        return Streamed(out, None)
+    error = owner.error if owner.ending == "broken" else None
+    tail = observer.tail(error)
+    if error is not None and not tail:
+        tail = exchange.client.stream_error(502, error)
+    return Streamed(out, tail)

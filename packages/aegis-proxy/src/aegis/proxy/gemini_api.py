@@ -6,33 +6,30 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import Final
 
 from aiohttp import web
 
 from aegis.adapters.gemini import estimate_embed_content
-from aegis.core import Gate, Usage
-from aegis.proxy.calls import IncomingCall, policy_for, read_call
-from aegis.proxy.errors import BadRequest, NotFound, UpstreamUnavailable
-from aegis.proxy.forward import (
-    AttemptFailed,
-    passthrough_headers,
-    request_upstream,
-    settle,
-    success_headers,
-)
-from aegis.proxy.gemini_forward import estimate_for, gemini_path, native_generate
-from aegis.proxy.ratelimit_headers import RATE_LIMITS
+from aegis.core import Permit
+from aegis.proxy.apis import API, GOOGLE
+from aegis.proxy.calls import read_call
+from aegis.proxy.errors import BadRequest, NotFound
+from aegis.proxy.exchange import Exchange
+from aegis.proxy.gemini_wire import embed_exchange, estimate_for, native_exchange
 from aegis.proxy.routing import Attempt
+from aegis.proxy.serve import serve
 from aegis.proxy.state import GATE, ROUTER, UPSTREAMS
 
 __all__ = ["routes"]
 
-_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-_GENERATE = frozenset({"generateContent", "streamGenerateContent"})
-_EMBED = frozenset({"embedContent", "batchEmbedContents"})
+_MODEL_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_GENERATE: Final = frozenset({"generateContent", "streamGenerateContent"})
+_EMBED: Final = frozenset({"embedContent", "batchEmbedContents"})
 
 
 async def model_action(request: web.Request) -> web.StreamResponse:
+    request[API] = GOOGLE
     model, _, action = request.match_info["target"].partition(":")
     if not _MODEL_NAME.fullmatch(model):
         # The name becomes part of the upstream URL: nothing that could walk its path.
@@ -42,7 +39,19 @@ async def model_action(request: web.Request) -> web.StreamResponse:
         raise NotFound(f"unknown action {action!r}", code="not_found")
     call = await read_call(request)
     gate = request.app[GATE]
-    policy = await policy_for(gate, call, model)
+    if action in _EMBED:
+        capability = "embeddings:create"
+    else:
+        capability = "llm:stream" if action == "streamGenerateContent" else "llm:invoke"
+    body_sha256 = hashlib.sha256(call.raw).hexdigest()
+    policy = await gate.policy_for(
+        tenant_id=call.tenant_id,
+        request_id=call.request_id,
+        run_id=call.run_id,
+        model=model,
+        capability=capability,
+        body_sha256=body_sha256,
+    )
     plan = [
         a
         for a in request.app[ROUTER].plan(model, policy, cross_type=False)
@@ -50,38 +59,17 @@ async def model_action(request: web.Request) -> web.StreamResponse:
     ]
     if not plan:
         raise BadRequest(f"no Gemini provider serves model {model!r}", param="model")
-    body_sha256 = hashlib.sha256(call.raw).hexdigest()
-    last: AttemptFailed | None = None
-    for number, attempt in enumerate(plan):
-        try:
-            return await _attempt(
-                request, gate, call, attempt, number, version, action, body_sha256
-            )
-        except AttemptFailed as failed:
-            last = failed
-    assert last is not None
-    if last.body:
-        return web.Response(status=last.status, body=last.body, headers=last.headers)
-    raise UpstreamUnavailable(f"every provider failed; last: {last.reason}", status=last.status)
 
-
-async def _attempt(
-    request: web.Request,
-    gate: Gate,
-    call: IncomingCall,
-    attempt: Attempt,
-    number: int,
-    version: str,
-    action: str,
-    body_sha256: str,
-) -> web.StreamResponse:
-    upstream = request.app[UPSTREAMS][attempt.provider]
-    request_id = call.request_id if number == 0 else f"{call.request_id}~{number}"
-    if action in _EMBED:
+    async def prepare(attempt: Attempt, request_id: str) -> tuple[Permit, Exchange]:
         price = gate.pricing.get(attempt.model)
-        input_tokens = estimate_embed_content(
-            call.body, context_window=price.context_window if price else 0
-        )
+        if action in _EMBED:
+            input_tokens = estimate_embed_content(
+                call.body, context_window=price.context_window if price else 0
+            )
+            output_tokens: int | None = None
+        else:
+            estimate = estimate_for(gate, call.body, attempt.model)
+            input_tokens, output_tokens = estimate.input_tokens, estimate.output_tokens
         permit = await gate.admit(
             tenant_id=call.tenant_id,
             request_id=request_id,
@@ -89,46 +77,19 @@ async def _attempt(
             provider=attempt.provider,
             model=attempt.model,
             input_tokens=input_tokens,
-            capability="embeddings:create",
+            max_output_tokens=output_tokens,
+            capability=capability,
             body_sha256=body_sha256,
+            policy=policy,
             key=call.key,
         )
-        request[RATE_LIMITS] = permit.rate_limits
-        response = await request_upstream(
-            gate, permit, upstream, attempt, gemini_path(attempt.model, action, version), call.raw
-        )
-        if isinstance(response, web.Response):
-            return response
-        async with response:
-            data = await response.read()
-        # Gemini's embedding responses carry no usage: the input bound is the bill.
-        receipt = await settle(
-            gate,
-            permit,
-            status="ok",
-            usage=Usage(input_tokens=input_tokens),
-            usage_source="counted",
-        )
-        headers = passthrough_headers(response.headers)
-        headers.update(success_headers(call, receipt.receipt_id, receipt.actual_usd))
-        return web.Response(body=data, headers=headers)
-    estimate = estimate_for(gate, call.body, attempt.model)
-    permit = await gate.admit(
-        tenant_id=call.tenant_id,
-        request_id=request_id,
-        run_id=call.run_id,
-        provider=attempt.provider,
-        model=attempt.model,
-        input_tokens=estimate.input_tokens,
-        max_output_tokens=estimate.output_tokens,
-        capability="llm:stream" if action == "streamGenerateContent" else "llm:invoke",
-        body_sha256=body_sha256,
-        key=call.key,
-    )
-    request[RATE_LIMITS] = permit.rate_limits
-    return await native_generate(
-        request, gate, upstream, attempt, call, version, action, estimate, permit
-    )
+        if action in _EMBED:
+            return permit, embed_exchange(call.raw, permit, version=version, action=action)
+        exchange = native_exchange(call.body, estimate, permit, version=version, action=action)
+        return permit, exchange
+
+    upstreams = request.app[UPSTREAMS]
+    return await serve(request, call, gate, upstreams, plan, prepare)
 
 
 def routes() -> list[web.RouteDef]:

@@ -21,11 +21,10 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from aegis.proxy.state import GATE, OPERATOR
 from aegis.proxy.stats import Histogram, ReceiptStats
-from aegis.proxy.usage import BudgetUsage, budget_usage
+from aegis.proxy.usage import BudgetUsage
 
-__all__ = ["ProxyCollector", "metrics", "new_registry", "render", "routes"]
+__all__ = ["ALL_BUDGETS_UP_TO", "ProxyCollector", "new_registry", "render"]
 
 _NANOS: Final = 1_000_000_000
 ALL_BUDGETS_UP_TO: Final = 1000
@@ -160,22 +159,3 @@ def render(registry: CollectorRegistry) -> web.Response:
     response = web.Response(body=generate_latest(registry))
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response
-
-
-async def metrics(request: web.Request) -> web.StreamResponse:
-    """``GET /metrics``: read the budgets from the ledger, then render everything."""
-    operator = request.app[OPERATOR]
-    gate = request.app[GATE]
-    now = gate.clock.time()
-    budgets: list[BudgetUsage] = []
-    tenants = [t for t in operator.tenants.values() if t.policy.per_window]
-    if len(tenants) > ALL_BUDGETS_UP_TO:
-        tenants = [t for t in tenants if t.tenant_id in operator.stats.active]
-    for tenant in tenants:
-        budgets.extend(await budget_usage(gate, tenant.policy, now))
-    operator.collector.budgets = budgets
-    return render(operator.registry)
-
-
-def routes() -> list[web.RouteDef]:
-    return [web.get("/metrics", metrics)]

@@ -24,16 +24,16 @@ from aegis.adapters.openai import (
     usage_from_embeddings,
     usage_from_responses_object,
 )
-from aegis.core import Gate
-from aegis.proxy.calls import IncomingCall, policy_for, read_call
-from aegis.proxy.errors import BadRequest, UpstreamUnavailable
-from aegis.proxy.forward import AttemptFailed, Endpoint, forward_json, forward_stream
-from aegis.proxy.gemini_forward import estimate_for, translated_chat
+from aegis.core import Gate, Permit, Policy
+from aegis.proxy.calls import IncomingCall, read_call
+from aegis.proxy.errors import BadRequest
+from aegis.proxy.exchange import Exchange
+from aegis.proxy.gemini_wire import estimate_for, translated_exchange
 from aegis.proxy.idempotency import StoredResponse
-from aegis.proxy.ratelimit_headers import RATE_LIMITS
+from aegis.proxy.openai_wire import Endpoint, openai_exchange
 from aegis.proxy.routing import Attempt
+from aegis.proxy.serve import serve
 from aegis.proxy.state import GATE, IDEMPOTENCY, KEYS, ROUTER, UPSTREAMS
-from aegis.proxy.upstream import Upstream
 
 __all__ = ["routes"]
 
@@ -44,6 +44,7 @@ CHAT: Final = Endpoint(
     rewrite=lambda body, limit: rewrite_chat_request(body, max_output_tokens=limit),
     usage_from_response=usage_from_chat_completion,
     observe=observe_chat_chunk,
+    ends_with_done=True,
 )
 RESPONSES: Final = Endpoint(
     path="/responses",
@@ -103,100 +104,73 @@ async def _governed(
         estimate = endpoint.estimate(call.body)
     except InvalidRequestBody as exc:
         raise BadRequest(exc.message, param=exc.param) from None
-    policy = await policy_for(gate, call, model)
-    plan = request.app[ROUTER].plan(model, policy, cross_type=endpoint is CHAT)
+    capability = "llm:stream" if stream else endpoint.capability
     body_sha256 = hashlib.sha256(call.raw).hexdigest()
-    last: AttemptFailed | None = None
-    for number, attempt in enumerate(plan):
-        try:
-            return await _attempt(
-                request, gate, endpoint, call, attempt, number, estimate, stream, body_sha256
-            )
-        except AttemptFailed as failed:
-            last = failed
-    assert last is not None
-    if last.status >= 400 and last.body:
-        # The last provider's own answer, with its headers (retry-after for a 429 included).
-        return web.Response(
-            status=last.status,
-            body=last.body,
-            headers={**last.headers, "x-request-id": call.request_id},
-        )
-    raise UpstreamUnavailable(f"every provider failed; last: {last.reason}", status=last.status)
-
-
-async def _attempt(
-    request: web.Request,
-    gate: Gate,
-    endpoint: Endpoint,
-    call: IncomingCall,
-    attempt: Attempt,
-    number: int,
-    estimate: Any,
-    stream: bool,
-    body_sha256: str,
-) -> web.StreamResponse:
-    upstream = request.app[UPSTREAMS][attempt.provider]
-    request_id = call.request_id if number == 0 else f"{call.request_id}~{number}"
-    if attempt.provider_type == "gemini":
-        return await _gemini_attempt(
-            request, gate, upstream, call, attempt, request_id, stream, body_sha256
-        )
-    price = gate.pricing.get(attempt.model)
-    model_max = price.max_output_tokens if price is not None else 0
-    permit = await gate.admit(
+    policy = await gate.policy_for(
         tenant_id=call.tenant_id,
-        # Each attempt is reserved and receipted on its own; the first keeps the client's id.
-        request_id=request_id,
+        request_id=call.request_id,
         run_id=call.run_id,
-        provider=attempt.provider,
-        model=attempt.model,
-        input_tokens=estimate.input_tokens,
-        max_output_tokens=None if endpoint.rewrite is None else estimate.output_tokens(model_max),
-        capability="llm:stream" if stream else endpoint.capability,
+        model=model,
+        capability=capability,
         body_sha256=body_sha256,
-        key=call.key,
     )
-    request[RATE_LIMITS] = permit.rate_limits
-    body = (
-        call.body if attempt.model == call.body["model"] else {**call.body, "model": attempt.model}
-    )
-    n = max(estimate.n, 1)
-    per_choice = max(1, (permit.max_output_tokens - estimate.extra_output_tokens) // n)
-    withhold_usage = False
-    if endpoint.rewrite is None:
-        payload = call.raw if body is call.body else _dumps(body)
-    else:
-        rewrite = endpoint.rewrite(body, per_choice)
-        payload = rewrite.to_bytes(call.raw if body is call.body else None)
-        withhold_usage = stream and not rewrite.client_wants_usage
-    if stream:
-        return await forward_stream(
-            request,
-            gate,
-            upstream,
-            attempt,
+    plan = request.app[ROUTER].plan(model, policy, cross_type=endpoint is CHAT)
+
+    async def prepare(attempt: Attempt, request_id: str) -> tuple[Permit, Exchange]:
+        if attempt.provider_type == "gemini":
+            return await _prepare_gemini(gate, call, attempt, request_id, policy, body_sha256)
+        price = gate.pricing.get(attempt.model)
+        model_max = price.max_output_tokens if price is not None else 0
+        permit = await gate.admit(
+            tenant_id=call.tenant_id,
+            request_id=request_id,
+            run_id=call.run_id,
+            provider=attempt.provider,
+            model=attempt.model,
+            input_tokens=estimate.input_tokens,
+            max_output_tokens=None
+            if endpoint.rewrite is None
+            else estimate.output_tokens(model_max),
+            capability=capability,
+            body_sha256=body_sha256,
+            policy=policy,
+            key=call.key,
+        )
+        same_model = attempt.model == model
+        body = call.body if same_model else {**call.body, "model": attempt.model}
+        n = max(estimate.n, 1)
+        per_choice = max(1, (permit.max_output_tokens - estimate.extra_output_tokens) // n)
+        withhold_usage = False
+        if endpoint.rewrite is None:
+            payload = call.raw if same_model else _dumps(body)
+        else:
+            rewrite = endpoint.rewrite(body, per_choice)
+            payload = rewrite.to_bytes(call.raw if same_model else None)
+            withhold_usage = stream and not rewrite.client_wants_usage
+        exchange = openai_exchange(
             endpoint,
-            call,
-            permit,
+            attempt.provider,
             payload,
+            stream=stream,
             per_choice_limit=per_choice,
             n=n,
             withhold_usage=withhold_usage,
         )
-    return await forward_json(gate, upstream, attempt, endpoint, call, permit, payload)
+        return permit, exchange
+
+    upstreams = request.app[UPSTREAMS]
+    return await serve(request, call, gate, upstreams, plan, prepare)
 
 
-async def _gemini_attempt(
-    request: web.Request,
+async def _prepare_gemini(
     gate: Gate,
-    upstream: Upstream,
     call: IncomingCall,
     attempt: Attempt,
     request_id: str,
-    stream: bool,
+    policy: Policy,
     body_sha256: str,
-) -> web.StreamResponse:
+) -> tuple[Permit, Exchange]:
+    """An OpenAI chat attempt served by Gemini, translated both ways."""
     try:
         translated = chat_request_to_gemini(call.body)
     except TranslationError as exc:
@@ -210,14 +184,12 @@ async def _gemini_attempt(
         model=attempt.model,
         input_tokens=estimate.input_tokens,
         max_output_tokens=estimate.output_tokens,
-        capability="llm:stream" if stream else "llm:invoke",
+        capability="llm:stream" if translated.stream else "llm:invoke",
         body_sha256=body_sha256,
+        policy=policy,
         key=call.key,
     )
-    request[RATE_LIMITS] = permit.rate_limits
-    return await translated_chat(
-        request, gate, upstream, attempt, call, translated, estimate, permit
-    )
+    return permit, translated_exchange(translated, estimate, permit)
 
 
 def _dumps(body: dict[str, Any]) -> bytes:
@@ -238,9 +210,9 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
 
 async def models(request: web.Request) -> web.Response:
     """The models the calling tenant may use (priced, allowed, and served by a provider)."""
-    identity = await request.app[KEYS].authenticate(request)
+    tenant_id = (await request.app[KEYS].authenticate(request)).tenant_id
     gate = request.app[GATE]
-    policy = await gate.policy_provider.get_policy(tenant_id=identity.tenant_id)
+    policy = await gate.policy_provider.get_policy(tenant_id=tenant_id)
     if policy is None:
         return web.json_response({"object": "list", "data": []})
     router = request.app[ROUTER]

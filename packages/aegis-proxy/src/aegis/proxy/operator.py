@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import suppress
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from aegis.core import HmacSha256Signer, PricingTable, Receipt
 from aegis.proxy.access_log import (
@@ -28,13 +28,14 @@ from aegis.proxy.access_log import (
 from aegis.proxy.config import ObservabilitySettings, Settings, TenantSettings
 from aegis.proxy.governance import receipt_signer
 from aegis.proxy.metrics import ProxyCollector, new_registry
+from aegis.proxy.state import GATE, TRACER_PROVIDER
 from aegis.proxy.stats import ReceiptStats
 from aegis.proxy.timing import RequestTiming, current_timing
 
 if TYPE_CHECKING:
     from aegis.proxy.tracing import Tracing
 
-__all__ = ["Operator", "operator_context", "operator_middleware"]
+__all__ = ["OPERATOR", "Operator", "operator_context", "operator_middleware"]
 
 logger = logging.getLogger(__name__)
 
@@ -94,9 +95,10 @@ class Operator:
             logger.exception("observing receipt %s failed", receipt.receipt_id)
 
 
-def operator_context(operator: Operator, settings: Settings) -> Any:
+def operator_context(
+    operator: Operator, settings: Settings
+) -> Callable[[web.Application], AsyncIterator[None]]:
     """The cleanup context: hook the Gate, open tracing; undo both on shutdown."""
-    from aegis.proxy.state import GATE, TRACER_PROVIDER
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         gate = app[GATE]
@@ -133,7 +135,7 @@ async def _flush_every_second() -> None:
         flush_access_log()
 
 
-def operator_middleware(operator: Operator) -> Any:
+def operator_middleware(operator: Operator) -> Middleware:
     """Times each proxied request, writes its access line and its server span."""
     stats = operator.stats
     log_enabled = operator.settings.access_log
@@ -187,3 +189,7 @@ def operator_middleware(operator: Operator) -> Any:
                 )
 
     return middleware
+
+
+OPERATOR = web.AppKey("operator", Operator)
+"""The operator surface (metrics, admin API, dashboard) of an app."""

@@ -17,16 +17,11 @@ from aegis.proxy.upstream import Upstream
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
-    from aegis.proxy.alert_webhook import AlertWebhook
-    from aegis.proxy.operator import Operator
-
 __all__ = [
-    "ALERT_WEBHOOK",
     "CONTROL",
     "GATE",
     "IDEMPOTENCY",
     "KEYS",
-    "OPERATOR",
     "POLICIES",
     "ROUTER",
     "SETTINGS",
@@ -43,10 +38,6 @@ CONTROL = web.AppKey("control", ControlPlane)
 ROUTER = web.AppKey("router", Router)
 IDEMPOTENCY: web.AppKey[IdempotencyBackend] = web.AppKey("idempotency")
 UPSTREAMS = web.AppKey("upstreams", dict[str, Upstream])
-# The operator surface (metrics, admin API, dashboard); typed lazily, so OpenTelemetry is
-# imported only when tracing is configured.
-OPERATOR: web.AppKey[Operator] = web.AppKey("operator")
+# Typed lazily, so OpenTelemetry is imported only when tracing is configured.
 TRACER_PROVIDER: web.AppKey[TracerProvider] = web.AppKey("tracer_provider")
 """Set before startup to trace into this provider (with ``tracing`` not ``off``)."""
-ALERT_WEBHOOK: web.AppKey[AlertWebhook] = web.AppKey("alert_webhook")
-"""Set while ``[alerts] webhook_url`` is configured."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from aegis.proxy.admin import Forbidden
-from aegis.proxy.state import CONTROL, GATE, KEYS, OPERATOR
+from aegis.proxy.errors import Forbidden
+from aegis.proxy.operator import OPERATOR
+from aegis.proxy.state import CONTROL, GATE, KEYS
 from aegis.proxy.usage import tenant_usage
 
 __all__ = ["routes"]

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from aegis.adapters.openai.errors import (
     MAX_RETRY_AFTER_S,
+    ErrorReply,
     InvalidRequestBody,
     OpenAIErrorInfo,
-    WireError,
     error_body,
     error_for,
     parse_error_body,
@@ -103,6 +103,7 @@ __all__ = [
     "SCHEMA_OVERHEAD_TOKENS",
     "ChatLimitField",
     "ChatStreamReader",
+    "ErrorReply",
     "EventKind",
     "GovernedStream",
     "InvalidRequestBody",
@@ -114,7 +115,6 @@ __all__ = [
     "SseEvent",
     "SseParser",
     "StreamEvent",
-    "WireError",
     "chat_completions_via_gate",
     "embeddings_via_gate",
     "error_body",

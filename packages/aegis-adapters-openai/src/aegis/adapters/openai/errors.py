@@ -27,9 +27,9 @@ from aegis.core import (
 __all__ = [
     "MAX_RETRY_AFTER_S",
     "NEAR_RESET_S",
+    "ErrorReply",
     "InvalidRequestBody",
     "OpenAIErrorInfo",
-    "WireError",
     "error_body",
     "error_for",
     "parse_error_body",
@@ -62,12 +62,22 @@ class OpenAIErrorInfo:
 
 
 @dataclass(frozen=True, slots=True)
-class WireError:
-    """An error as an OpenAI-compatible server sends it: status, JSON body, headers."""
+class ErrorReply:
+    """A refusal as a server answers it: status, headers, and the fields of its body (which
+    :attr:`body` lays out in OpenAI's shape; other APIs lay the same fields out their way)."""
 
     status: int
-    body: bytes
+    message: str
+    type: str
+    code: str | None
     headers: Mapping[str, str]
+    param: str | None = None
+
+    @property
+    def body(self) -> bytes:
+        """The JSON body in OpenAI's error shape."""
+        error = error_body(self.message, type=self.type, code=self.code, param=self.param)
+        return json.dumps(error).encode()
 
 
 def error_body(
@@ -104,7 +114,7 @@ def parse_error_body(body: bytes | str | Mapping[str, Any] | None) -> OpenAIErro
     )
 
 
-def error_for(exc: AegisError, *, now: float | None = None) -> WireError:
+def error_for(exc: AegisError, *, now: float | None = None) -> ErrorReply:
     """The OpenAI-shaped error for an Aegis refusal.
 
     Refusals carry ``x-should-retry: false``: the SDK would otherwise retry a 429 twice, and a
@@ -139,16 +149,14 @@ def error_for(exc: AegisError, *, now: float | None = None) -> WireError:
     elif isinstance(exc, Denied):
         status, kind, code = 403, "permission_error", exc.code
     elif isinstance(exc, InvalidRequestBody):
-        body = error_body(exc.message, type="invalid_request_error", param=exc.param)
-        return WireError(400, json.dumps(body).encode(), headers)
+        return ErrorReply(400, exc.message, "invalid_request_error", None, headers, exc.param)
     elif isinstance(exc, DuplicateRequest):
         status, kind, code = 409, "invalid_request_error", "duplicate_request"
     elif isinstance(exc, LedgerError):
         status, kind, code = 503, "server_error", "ledger_unavailable"
     else:
         status, kind, code = 503, "server_error", "governance_unavailable"
-    body = error_body(exc.message, type=kind, code=code)
-    return WireError(status, json.dumps(body).encode(), headers)
+    return ErrorReply(status, exc.message, kind, code, headers)
 
 
 def retry_after_s(headers: Mapping[str, str], *, now: float | None = None) -> float | None:

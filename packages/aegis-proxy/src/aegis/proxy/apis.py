@@ -1,0 +1,78 @@
+"""The APIs the proxy speaks to clients, as far as its own errors go: OpenAI's and Google's.
+
+An error the proxy words itself (a refusal, a bad request, every provider down) is laid out in
+the caller's API: OpenAI's ``{"error": {message, type, param, code}}``, or google.rpc's
+``{"error": {code, message, status}}`` on the Gemini routes. Each route names its API
+(:data:`API`); aiohttp's own answers (an unknown path) are placed by their path.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Final, Protocol
+
+from aiohttp import web
+
+from aegis.adapters.gemini import GOOGLE_STATUS
+
+__all__ = ["API", "GOOGLE", "OPENAI", "ClientApi", "api_of"]
+
+
+class ClientApi(Protocol):
+    """How one API lays out an error."""
+
+    name: str
+
+    def error_body(
+        self, status: int, message: str, *, type: str, code: str | None, param: str | None
+    ) -> bytes: ...
+
+    def stream_error(self, status: int, message: str) -> bytes:
+        """The event that ends a started stream which failed."""
+        ...
+
+
+class _OpenAI:
+    name = "openai"
+
+    def error_body(
+        self, status: int, message: str, *, type: str, code: str | None, param: str | None
+    ) -> bytes:
+        error = {"message": message, "type": type, "param": param, "code": code}
+        return json.dumps({"error": error}).encode()
+
+    def stream_error(self, status: int, message: str) -> bytes:
+        # The SDK raises APIError for a chunk that carries "error", in chat and Responses.
+        body = self.error_body(status, message, type="server_error", code=None, param=None)
+        return b"data: " + body + b"\n\n"
+
+
+class _Google:
+    name = "google"
+
+    def error_body(
+        self, status: int, message: str, *, type: str, code: str | None, param: str | None
+    ) -> bytes:
+        error = {"code": status, "message": message, "status": GOOGLE_STATUS.get(status, "UNKNOWN")}
+        return json.dumps({"error": error}).encode()
+
+    def stream_error(self, status: int, message: str) -> bytes:
+        body = self.error_body(status, message, type="", code=None, param=None)
+        return b"data: " + body + b"\r\n\r\n"
+
+
+OPENAI: Final[ClientApi] = _OpenAI()
+GOOGLE: Final[ClientApi] = _Google()
+
+API: web.RequestKey[ClientApi] = web.RequestKey("api")
+"""Set by a handler to the API it serves (OpenAI's when unset)."""
+
+_GEMINI_PATH: Final = re.compile(r"^/(v1beta|v1alpha|v1)/models/[^/]+:")
+
+
+def api_of(request: web.Request) -> ClientApi:
+    """The API the caller speaks: the handler's, else (no handler ran) by the path."""
+    if API in request:
+        return request[API]
+    return GOOGLE if _GEMINI_PATH.match(request.path) else OPENAI

@@ -1,0 +1,203 @@
+"""Gemini upstreams: native calls from a Gemini client (bytes passed through, usage read on
+the way), and OpenAI chat calls translated both ways (which lets a tenant fall back from
+OpenAI to Gemini: the client sees OpenAI's wire format only)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from aegis.adapters.gemini import (
+    SSE_DONE,
+    ChatStreamTranslator,
+    GeminiChatRequest,
+    GenerateEstimate,
+    ResponseTranslationError,
+    StreamUsage,
+    estimate_generate_content,
+    gemini_response_to_chat,
+    openai_error_body,
+    output_limits,
+    parse_error_body,
+    sse_event,
+    usage_from_response,
+    with_output_limits,
+)
+from aegis.core import Gate, Permit, SseEvent, Usage, UsageSource
+from aegis.proxy.apis import GOOGLE, OPENAI
+from aegis.proxy.attempt import Failure
+from aegis.proxy.exchange import Answer, ErrorReader, Exchange
+from aegis.proxy.openai_wire import json_object, passthrough_error
+from aegis.proxy.routing import is_retryable_status
+
+__all__ = [
+    "embed_exchange",
+    "estimate_for",
+    "gemini_path",
+    "native_exchange",
+    "translated_exchange",
+]
+
+
+def estimate_for(gate: Gate, body: Mapping[str, Any], model: str) -> GenerateEstimate:
+    """The worst case of a generate body for ``model``, from the model's catalogue limits."""
+    price = gate.pricing.get(model)
+    return estimate_generate_content(
+        body,
+        model=model,
+        model_max_output_tokens=price.max_output_tokens if price else 0,
+        context_window=price.context_window if price else 0,
+    )
+
+
+def gemini_path(model: str, action: str, version: str = "v1beta") -> str:
+    """The REST path of a Gemini model action (``alt=sse`` for streams)."""
+    suffix = "?alt=sse" if action == "streamGenerateContent" else ""
+    return f"/{version}/models/{model}:{action}{suffix}"
+
+
+def _limited_body(body: Mapping[str, Any], estimate: GenerateEstimate, permit: Permit) -> bytes:
+    """The body carrying the output limits the permit was granted (always explicit, so the
+    upstream enforces the worst case that was reserved)."""
+    limited = with_output_limits(dict(body), output_limits(estimate, permit.max_output_tokens))
+    return json.dumps(limited, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class _StreamReader:
+    """Reads a Gemini stream's usage; passes events through, or translates them to OpenAI
+    chunks when a translator is given."""
+
+    __slots__ = ("_translator", "_usage")
+
+    def __init__(self, translator: ChatStreamTranslator | None) -> None:
+        self._translator = translator
+        self._usage = StreamUsage() if translator is None else translator.usage
+
+    def feed(self, event: SseEvent, out: bytearray) -> bool:
+        if event.data is None:
+            return True
+        parsed = json.loads(event.data)
+        if self._translator is None:
+            if not isinstance(parsed, dict):
+                raise ValueError("stream event is not a JSON object")
+            self._usage.observe(parsed)
+            out += event.raw
+        else:
+            for piece in self._translator.feed(parsed):
+                out += sse_event(piece)
+        return True
+
+    @property
+    def complete(self) -> str | None:
+        if self._translator is None or self._translator.is_finished:
+            return None
+        return "before every choice finished"
+
+    def usage(self, input_bound: int, completed: bool) -> tuple[Usage, UsageSource]:
+        # Gemini reports usage cumulatively in every chunk: only a finished stream's is final.
+        reported = self._usage.reported
+        if completed and reported is not None:
+            return reported, "reported"
+        return self._usage.upper_bound(input_bound), "counted"
+
+    def tail(self, error: str | None) -> bytes:
+        if error is not None or self._translator is None:
+            return b""
+        return b"".join(sse_event(c) for c in self._translator.finish()) + SSE_DONE
+
+
+def native_exchange(
+    call_body: Mapping[str, Any],
+    estimate: GenerateEstimate,
+    permit: Permit,
+    *,
+    version: str,
+    action: str,
+) -> Exchange:
+    """A Gemini-native generate call from a Gemini client."""
+
+    def read_answer(raw: bytes) -> Answer:
+        return Answer(raw, usage_from_response(json_object(raw)))
+
+    return Exchange(
+        path=gemini_path(permit.model, action, version),
+        payload=_limited_body(call_body, estimate, permit),
+        client=GOOGLE,
+        read_answer=read_answer,
+        client_error=passthrough_error(permit.provider),
+        observer=(lambda: _StreamReader(None)) if action == "streamGenerateContent" else None,
+    )
+
+
+def embed_exchange(raw: bytes, permit: Permit, *, version: str, action: str) -> Exchange:
+    """A Gemini embedding call, forwarded as sent."""
+
+    def read_answer(body: bytes) -> Answer:
+        json_object(body)
+        # Gemini's embedding answers carry no usage: the input bound is the bill.
+        return Answer(body, Usage(input_tokens=permit.input_tokens), "counted")
+
+    return Exchange(
+        path=gemini_path(permit.model, action, version),
+        payload=raw,
+        client=GOOGLE,
+        read_answer=read_answer,
+        client_error=passthrough_error(permit.provider),
+    )
+
+
+def _openai_failure(provider: str) -> ErrorReader:
+    def failure(status: int, body: bytes, headers: Mapping[str, str]) -> Failure:
+        code, data = openai_error_body(parse_error_body(status, body))
+        retry = {k: v for k, v in headers.items() if k.lower() == "retry-after"}
+        return Failure(
+            code,
+            f"{provider} answered {status}",
+            json.dumps(data).encode(),
+            {"Content-Type": "application/json", **retry},
+            retryable=is_retryable_status(status),
+        )
+
+    return failure
+
+
+def translated_exchange(
+    translated: GeminiChatRequest, estimate: GenerateEstimate, permit: Permit
+) -> Exchange:
+    """An OpenAI chat call served by Gemini."""
+    stream = translated.stream
+
+    def read_answer(raw: bytes) -> Answer:
+        data = json_object(raw)
+        try:
+            completion = gemini_response_to_chat(
+                data,
+                model=translated.model,
+                n=translated.n,
+                parallel_tool_calls=translated.parallel_tool_calls,
+            )
+        except ResponseTranslationError as exc:
+            raise ValueError(exc.message) from exc
+        body = json.dumps(completion, separators=(",", ":"), ensure_ascii=False).encode()
+        return Answer(body, usage_from_response(data), passthrough=False)
+
+    def observer() -> _StreamReader:
+        return _StreamReader(
+            ChatStreamTranslator(
+                model=translated.model,
+                include_usage=translated.include_usage,
+                parallel_tool_calls=translated.parallel_tool_calls,
+                n=translated.n,
+            )
+        )
+
+    action = "streamGenerateContent" if stream else "generateContent"
+    return Exchange(
+        path=gemini_path(permit.model, action),
+        payload=_limited_body(translated.body, estimate, permit),
+        client=OPENAI,
+        read_answer=read_answer,
+        client_error=_openai_failure(permit.provider),
+        observer=observer if stream else None,
+    )

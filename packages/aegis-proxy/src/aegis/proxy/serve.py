@@ -1,0 +1,76 @@
+"""The one attempt loop: try the planned providers in order, each attempt reserved, owned and
+settled on its own, until one answers or none is left.
+
+The loop never catches a failure from three frames down: it asks each attempt's owner how it
+ended (:attr:`UpstreamAttempt.failure`). A provider's client error (4xx) ends the loop with
+that answer; a retryable failure goes on to the next provider; when every provider failed,
+the last one's own answer is given (its ``retry-after`` included), else a 502/504 worded by
+the proxy in the client's API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+
+from aiohttp import web
+
+from aegis.core import Gate, Permit
+from aegis.proxy.attempt import Failure, UpstreamAttempt
+from aegis.proxy.calls import IncomingCall
+from aegis.proxy.errors import UpstreamUnavailable
+from aegis.proxy.exchange import Exchange
+from aegis.proxy.forward import Streamed, forward, passthrough_headers, success_headers
+from aegis.proxy.ratelimit_headers import RATE_LIMITS
+from aegis.proxy.routing import Attempt
+from aegis.proxy.upstream import Upstream
+
+__all__ = ["Prepare", "serve"]
+
+Prepare = Callable[[Attempt, str], Awaitable[tuple[Permit, Exchange]]]
+"""Admits one attempt (with its own request id) and builds its wire."""
+
+
+async def serve(
+    request: web.Request,
+    call: IncomingCall,
+    gate: Gate,
+    upstreams: Mapping[str, Upstream],
+    plan: list[Attempt],
+    prepare: Prepare,
+) -> web.StreamResponse:
+    """Serve ``call`` with the first provider of ``plan`` that answers."""
+    last: Failure | None = None
+    for number, attempt in enumerate(plan):
+        # Each attempt is reserved and receipted on its own; the first keeps the client's id.
+        request_id = call.request_id if number == 0 else f"{call.request_id}~{number}"
+        permit, exchange = await prepare(attempt, request_id)
+        request[RATE_LIMITS] = permit.rate_limits
+        async with UpstreamAttempt(gate, permit) as owner:
+            result = await forward(request, call, upstreams[attempt.provider], exchange, owner)
+        if isinstance(result, Streamed):
+            return await result.finish()
+        receipt = owner.receipt
+        assert receipt is not None
+        if result is not None:
+            answer, upstream_headers = result
+            headers = (
+                passthrough_headers(upstream_headers)
+                if answer.passthrough
+                else {"Content-Type": "application/json"}
+            )
+            headers.update(success_headers(call, receipt.receipt_id, receipt.actual_usd))
+            status = owner.upstream_status or 200
+            return web.Response(status=status, body=answer.body, headers=headers)
+        last = owner.failure
+        assert last is not None
+        if not last.retryable:
+            break
+    assert last is not None
+    if last.body:
+        # The provider's own answer, with its headers (retry-after for a 429 included).
+        return web.Response(
+            status=last.status,
+            body=last.body,
+            headers={**last.headers, "x-request-id": call.request_id},
+        )
+    raise UpstreamUnavailable(f"every provider failed; last: {last.reason}", status=last.status)
