@@ -74,8 +74,14 @@ def serve(config: str | None, host: str | None, port: int | None) -> int:
     return 0
 
 
-def keys_create(tenant: str | None, admin: bool = False) -> int:
+def keys_create(tenant: str | None, admin: bool = False, metrics: bool = False) -> int:
     key = new_key()
+    if metrics:
+        print(f"New metrics key (shown once, store it now):\n\n    {key}\n")
+        print("Put its hash in the config, and the key in Prometheus' scrape config")
+        print("(authorization: {credentials: <key>}):\n")
+        print(f'[observability]\nmetrics_keys = ["{hash_key(key)}"]')
+        return 0
     if admin:
         print(f"New admin key (shown once, store it now):\n\n    {key}\n")
         print("Put its hash in the config (only the hash is stored):\n")
@@ -196,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     who = p_create.add_mutually_exclusive_group(required=True)
     who.add_argument("--tenant")
     who.add_argument("--admin", action="store_true", help="a key for /admin/ and /dashboard")
+    who.add_argument("--metrics", action="store_true", help="a key for scraping /metrics")
     p_create.add_argument(
         "--store", action="store_true", help="add it to the control-plane store (not the file)"
     )
@@ -238,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--store makes tenant keys only (admin keys live in [admin] api_keys)")
         return store_command(args)
     if args.command == "keys":
-        return keys_create(args.tenant, admin=args.admin)
+        return keys_create(args.tenant, admin=args.admin, metrics=args.metrics)
     if args.command == "check-config":
         return check_config(str(args.path))
     if args.command == "prices":

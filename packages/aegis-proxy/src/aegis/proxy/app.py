@@ -143,6 +143,10 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(admin.routes())
     if settings.observability.metrics:
         app.add_routes(metrics_api.routes())
+        if settings.observability.metrics_listen is not None:
+            app.cleanup_ctx.append(
+                metrics_api.metrics_listener_context(settings.observability.metrics_listen)
+            )
     if settings.observability.dashboard:
         app.add_routes(web_dashboard.routes())
     return app

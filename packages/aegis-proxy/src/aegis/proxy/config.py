@@ -142,7 +142,14 @@ TracingMode = Literal["off", "global", "console", "otlp"]
 @dataclass(frozen=True, slots=True)
 class ObservabilitySettings:
     metrics: bool = True
-    """Serve ``GET /metrics`` (Prometheus text format)."""
+    """Serve ``GET /metrics`` (Prometheus text format), closed by default: only to a request
+    holding a metrics key (``metrics_keys``), or on the separate ``metrics_listen`` address."""
+    metrics_keys: tuple[str, ...] = ()
+    """Hashes of the keys a scraper sends as ``Authorization: Bearer <key>``
+    (``aegis-proxy keys create --metrics``; Prometheus' ``authorization`` setting)."""
+    metrics_listen: str | None = None
+    """``host:port`` of a second listener that serves ``/metrics`` (and only that) without a
+    key: bind it where only the scraper reaches it."""
     access_log: bool = True
     """One JSON line per request on the ``aegis.proxy.access`` logger."""
     tracing: TracingMode = "off"
@@ -459,7 +466,23 @@ def _store(r: _Reader, data: Mapping[str, Any], ledger: LedgerSettings) -> Store
 
 def _observability(r: _Reader, table: Mapping[str, Any]) -> ObservabilitySettings:
     where = "observability"
+    keys = r.typed(table, "metrics_keys", where, list, [])
+    for i, key in enumerate(keys):
+        if not _is_key_hash(key):
+            r.problem(
+                f"{where}.metrics_keys[{i}]",
+                'must be a key hash "sha256:<64 hex>" (make one with '
+                "`aegis-proxy keys create --metrics`), never a key itself",
+            )
+    listen = r.typed(table, "metrics_listen", where, str, None)
+    if listen is not None:
+        host, _, port = listen.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            r.problem(f"{where}.metrics_listen", f'must be "host:port", got {listen!r}')
+            listen = None
     return ObservabilitySettings(
+        metrics_keys=tuple(k for k in keys if _is_key_hash(k)),
+        metrics_listen=listen,
         metrics=r.typed(table, "metrics", where, bool, True),
         access_log=r.typed(table, "access_log", where, bool, True),
         tracing=r.choice(table, "tracing", where, ("off", "global", "console", "otlp"), "off"),
