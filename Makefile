@@ -32,10 +32,11 @@ typecheck: install ## mypy --strict only
 test: install system-deps ## install what the tests need, then run the whole suite
 	$(UV) run pytest $(PYTEST_ARGS)
 
-system-deps: ## Debian's Chromium (dashboard tests) and PostgreSQL server (store tests); root the first time
+system-deps: ## Debian's Chromium (dashboard), PostgreSQL server (store) and jq (README script) for the tests
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v jq >/dev/null 2>&1 || missing="$$missing jq"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
