@@ -21,6 +21,7 @@ __all__ = [
     "ConfigProblems",
     "LedgerSettings",
     "ObservabilitySettings",
+    "PolicySourceSettings",
     "ProviderSettings",
     "ReceiptSettings",
     "ServerSettings",
@@ -92,6 +93,24 @@ class StoreSettings:
     """A replica whose polls have failed this long stops trusting its caches (fail closed)."""
     policy_cache_size: int = 10_000
     key_cache_size: int = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySourceSettings:
+    """``[policies]``: fetch the policies of tenants not in the file from an HTTP API."""
+
+    url: str | None = None
+    """``https://policies.internal/tenants/{tenant_id}`` (or a base URL the id is appended
+    to); none: policies come from the file and the store. Never logged."""
+    ttl_s: float = 30.0
+    """A fetched policy is served from the cache this long."""
+    stale_s: float = 300.0
+    """After ``ttl_s``, served this much longer while one background request refreshes it."""
+    timeout_s: float = 2.0
+    """A fetch that takes longer fails (closed, for a tenant with nothing cached)."""
+    token_env: str | None = None
+    """An environment variable holding a bearer token sent with each fetch."""
+    cache_size: int = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +193,7 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
+    policies: PolicySourceSettings = field(default_factory=PolicySourceSettings)
     receipts: ReceiptSettings = field(default_factory=ReceiptSettings)
     providers: Mapping[str, ProviderSettings] = field(default_factory=dict)
     tenants: Mapping[str, TenantSettings] = field(default_factory=dict)
@@ -193,6 +213,7 @@ _SECTIONS: Final = {
     "ledger": frozenset(LedgerSettings.__dataclass_fields__),
     "receipts": frozenset(ReceiptSettings.__dataclass_fields__),
     "store": frozenset(StoreSettings.__dataclass_fields__),
+    "policies": frozenset(PolicySourceSettings.__dataclass_fields__),
     "pricing": frozenset({"overrides"}),
     "routing": frozenset({"default_provider"}),
     "admin": frozenset(AdminSettings.__dataclass_fields__),
@@ -317,6 +338,7 @@ def parse_settings(data: Mapping[str, Any], *, source: Path | None = None) -> Se
         r.problem("ledger.key_prefix", "must not contain braces (they mark Redis hash tags)")
 
     store = _store(r, data, ledger)
+    policies = _policies(r, r.table(data, "policies"))
 
     rc = r.table(data, "receipts")
     receipts = ReceiptSettings(
@@ -405,6 +427,7 @@ def parse_settings(data: Mapping[str, Any], *, source: Path | None = None) -> Se
         auth=auth,
         ledger=ledger,
         store=store,
+        policies=policies,
         receipts=receipts,
         providers=providers,
         tenants=tenants,
@@ -461,6 +484,29 @@ def _store(r: _Reader, data: Mapping[str, Any], ledger: LedgerSettings) -> Store
     for name in ("policy_cache_size", "key_cache_size"):
         if getattr(settings, name) < 1:
             r.problem(f"{where}.{name}", "must be at least 1")
+    return settings
+
+
+def _policies(r: _Reader, table: Mapping[str, Any]) -> PolicySourceSettings:
+    where = "policies"
+    settings = PolicySourceSettings(
+        url=r.typed(table, "url", where, str, None),
+        ttl_s=float(r.typed(table, "ttl_s", where, (int, float), 30.0)),
+        stale_s=float(r.typed(table, "stale_s", where, (int, float), 300.0)),
+        timeout_s=float(r.typed(table, "timeout_s", where, (int, float), 2.0)),
+        token_env=r.typed(table, "token_env", where, str, None),
+        cache_size=r.typed(table, "cache_size", where, int, 10_000),
+    )
+    if settings.url is not None and not settings.url.startswith(("http://", "https://")):
+        r.problem(f"{where}.url", "must be an http(s) URL")  # not echoed: may hold a token
+    if settings.ttl_s <= 0:
+        r.problem(f"{where}.ttl_s", "must be above 0")
+    if settings.stale_s < 0:
+        r.problem(f"{where}.stale_s", "must not be negative")
+    if settings.timeout_s <= 0:
+        r.problem(f"{where}.timeout_s", "must be above 0")
+    if settings.cache_size < 1:
+        r.problem(f"{where}.cache_size", "must be at least 1")
     return settings
 
 

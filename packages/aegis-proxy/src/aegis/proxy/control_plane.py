@@ -33,6 +33,7 @@ from aegis.core import (
     KeyRecord,
     KeyScope,
     Policy,
+    PolicyProvider,
     PostgresControlStore,
     SqliteControlStore,
     StoreUnavailable,
@@ -97,6 +98,7 @@ class ControlPlane:
         files: InMemoryPolicyProvider,
         store: ControlStore | None,
         *,
+        remote: PolicyProvider | None = None,
         poll_interval_s: float = 1.0,
         stale_after_s: float = 5.0,
         policy_cache_size: int = 10_000,
@@ -107,6 +109,8 @@ class ControlPlane:
     ) -> None:
         self.files = files
         self.store = store
+        self.remote = remote
+        """``[policies] url``: where the policies of tenants not in the file come from."""
         self.poll_interval_s = poll_interval_s
         self.stale_after_s = stale_after_s
         self._clock = clock
@@ -181,9 +185,14 @@ class ControlPlane:
     # -- lookups ---------------------------------------------------------------------------
 
     async def get_policy(self, *, tenant_id: str) -> Policy | None:
-        """The tenant's policy: the file's, else the store's (:class:`PolicyProvider`)."""
+        """The tenant's policy: the file's, else the policy API's (``[policies] url``), else
+        the store's (:class:`PolicyProvider`)."""
         policy = await self.files.get_policy(tenant_id=tenant_id)
-        if policy is not None or self.store is None:
+        if policy is not None:
+            return policy
+        if self.remote is not None:
+            return await self.remote.get_policy(tenant_id=tenant_id)
+        if self.store is None:
             return policy
         record = await self.tenant(tenant_id)
         return None if record is None else record.policy
@@ -253,6 +262,9 @@ def control_plane_context(plane: ControlPlane) -> Any:
                 await stop_listening()
         if plane.store is not None:
             await plane.store.close()
+        close = getattr(plane.remote, "close", None)
+        if close is not None:
+            await close()
 
     return ctx
 
@@ -277,9 +289,15 @@ def open_store(
 def plane_for(settings: Settings, files: InMemoryPolicyProvider) -> ControlPlane:
     """The control plane of ``settings`` over the file policies ``files``."""
     store = settings.store
+    remote = None
+    if settings.policies.url is not None:
+        from aegis.proxy.http_policies import HttpPolicyProvider
+
+        remote = HttpPolicyProvider(settings.policies)
     return ControlPlane(
         files,
         open_store(store),
+        remote=remote,
         poll_interval_s=store.poll_interval_s,
         stale_after_s=store.stale_after_s,
         policy_cache_size=store.policy_cache_size,
