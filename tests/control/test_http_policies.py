@@ -97,12 +97,8 @@ async def test_fetch_cache_and_version(
     try:
         got = await source.get_policy(tenant_id="acme-co")
         assert got == Policy.from_dict("acme-co", policy_body("5"))
-        assert (
-            got is not None
-        )
-        assert (
-            got.version == Policy.from_dict("acme-co", policy_body("5")).version
-        )
+        assert got is not None
+        assert got.version == Policy.from_dict("acme-co", policy_body("5")).version
         assert await source.get_policy(tenant_id="acme-co") is got
         assert policy_server.hits == 1  # the second came from the cache
         assert policy_server.auth == ["Bearer policy-token-canary"]
