@@ -150,6 +150,12 @@ async def test_lifecycle_through_the_api_with_the_openai_sdk(
 
     status, listing = await admin("GET", "/admin/tenants/cust-1/keys")
     assert [k["state"] for k in listing["keys"]] == ["revoked", "expired"]
+    # A store tenant's usage is its own (not lumped into "other").
+    status, usage = await admin("GET", "/admin/usage/cust-1")
+    assert usage["since_start"]["outcomes"] == {"ok": 5, "denied": 1}
+    assert usage["budgets"][0]["limit_usd"] == "1"
+    status, everyone = await admin("GET", "/admin/usage")
+    assert "cust-1" in [t["tenant_id"] for t in everyone["tenants"]]
 
     # Every change left a signed admin receipt: who, what, policy versions before and after.
     events = [r for r in receipts(tmp_path) if r["capability"].startswith("admin:")]

@@ -140,12 +140,16 @@ async def all_usage(request: web.Request, operator: Operator) -> web.StreamRespo
     for (tenant, _provider, _model), nanos in operator.stats.spend_nanos.items():
         spend[tenant] = spend.get(tenant, 0) + nanos
     active = operator.stats.active
-    order = sorted(operator.tenants, key=lambda t: (t not in active, -spend.get(t, 0), t))
+    # The file's tenants, and the store's that called since the start.
+    tenants = set(operator.tenants) | operator.stats.store_tenants
+    order = sorted(tenants, key=lambda t: (t not in active, -spend.get(t, 0), t))
     gate = request.app[GATE]
-    usage = [
-        await tenant_usage(gate, operator.stats, operator.tenants[t].policy)
-        for t in order[offset : offset + limit]
-    ]
+    plane = request.app[CONTROL]
+    usage = []
+    for tenant_id in order[offset : offset + limit]:
+        policy = await plane.get_policy(tenant_id=tenant_id)
+        if policy is not None:
+            usage.append(await tenant_usage(gate, operator.stats, policy))
     return web.json_response({"tenants": usage, "total": len(order), "offset": offset})
 
 

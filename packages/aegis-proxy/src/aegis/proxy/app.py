@@ -125,6 +125,7 @@ def create_app(settings: Settings) -> web.Application:
         app[IDEMPOTENCY] = IdempotencyStore()
     app.on_cleanup.append(_close_idempotency)
     operator = app[OPERATOR] = Operator(settings, pricing)
+    app[CONTROL].on_tenant = operator.stats.remember_tenant
     apply_settings(app, settings)
     app.cleanup_ctx.append(control_plane_context(app[CONTROL]))
     app.cleanup_ctx.append(_governance)

@@ -118,6 +118,9 @@ class ControlPlane:
         self._policies: _Lru[str, TenantRecord | None] = _Lru(policy_cache_size)
         self._keys: _Lru[str, KeyRecord] = _Lru(key_cache_size)
         self._misses: _Lru[str, None] = _Lru(miss_cache_size)
+        self.on_tenant: Callable[[str], None] | None = None
+        """Called with each store tenant whose policy is loaded (the proxy's statistics then
+        count it under its own id); must not raise."""
         self._seq = 0
         self._synced_at = -float("inf")
         self._wake = asyncio.Event()
@@ -207,6 +210,8 @@ class ControlPlane:
                 return cached  # type: ignore[return-value]
         record = await self.store.get_tenant(tenant_id)
         self._policies.put(tenant_id, record)
+        if record is not None and self.on_tenant is not None:
+            self.on_tenant(tenant_id)
         return record
 
     async def key(self, key_hash: str) -> KeyRecord | None:
