@@ -4,6 +4,8 @@ real subprocesses against the SQLite store a config names."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import subprocess
 import sys
 import tomllib
@@ -32,7 +34,8 @@ def write_config(tmp_path: Path, upstream: FakeUpstream, tenants: str) -> Path:
 path = "ledger.db"
 
 [receipts]
-sink = "memory"
+sink = "file"
+path = "receipts"
 
 [providers.openai]
 type = "openai"
@@ -132,3 +135,66 @@ def test_errors_are_plain(tmp_path: Path, openai_upstream: FakeUpstream) -> None
     )
     assert done.returncode == 2
     assert "store.backend" in done.stderr
+
+
+async def test_tenants_and_keys_against_a_running_proxy(
+    tmp_path: Path, openai_upstream: FakeUpstream
+) -> None:
+    from fakes.proxy_harness import ProxyProcess
+    from fakes.redis_replicas import free_port
+
+    from aegis.core import new_key
+
+    admin_key = new_key()
+    port = free_port()
+    config = write_config(tmp_path, openai_upstream, "")
+    config.write_text(
+        config.read_text().replace("[ledger]", f"[server]\nport = {port}\n[ledger]")
+        + f'\n[admin]\napi_keys = ["{hash_key(admin_key)}"]\n'
+    )
+    proxy = ProxyProcess(
+        config, port, {"FAKE_KEY": "sk-up", "AEGIS_RECEIPT_SECRET": "r" * 32}, tmp_path / "p.log"
+    )
+    await proxy.start()
+    env = {"AEGIS_ADMIN_KEY": admin_key}
+
+    def remote(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*PROXY, *args, "--url", proxy.url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, **env},
+        )
+
+    try:
+        policy = '{"budgets": {"per_window": [{"window": "day", "limit_usd": "3"}]}}'
+        done = remote("tenants", "create", "cli-t", "--policy", policy)
+        assert done.returncode == 0, done.stderr
+        assert "created tenant cli-t (version 1)" in done.stdout
+        assert "cli-t\tstore\tversion 1" in remote("tenants", "list").stdout
+        shown = json.loads(remote("tenants", "show", "cli-t").stdout)
+        assert shown["policy"]["budgets"]["per_window"][0]["limit_usd"] == "3"
+        made = remote("keys", "create", "--tenant", "cli-t", "--name", "job")
+        key_id = made.stdout.split()[3]
+        key = made.stdout.split()[-1]
+        assert key.startswith("aegis-sk-")
+        assert key_id.startswith("key_")
+        rotated = remote("keys", "rotate", "--tenant", "cli-t", key_id, "--grace-s", "60")
+        assert rotated.returncode == 0, rotated.stderr
+        assert "keeps working until" in rotated.stdout
+        listed = remote("keys", "list", "--tenant", "cli-t").stdout
+        states = [line.split("\t")[2] for line in listed.splitlines()]
+        assert states == ["grace", "active"]
+        assert remote("keys", "revoke", "--tenant", "cli-t", key_id).returncode == 0
+        assert "revoked" in remote("keys", "list", "--tenant", "cli-t").stdout
+        # Errors are the proxy's, plainly; a missing admin key is said before anything runs.
+        bad = remote("tenants", "create", "bad id")
+        assert bad.returncode == 1
+        assert "tenant_id must" in bad.stderr
+        env.clear()
+        assert "AEGIS_ADMIN_KEY" in remote("tenants", "list").stderr
+        for receipt_file in (tmp_path / "receipts").glob("*.jsonl"):
+            assert key not in receipt_file.read_text()
+    finally:
+        proxy.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -15,6 +16,7 @@ from aiohttp import web
 from aegis.core import AegisError
 from aegis.proxy import store_cli
 from aegis.proxy.access_log import ACCESS_LOGGER, BufferedLineHandler
+from aegis.proxy.admin_client import AdminClient, AdminClientError
 from aegis.proxy.app import create_app
 from aegis.proxy.auth import hash_key, new_key
 from aegis.proxy.config import ConfigProblems, Settings, load_settings, settings_from_env
@@ -93,8 +95,69 @@ def keys_create(tenant: str | None, admin: bool = False, metrics: bool = False) 
     return 0
 
 
+def remote_command(args: argparse.Namespace) -> int:
+    """``tenants list|show|create`` and ``keys create|list|revoke|rotate`` with ``--url``."""
+    try:
+        client = AdminClient(args.url)
+        if args.command == "tenants":
+            if args.tenants_command == "list":
+                for t in client.call("GET", "/admin/tenants?limit=10000")["tenants"]:
+                    print(
+                        f"{t['tenant_id']}\t{t['source']}\tversion {t['version']}\t"
+                        f"{t['policy_version']}"
+                    )
+            elif args.tenants_command == "show":
+                print(json.dumps(client.call("GET", client.tenant_path(args.tenant)), indent=2))
+            elif args.tenants_command == "create":
+                policy = json.loads(args.policy) if args.policy else {}
+                made = client.call(
+                    "POST", "/admin/tenants", {"tenant_id": args.tenant, "policy": policy}
+                )
+                print(f"created tenant {made['tenant_id']} (version {made['version']})")
+            else:
+                print(
+                    f"aegis-proxy: tenants {args.tenants_command} works on the store (--config)",
+                    file=sys.stderr,
+                )
+                return 2
+            return 0
+        keys = client.tenant_path(args.tenant) + "/keys"
+        if args.keys_command == "create":
+            made = client.call("POST", keys, {"name": args.name} if args.name else {})
+            print(f"New API key {made['key_id']} for tenant {args.tenant!r} (shown once):")
+            print(f"\n    {made['key']}")
+        elif args.keys_command == "list":
+            for k in client.call("GET", keys)["keys"]:
+                print(f"{k['key_id']}\t{k['prefix']}...\t{k['state']}\t{k['name'] or ''}")
+        elif args.keys_command == "revoke":
+            client.call("POST", f"{keys}/{args.key_id}/revoke")
+            print(f"revoked {args.key_id}")
+        else:
+            made = client.call("POST", f"{keys}/{args.key_id}/rotate", {"grace_s": args.grace_s})
+            print(
+                f"New API key {made['key_id']} for tenant {args.tenant!r} (shown once):\n\n"
+                f"    {made['key']}\n\n"
+                f"{args.key_id} keeps working until {made['old']['revoked_at']}"
+            )
+        return 0
+    except AdminClientError as exc:
+        print(f"aegis-proxy: {exc.message}", file=sys.stderr)
+        return 1
+
+
 def store_command(args: argparse.Namespace) -> int:
     """``tenants import|export|list`` and ``keys create --store|list|revoke``."""
+    if getattr(args, "url", None):
+        return remote_command(args)
+    if args.command == "keys" and args.keys_command == "rotate":
+        print("aegis-proxy: keys rotate needs --url (a running proxy)", file=sys.stderr)
+        return 2
+    if args.command == "tenants" and args.tenants_command in ("show", "create"):
+        print(
+            f"aegis-proxy: tenants {args.tenants_command} needs --url (a running proxy)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         settings = _settings(args.config)
         if args.command == "tenants":
@@ -211,6 +274,11 @@ def main(argv: list[str] | None = None) -> int:
     p_revoke = keys_sub.add_parser("revoke", help="revoke a store key now")
     p_revoke.add_argument("--tenant", required=True)
     p_revoke.add_argument("key_id")
+    p_rotate = keys_sub.add_parser("rotate", help="replace a key; the old one works a while")
+    p_rotate.add_argument("--tenant", required=True)
+    p_rotate.add_argument("key_id")
+    p_rotate.add_argument("--grace-s", type=int, default=3600, help="seconds the old key works")
+    p_create.add_argument("--name", help="with --url: the key's name")
     p_tenants = sub.add_parser("tenants", help="tenants in the control-plane store")
     tenants_sub = p_tenants.add_subparsers(dest="tenants_command", required=True)
     p_import = tenants_sub.add_parser("import", help="copy [tenants] of a file into the store")
@@ -221,7 +289,26 @@ def main(argv: list[str] | None = None) -> int:
     p_export = tenants_sub.add_parser("export", help="store tenants as [tenants.ID] TOML")
     p_export.add_argument("--output", help="write here (default: stdout)")
     p_tlist = tenants_sub.add_parser("list", help="store tenants, versions and policy versions")
-    store_parsers = (p_create, p_klist, p_revoke, p_import, p_export, p_tlist)
+    p_tshow = tenants_sub.add_parser("show", help="one tenant (with --url)")
+    p_tshow.add_argument("tenant")
+    p_tcreate = tenants_sub.add_parser("create", help="a store tenant (with --url)")
+    p_tcreate.add_argument("tenant")
+    p_tcreate.add_argument("--policy", help="the policy as JSON, e.g. '{\"budgets\": ...}'")
+    store_parsers = (
+        p_create,
+        p_klist,
+        p_revoke,
+        p_rotate,
+        p_import,
+        p_export,
+        p_tlist,
+        p_tshow,
+        p_tcreate,
+    )
+    for p in store_parsers:
+        p.add_argument(
+            "--url", help="a running proxy's URL (admin key in AEGIS_ADMIN_KEY); else the store"
+        )
     p_check = sub.add_parser("check-config", help="validate a config file")
     p_check.add_argument("path", type=Path)
     p_prices = sub.add_parser("prices", help="the effective price table and its version")
@@ -239,10 +326,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     _access_log_to_stdout()
     if args.command == "tenants" or (
-        args.command == "keys" and (args.keys_command != "create" or args.store)
+        args.command == "keys" and (args.keys_command != "create" or args.store or args.url)
     ):
-        if args.command == "keys" and args.keys_command == "create" and args.admin:
-            parser.error("--store makes tenant keys only (admin keys live in [admin] api_keys)")
+        if (
+            args.command == "keys"
+            and args.keys_command == "create"
+            and (args.admin or args.metrics)
+        ):
+            parser.error("--store and --url make tenant keys only")
         return store_command(args)
     if args.command == "keys":
         return keys_create(args.tenant, admin=args.admin, metrics=args.metrics)
