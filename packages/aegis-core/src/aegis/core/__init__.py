@@ -76,7 +76,18 @@ from aegis.core.policy import (
     WindowBudget,
 )
 from aegis.core.postgres_store import PostgresControlStore  # imports asyncpg only when opened
-from aegis.core.pricing import ModelKind, ModelPrice, PricingTable, Usage
+from aegis.core.pricing import (
+    PROVIDERS,
+    SERVICE_TIERS,
+    TOOL_KINDS,
+    BillingTerms,
+    ModelKind,
+    ModelPrice,
+    PricingTable,
+    ServiceTier,
+    TierPrice,
+    Usage,
+)
 from aegis.core.rate_limits import RateLimitStatus
 from aegis.core.receipt_trail import CallSubject, Outcome, ReceiptTrail
 from aegis.core.receipts import (
@@ -92,6 +103,7 @@ from aegis.core.receipts import (
     canonical_bytes,
 )
 from aegis.core.redis_ledger import RedisLedger  # imports redis only when one is made
+from aegis.core.sdk_kwargs import sdk_kwargs
 from aegis.core.signing import HmacSha256Signer, SignatureVerifier
 from aegis.core.sqlite_ledger import SqliteLedger
 from aegis.core.sqlite_sink import SqliteReceiptSink
@@ -109,6 +121,7 @@ from aegis.core.verify import (
     verify_trail,
 )
 from aegis.core.windows import Window, window_span
+from aegis.core.wire import wire_field
 
 __all__ = [
     "CAPABILITIES",
@@ -122,12 +135,16 @@ __all__ = [
     "KEY_PREFIX",
     "MESSAGE_OVERHEAD_TOKENS",
     "NANOS_PER_USD",
+    "PROVIDERS",
     "REPLY_OVERHEAD_TOKENS",
+    "SERVICE_TIERS",
+    "TOOL_KINDS",
     "Account",
     "AccountUnit",
     "AegisError",
     "AlreadyInStore",
     "Balance",
+    "BillingTerms",
     "BudgetAlert",
     "BudgetExceeded",
     "CallSubject",
@@ -185,6 +202,7 @@ __all__ = [
     "ReceiptTrail",
     "RedisLedger",
     "Routing",
+    "ServiceTier",
     "Settlement",
     "Signature",
     "SignatureVerifier",
@@ -199,6 +217,7 @@ __all__ = [
     "StoreUnavailable",
     "SystemClock",
     "TenantRecord",
+    "TierPrice",
     "TomlPolicyProvider",
     "TrailSummary",
     "UnknownModel",
@@ -219,7 +238,9 @@ __all__ = [
     "new_key",
     "new_key_id",
     "parse_usd",
+    "sdk_kwargs",
     "text_tokens_upper_bound",
     "verify_trail",
     "window_span",
+    "wire_field",
 ]

@@ -1,4 +1,4 @@
-"""A ledger in Redis, shared exactly by any number of proxy replicas (``aegis-core[redis]``).
+"""A ledger in Redis, shared exactly by any number of proxy replicas (extra ``[redis]``).
 
 Each operation is one Lua script (see ``_redis_scripts``), so reserving checks and holds every
 budget of a call at once, and settling posts and frees at once: one round trip each. A tenant's
@@ -174,7 +174,7 @@ class RedisLedger:
             from redis.asyncio.retry import Retry
             from redis.backoff import ExponentialBackoff
         except ImportError as exc:
-            raise ImportError("RedisLedger needs redis: install aegis-core[redis]") from exc
+            raise ImportError("RedisLedger needs redis: install aegis-runtime-core[redis]") from exc
 
         self._clock = clock
         self._prefix = prefix
