@@ -82,7 +82,7 @@ def _asyncpg() -> Any:
         return importlib.import_module("asyncpg")
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise StoreUnavailable(
-            "the PostgreSQL store needs asyncpg: pip install 'aegis-runtime-core[postgres]'"
+            "the PostgreSQL store needs asyncpg: install the postgres extra of aegis-runtime-core"
         ) from exc
 
 
