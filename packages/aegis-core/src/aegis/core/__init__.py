@@ -40,6 +40,7 @@ from aegis.core.errors import (
     ReceiptSinkUnavailable,
     StoreError,
     StoreUnavailable,
+    TrailLocked,
     UnknownModel,
     UnknownModelDenied,
     VersionConflict,
@@ -51,6 +52,7 @@ from aegis.core.estimate import (
 )
 from aegis.core.file_sink import FileReceiptSink
 from aegis.core.gate import Gate, GovernedCall, Permit, UsageSource
+from aegis.core.governed import GovernedResponse
 from aegis.core.ids import new_id
 from aegis.core.keyring import KEYS_ENV, Keyring
 from aegis.core.ledger import (
@@ -161,6 +163,7 @@ __all__ = [
     "FileReceiptSink",
     "Gate",
     "GovernedCall",
+    "GovernedResponse",
     "HmacSha256Signer",
     "Hold",
     "HoldAlreadyResolved",
@@ -219,6 +222,7 @@ __all__ = [
     "TenantRecord",
     "TierPrice",
     "TomlPolicyProvider",
+    "TrailLocked",
     "TrailSummary",
     "UnknownModel",
     "UnknownModelDenied",

@@ -20,6 +20,7 @@ Every error subclasses :class:`AegisError` and, where one fits, the nearest buil
     │   └── UnknownModel(PricingError, KeyError) .model
     ├── ReceiptError(AegisError)
     │   └── ReceiptSinkUnavailable               receipts cannot be written: fail closed
+    │       └── TrailLocked                      another process writes this trail
     └── StoreError(AegisError)                   the control-plane store (tenants and keys)
         ├── NotInStore(StoreError, KeyError)     no such tenant or key; .kind, .id
         ├── AlreadyInStore(StoreError)           a tenant or key with that id exists
@@ -52,6 +53,7 @@ __all__ = [
     "ReceiptSinkUnavailable",
     "StoreError",
     "StoreUnavailable",
+    "TrailLocked",
     "UnknownModel",
     "UnknownModelDenied",
     "VersionConflict",
@@ -273,3 +275,7 @@ class VersionConflict(StoreError):
 
 class StoreUnavailable(StoreError):
     """The store cannot be reached or failed: callers refuse (fail closed)."""
+
+
+class TrailLocked(ReceiptSinkUnavailable):
+    """Another process holds this trail's writer lock (one writer per chain)."""

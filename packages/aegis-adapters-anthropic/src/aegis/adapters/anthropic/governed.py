@@ -18,12 +18,11 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final
 
 import anthropic
-from aegis.core import Gate, GovernedCall, Permit, Receipt, Usage, sdk_kwargs
+from aegis.core import Gate, GovernedCall, GovernedResponse, Permit, Receipt, Usage, sdk_kwargs
 from anthropic.types import Message, MessageTokensCount, RawMessageStreamEvent
 
 from .errors import WireError
@@ -44,15 +43,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PROVIDER: Final = "anthropic"
-T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class GovernedResponse(Generic[T]):
-    """An SDK response and the receipt of the governed call that produced it."""
-
-    response: T
-    receipt: Receipt
 
 
 def describe_error(exc: BaseException) -> str:
