@@ -258,10 +258,11 @@ async def last_verification(request: web.Request, operator: Operator) -> web.Str
 
 
 def routes() -> list[web.RouteDef]:
-    from aegis.proxy import admin_control  # it uses this module's guards
+    from aegis.proxy import admin_control, admin_keys  # they use this module's guards
 
     return [
         *admin_control.routes(),
+        *admin_keys.routes(),
         web.get("/admin/usage", _admin(all_usage)),
         web.get("/admin/usage/{tenant_id}", _admin(one_usage)),
         web.get("/admin/receipts", _admin(list_receipts)),
