@@ -140,3 +140,17 @@ async def test_two_workers_share_the_budget_and_write_trails_that_verify_togethe
         parse_usd(r["actual_usd"]) for r in receipts if r["tenant_id"] == "acme"
     )
     assert day.committed_nanos <= parse_usd(LIMIT)
+
+
+def test_the_proxy_serves_on_uvloop_unless_told_otherwise() -> None:
+    import uvloop
+
+    from aegis.proxy.__main__ import event_loop
+
+    for choice, kind in (("auto", uvloop.Loop), ("uvloop", uvloop.Loop)):
+        loop = event_loop(choice)
+        assert isinstance(loop, kind)
+        loop.close()
+    plain = event_loop("asyncio")
+    assert not isinstance(plain, uvloop.Loop)
+    plain.close()

@@ -31,6 +31,7 @@ from aegis.core.errors import (
     InvalidRequest,
     LedgerError,
     LedgerUnavailable,
+    ModelRetiredDenied,
     NotInStore,
     PolicyDenied,
     PolicyError,
@@ -78,9 +79,11 @@ from aegis.core.policy import (
     WindowBudget,
 )
 from aegis.core.postgres_store import PostgresControlStore  # imports asyncpg only when opened
+from aegis.core.price_check import PriceDifference, compare_price_file
 from aegis.core.pricing import (
     PROVIDERS,
     SERVICE_TIERS,
+    STANDARD_TERMS,
     TOOL_KINDS,
     BillingTerms,
     ModelKind,
@@ -94,6 +97,8 @@ from aegis.core.rate_limits import RateLimitStatus
 from aegis.core.receipt_trail import CallSubject, Outcome, ReceiptTrail
 from aegis.core.receipts import (
     GENESIS_HASH,
+    RECEIPT_VERSION,
+    Bound,
     Decision,
     MemoryReceiptSink,
     Receipt,
@@ -105,6 +110,7 @@ from aegis.core.receipts import (
     canonical_bytes,
 )
 from aegis.core.redis_ledger import RedisLedger  # imports redis only when one is made
+from aegis.core.reprice import Difference, RepriceReport, reprice_trail
 from aegis.core.sdk_kwargs import sdk_kwargs
 from aegis.core.signing import HmacSha256Signer, SignatureVerifier
 from aegis.core.sqlite_ledger import SqliteLedger
@@ -138,8 +144,10 @@ __all__ = [
     "MESSAGE_OVERHEAD_TOKENS",
     "NANOS_PER_USD",
     "PROVIDERS",
+    "RECEIPT_VERSION",
     "REPLY_OVERHEAD_TOKENS",
     "SERVICE_TIERS",
+    "STANDARD_TERMS",
     "TOOL_KINDS",
     "Account",
     "AccountUnit",
@@ -147,6 +155,7 @@ __all__ = [
     "AlreadyInStore",
     "Balance",
     "BillingTerms",
+    "Bound",
     "BudgetAlert",
     "BudgetExceeded",
     "CallSubject",
@@ -157,6 +166,7 @@ __all__ = [
     "ControlStore",
     "Decision",
     "Denied",
+    "Difference",
     "DuplicateRequest",
     "Ed25519Signer",
     "Ed25519Verifier",
@@ -182,6 +192,7 @@ __all__ = [
     "MemoryReceiptSink",
     "ModelKind",
     "ModelPrice",
+    "ModelRetiredDenied",
     "NotInStore",
     "Outcome",
     "Permit",
@@ -190,6 +201,7 @@ __all__ = [
     "PolicyError",
     "PolicyProvider",
     "PostgresControlStore",
+    "PriceDifference",
     "PricingError",
     "PricingTable",
     "Problem",
@@ -204,6 +216,7 @@ __all__ = [
     "ReceiptStatus",
     "ReceiptTrail",
     "RedisLedger",
+    "RepriceReport",
     "Routing",
     "ServiceTier",
     "Settlement",
@@ -233,6 +246,7 @@ __all__ = [
     "Window",
     "WindowBudget",
     "canonical_bytes",
+    "compare_price_file",
     "default_pricing_table",
     "display_prefix",
     "format_usd",
@@ -242,6 +256,7 @@ __all__ = [
     "new_key",
     "new_key_id",
     "parse_usd",
+    "reprice_trail",
     "sdk_kwargs",
     "text_tokens_upper_bound",
     "verify_trail",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from aegis.core import AegisError
+from aegis.core import AegisError, compare_price_file
 from aegis.proxy import store_cli
 from aegis.proxy.access_log import ACCESS_LOGGER, BufferedLineHandler
 from aegis.proxy.admin_client import AdminClient, AdminClientError
@@ -88,12 +88,27 @@ def serve(
         app,
         host=host,
         port=port,
+        loop=event_loop(settings.server.event_loop),
         reuse_port=reuse_port or None,
         shutdown_timeout=settings.server.drain_timeout_s,
         access_log=None,
         print=lambda msg: print(msg, file=sys.stderr, flush=True),
     )
     return 0
+
+
+def event_loop(choice: str) -> asyncio.AbstractEventLoop:
+    """The loop to serve on: uvloop (libuv's, about a fifth less CPU per call) when chosen or,
+    with ``auto``, when installed; else asyncio's own."""
+    if choice != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                raise
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
 
 
 def keys_create(tenant: str | None, admin: bool = False, metrics: bool = False) -> int:
@@ -256,10 +271,15 @@ def ledger_command(config: str | None, tenant: str | None) -> int:
     return 0
 
 
-def prices_command(config: str | None) -> int:
-    """Print the effective price table (the bundled one with the price file applied)."""
+def prices_command(config: str | None, check: Path | None = None, as_json: bool = False) -> int:
+    """Print the effective price table (the bundled one with the price file applied), or with
+    ``check`` compare it to a genai-prices or LiteLLM JSON price file (exit 1 on differences)."""
     try:
         table, overrides = load_pricing(_settings(config))
+        data = None
+        if check is not None:
+            with check.open("rb") as f:
+                data = json.load(f)
     except ConfigProblems as exc:
         for problem in exc.problems:
             print(f"{exc.source}: {problem}", file=sys.stderr)
@@ -267,8 +287,30 @@ def prices_command(config: str | None) -> int:
     except AegisError as exc:
         print(f"aegis-proxy: {exc}", file=sys.stderr)
         return 2
-    print(format_prices(table, overrides))
-    return 0
+    except (OSError, ValueError) as exc:
+        print(f"aegis-proxy: {check}: {exc}", file=sys.stderr)
+        return 2
+    if data is None:
+        print(json.dumps(table.to_dict(), indent=2) if as_json else format_prices(table, overrides))
+        return 0
+    differences, missing = compare_price_file(table, data)
+    if as_json:
+        doc = {
+            "version": table.version,
+            "differences": [
+                {"model": d.model, "field": d.field, "ours": d.ours, "theirs": d.theirs}
+                for d in differences
+            ],
+            "not_in_file": missing,
+        }
+        print(json.dumps(doc, indent=2))
+    else:
+        for d in differences:
+            print(f"{d.model}: {d.field}: ours {d.ours or '-'}, file {d.theirs or '-'}")
+        if missing:
+            print(f"not in the file: {', '.join(missing)}")
+        print(f"{len(differences)} difference(s) against {check}")
+    return 1 if differences else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -338,6 +380,13 @@ def main(argv: list[str] | None = None) -> int:
     p_check = sub.add_parser("check-config", help="validate a config file")
     p_check.add_argument("path", type=Path)
     p_prices = sub.add_parser("prices", help="the effective price table and its version")
+    p_prices.add_argument(
+        "--check",
+        type=Path,
+        metavar="FILE",
+        help="compare with a genai-prices (data.json) or LiteLLM JSON price file",
+    )
+    p_prices.add_argument("--json", action="store_true", help="print as JSON")
     p_usage = sub.add_parser("usage", help="a tenant's spend and reservations per window")
     p_usage.add_argument("tenant")
     p_ledger = sub.add_parser("ledger", help="operate the ledger")
@@ -366,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         return check_config(str(args.path))
     if args.command == "prices":
-        return prices_command(args.config)
+        return prices_command(args.config, args.check, args.json)
     if args.command in ("usage", "ledger"):
         return ledger_command(args.config, args.tenant if args.command == "usage" else None)
     return serve(args.config, args.host, args.port, args.workers, args.reuse_port)

@@ -50,6 +50,8 @@ class ServerSettings:
     drain_timeout_s: float = 30.0
     workers: int = 1
     """Processes serving the port (``0``: one per core); see :mod:`aegis.proxy.workers`."""
+    event_loop: str = "auto"
+    """``auto`` (uvloop when installed), ``uvloop`` or ``asyncio``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,6 +320,7 @@ def parse_settings(data: Mapping[str, Any], *, source: Path | None = None) -> Se
         read_timeout_s=float(r.typed(s, "read_timeout_s", "server", (int, float), 600.0)),
         drain_timeout_s=float(r.typed(s, "drain_timeout_s", "server", (int, float), 30.0)),
         workers=r.typed(s, "workers", "server", int, 1),
+        event_loop=r.choice(s, "event_loop", "server", ("auto", "uvloop", "asyncio"), "auto"),
     )
     if not 0 <= server.port <= 65535:
         r.problem("server.port", f"must be 0-65535, got {server.port}")
