@@ -20,6 +20,7 @@ from aegis.core import admission
 from aegis.core.alert_tracker import AlertTracker
 from aegis.core.alerts import BudgetAlert
 from aegis.core.clock import Clock, SystemClock
+from aegis.core.control import KeyScope
 from aegis.core.errors import (
     AegisError,
     BudgetExceeded,
@@ -128,6 +129,7 @@ class Gate:
         capability: str = "llm:invoke",
         body_sha256: str | None = None,
         policy: Policy | None = None,
+        key: KeyScope | None = None,
         terms: BillingTerms = STANDARD_TERMS,
         input_is_bounded: bool = True,
     ) -> Permit:
@@ -137,6 +139,8 @@ class Gate:
         ``terms``: the tier, tool calls and modalities the request asks for (the worst case is
         priced under them); ``input_is_bounded=False``: the model reads input the request does
         not show, reserved by the policy's ``unseen_input_tokens``.
+        ``key``: the scope of the virtual key the call came with; it narrows the policy (its
+        allowed models must match too, its window budgets are reserved beside the tenant's).
         Raises :class:`Denied` (``PolicyDenied``, ``UnknownModelDenied``, ``BudgetExceeded``,
         ``RateLimited``), :class:`InvalidRequest`, :class:`DuplicateRequest`,
         :class:`LedgerUnavailable` or :class:`ReceiptSinkUnavailable`; every refusal is
@@ -171,6 +175,7 @@ class Gate:
                 input_tokens=input_tokens,
                 max_output_tokens=max_output_tokens,
                 now=now,
+                key=key,
                 terms=terms,
                 input_is_bounded=input_is_bounded,
             )
@@ -352,6 +357,7 @@ class Gate:
         run_id: str | None = None,
         capability: str = "llm:invoke",
         body_sha256: str | None = None,
+        key: KeyScope | None = None,
         terms: BillingTerms = STANDARD_TERMS,
         input_is_bounded: bool = True,
     ) -> AsyncIterator[GovernedCall]:
@@ -367,6 +373,7 @@ class Gate:
             run_id=run_id,
             capability=capability,
             body_sha256=body_sha256,
+            key=key,
             terms=terms,
             input_is_bounded=input_is_bounded,
         )
