@@ -32,7 +32,6 @@ from aegis.core.ledger import Hold, Ledger, Settlement
 from aegis.core.permit import GovernedCall, Permit
 from aegis.core.policy import Policy, PolicyProvider
 from aegis.core.pricing import STANDARD_TERMS, BillingTerms, PricingTable, Usage
-from aegis.core.rate_limits import limit_statuses
 from aegis.core.receipt_trail import CallSubject, Outcome, ReceiptTrail, UsageSource
 from aegis.core.receipts import (
     Decision,
@@ -197,33 +196,7 @@ class Gate:
             wrapped = LedgerUnavailable(f"ledger failed: {type(exc).__name__}: {exc}")
             await self._refuse(subject, wrapped, policy, 0)
             raise wrapped from exc
-        limits = plan.limits
-        return Permit(
-            receipt_id=subject.receipt_id,
-            tenant_id=tenant_id,
-            request_id=request_id,
-            run_id=run_id,
-            provider=provider,
-            model=model,
-            capability=capability,
-            input_tokens=plan.input_tokens,
-            max_output_tokens=plan.output_tokens,
-            clamped=plan.clamped,
-            estimated_nanos=plan.estimated_nanos,
-            reserved_nanos=plan.estimated_nanos,
-            policy=policy,
-            price=plan.price,
-            pricing=pricing,
-            started_at=now,
-            started_mono=subject.started_mono,
-            body_sha256=body_sha256,
-            rate_limits=limit_statuses(list(limits), hold.spent[len(plan.budgets) :])
-            if limits
-            else (),
-            limited=bool(limits),
-            terms=plan.terms,
-            unseen_input_tokens=plan.unseen_input_tokens,
-        )
+        return Permit.admitted(subject, plan, policy, pricing, hold)
 
     async def _reserve(
         self, tenant_id: str, request_id: str, plan: admission.Reservation, policy: Policy
