@@ -30,9 +30,22 @@ from aegis.core.chat_wire import (
 )
 from aegis.core.checkpoints import Checkpoint
 from aegis.core.clock import Clock, ManualClock, SystemClock
+from aegis.core.control import (
+    KEY_PREFIX,
+    Change,
+    ControlStore,
+    KeyRecord,
+    KeyScope,
+    TenantRecord,
+    display_prefix,
+    hash_key,
+    new_key,
+    new_key_id,
+)
 from aegis.core.ed25519 import Ed25519Signer, Ed25519Verifier
 from aegis.core.errors import (
     AegisError,
+    AlreadyInStore,
     BudgetExceeded,
     ConfigError,
     Denied,
@@ -43,15 +56,19 @@ from aegis.core.errors import (
     LedgerError,
     LedgerUnavailable,
     ModelRetiredDenied,
+    NotInStore,
     PolicyDenied,
     PolicyError,
     PricingError,
     RateLimited,
     ReceiptError,
     ReceiptSinkUnavailable,
+    StoreError,
+    StoreUnavailable,
     TrailLocked,
     UnknownModel,
     UnknownModelDenied,
+    VersionConflict,
 )
 from aegis.core.estimate import (
     MESSAGE_OVERHEAD_TOKENS,
@@ -85,6 +102,7 @@ from aegis.core.policy import (
     TomlPolicyProvider,
     WindowBudget,
 )
+from aegis.core.postgres_store import PostgresControlStore  # imports asyncpg only when opened
 from aegis.core.price_check import PriceDifference, compare_price_file
 from aegis.core.pricing import (
     PROVIDERS,
@@ -121,6 +139,7 @@ from aegis.core.sdk_kwargs import sdk_kwargs
 from aegis.core.signing import HmacSha256Signer, SignatureVerifier
 from aegis.core.sqlite_ledger import SqliteLedger
 from aegis.core.sqlite_sink import SqliteReceiptSink
+from aegis.core.sqlite_store import SqliteControlStore
 from aegis.core.sse import SseEvent, SseParser
 from aegis.core.verify import (
     EXIT_INTACT,
@@ -147,6 +166,7 @@ __all__ = [
     "EXIT_USAGE",
     "GENESIS_HASH",
     "KEYS_ENV",
+    "KEY_PREFIX",
     "MESSAGE_OVERHEAD_TOKENS",
     "NANOS_PER_USD",
     "PROVIDERS",
@@ -159,17 +179,20 @@ __all__ = [
     "Account",
     "AccountUnit",
     "AegisError",
+    "AlreadyInStore",
     "Balance",
     "BillingTerms",
     "Bound",
     "BudgetAlert",
     "BudgetExceeded",
     "CallSubject",
+    "Change",
     "ChatOptions",
     "ChatToolChoice",
     "Checkpoint",
     "Clock",
     "ConfigError",
+    "ControlStore",
     "Decision",
     "Denied",
     "Difference",
@@ -190,6 +213,8 @@ __all__ = [
     "InMemoryPolicyProvider",
     "InvalidRequest",
     "JsonChecks",
+    "KeyRecord",
+    "KeyScope",
     "Keyring",
     "Ledger",
     "LedgerError",
@@ -200,12 +225,14 @@ __all__ = [
     "ModelKind",
     "ModelPrice",
     "ModelRetiredDenied",
+    "NotInStore",
     "Outcome",
     "Permit",
     "Policy",
     "PolicyDenied",
     "PolicyError",
     "PolicyProvider",
+    "PostgresControlStore",
     "PriceDifference",
     "PricingError",
     "PricingTable",
@@ -228,12 +255,16 @@ __all__ = [
     "Signature",
     "SignatureVerifier",
     "Signer",
+    "SqliteControlStore",
     "SqliteLedger",
     "SqliteReceiptSink",
     "SseEvent",
     "SseParser",
     "Statement",
+    "StoreError",
+    "StoreUnavailable",
     "SystemClock",
+    "TenantRecord",
     "TierPrice",
     "TomlPolicyProvider",
     "TrailLocked",
@@ -243,6 +274,7 @@ __all__ = [
     "Usage",
     "UsageSource",
     "VerifyReport",
+    "VersionConflict",
     "Window",
     "WindowBudget",
     "assistant_message",
@@ -251,12 +283,16 @@ __all__ = [
     "check_chat_fields",
     "compare_price_file",
     "default_pricing_table",
+    "display_prefix",
     "format_usd",
+    "hash_key",
     "merge_turn",
     "nanos_to_usd",
     "new_call_id",
     "new_completion_id",
     "new_id",
+    "new_key",
+    "new_key_id",
     "openai_error_type",
     "openai_usage",
     "parse_usd",

@@ -21,7 +21,9 @@ caller's API (:mod:`aegis.proxy.apis`): OpenAI's ``{"error": {message, type, par
 Google's on the Gemini routes, Anthropic's on the Messages routes (where refusals map as
 :func:`aegis.adapters.anthropic.error_for` classifies them: a budget stop is ``429
 rate_limit_error`` naming the budget, ``x-should-retry: false``, ``retry-after`` only when the
-budget resets within the hour).
+budget resets within the hour). The control-plane store's errors map as ``NotInStore`` →
+404, ``AlreadyInStore``/``VersionConflict`` → 409, ``StoreUnavailable`` → 503, and an invalid
+policy (``PolicyError``) → 400 naming the field (``policy.<field>``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,15 @@ from aiohttp.typedefs import Handler
 
 from aegis.adapters.anthropic import error_for as anthropic_error_for
 from aegis.adapters.openai import error_for
-from aegis.core import AegisError, InvalidRequest
+from aegis.core import (
+    AegisError,
+    AlreadyInStore,
+    InvalidRequest,
+    NotInStore,
+    PolicyError,
+    StoreUnavailable,
+    VersionConflict,
+)
 from aegis.proxy.apis import ANTHROPIC, OPENAI, ClientApi, api_of
 
 __all__ = [
@@ -151,6 +161,31 @@ def response_for(exc: AegisError, api: ClientApi) -> web.Response:
     if isinstance(exc, InvalidRequest):
         return error_response(
             400, exc.message, type="invalid_request_error", param=exc.param, api=api
+        )
+    if isinstance(exc, PolicyError):
+        return error_response(
+            400,
+            f"policy.{exc.field}: {exc.problem}",
+            type="invalid_request_error",
+            param=f"policy.{exc.field}",
+            code="invalid_policy",
+            api=api,
+        )
+    if isinstance(exc, NotInStore):
+        return error_response(
+            404, exc.message, type="not_found_error", code=f"{exc.kind}_not_found", api=api
+        )
+    if isinstance(exc, AlreadyInStore):
+        return error_response(
+            409, exc.message, type="conflict_error", code=f"{exc.kind}_exists", api=api
+        )
+    if isinstance(exc, VersionConflict):
+        return error_response(
+            409, exc.message, type="conflict_error", code="version_conflict", api=api
+        )
+    if isinstance(exc, StoreUnavailable):
+        return error_response(
+            503, exc.message, type="server_error", code="store_unavailable", api=api
         )
     if api is ANTHROPIC:
         # Anthropic's SDKs: a budget stop is a 429 they must not retry (x-should-retry: false),
