@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +29,19 @@ from fakes.proxy_harness import (
 from openai.types.chat import ChatCompletionMessageFunctionToolCall, ChatCompletionMessageParam
 
 from aegis.core import MemoryReceiptSink, parse_usd
-from aegis.proxy import GATE, Settings, parse_settings, settings_from_env
+from aegis.proxy import (
+    GATE,
+    ObservabilitySettings,
+    Settings,
+    hash_key,
+    parse_settings,
+    settings_from_env,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 StartProxy = Callable[[Settings], Awaitable[Proxy]]
 HAIKU = "claude-haiku-4-5"
+METRICS_KEY = "aegis-sk-metrics-scraper-0123456789"
 HAIKU_NANOS = (1000, 100, 1250, 5000)  # per token: input, cache read, 5-minute write, output
 HI: list[MessageParam] = [{"role": "user", "content": "hi"}]
 WEATHER: ToolParam = {
@@ -82,7 +91,8 @@ def proxy_for(
 
     async def start(**policy: Any) -> Proxy:
         settings = make_settings(tmp_path, openai_upstream, anthropic=anthropic_upstream, **policy)
-        return await start_proxy(settings)
+        scraper = ObservabilitySettings(metrics_keys=(hash_key(METRICS_KEY),))
+        return await start_proxy(replace(settings, observability=scraper))
 
     return start
 
@@ -114,7 +124,11 @@ async def test_messages_create_through_the_proxy(
     assert receipt.usage is not None
     assert receipt.usage.input_tokens == 40
     # The operator's metrics name the provider and the model like any other.
-    async with aiohttp.ClientSession() as http, http.get(proxy.url + "/metrics") as response:
+    scraper = {"Authorization": f"Bearer {METRICS_KEY}"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(proxy.url + "/metrics", headers=scraper) as response,
+    ):
         scrape = await response.text()
     assert 'provider="anthropic"' in scrape
     assert f'model="{HAIKU}"' in scrape

@@ -38,6 +38,21 @@ class Endpoint:
     stream: bool = False
 
 
+def chat_served_by(name: str, model: str) -> list[Endpoint]:
+    """OpenAI chat, JSON and SSE, for a model another provider serves through translation."""
+    body = {"model": model, "messages": MESSAGES}
+    return [
+        Endpoint(f"chat served by {name}", "/v1/chat/completions", body, "openai"),
+        Endpoint(
+            f"chat SSE served by {name}",
+            "/v1/chat/completions",
+            {**body, "stream": True},
+            "openai",
+            stream=True,
+        ),
+    ]
+
+
 ENDPOINTS = [
     Endpoint(
         "chat", "/v1/chat/completions", {"model": "gpt-4o-mini", "messages": MESSAGES}, "openai"
@@ -82,19 +97,7 @@ ENDPOINTS = [
         {"content": {"parts": [{"text": "hello"}]}},
         "google",
     ),
-    Endpoint(
-        "chat served by gemini",
-        "/v1/chat/completions",
-        {"model": "gemini-2.5-flash", "messages": MESSAGES},
-        "openai",
-    ),
-    Endpoint(
-        "chat SSE served by gemini",
-        "/v1/chat/completions",
-        {"model": "gemini-2.5-flash", "messages": MESSAGES, "stream": True},
-        "openai",
-        stream=True,
-    ),
+    *chat_served_by("gemini", "gemini-2.5-flash"),
     Endpoint("messages", "/v1/messages", CLAUDE, "anthropic"),
     Endpoint("messages SSE", "/v1/messages", {**CLAUDE, "stream": True}, "anthropic", stream=True),
     Endpoint(
@@ -103,19 +106,7 @@ ENDPOINTS = [
         {"model": "claude-haiku-4-5", "messages": MESSAGES},
         "anthropic",
     ),
-    Endpoint(
-        "chat served by claude",
-        "/v1/chat/completions",
-        {"model": "claude-haiku-4-5", "messages": MESSAGES},
-        "openai",
-    ),
-    Endpoint(
-        "chat SSE served by claude",
-        "/v1/chat/completions",
-        {"model": "claude-haiku-4-5", "messages": MESSAGES, "stream": True},
-        "openai",
-        stream=True,
-    ),
+    *chat_served_by("claude", "claude-haiku-4-5"),
 ]
 _STREAM_ONLY = {Fault.SSE_CUT, Fault.SSE_GARBAGE}
 CASES = [

@@ -23,7 +23,7 @@ from aegis.adapters.anthropic import (
     estimate_messages_request,
 )
 from aegis.core import Permit
-from aegis.proxy.anthropic_wire import admission, count_tokens_exchange, native_exchange
+from aegis.proxy.anthropic_wire import admit, count_tokens_exchange, native_exchange
 from aegis.proxy.apis import ANTHROPIC, API
 from aegis.proxy.calls import IncomingCall, read_call
 from aegis.proxy.errors import BadRequest
@@ -75,13 +75,9 @@ async def messages(request: web.Request) -> web.StreamResponse:
         same_model = attempt.model == estimate.model
         body = call.body if same_model else {**call.body, "model": attempt.model}
         attempt_estimate = estimate if same_model else estimate_messages_request(body)
-        input_tokens, output_tokens = admission(scope.gate, attempt_estimate)
-        permit = await scope.admit(
-            attempt,
-            request_id,
-            input_tokens=input_tokens,
-            max_output_tokens=output_tokens,
-            terms=billing_terms(body),  # web searches reserve their fee
+        # Web searches reserve their fee.
+        permit = await admit(
+            scope, attempt, request_id, attempt_estimate, terms=billing_terms(body)
         )
         raw = call.raw if same_model else None
         return permit, native_exchange(body, raw, attempt_estimate, permit, request.headers)

@@ -30,14 +30,25 @@ from aegis.adapters.anthropic import (
     rewrite_messages_request,
     usage_from_message,
 )
-from aegis.core import SSE_DONE, Gate, Permit, SseEvent, Usage, UsageSource, chat_sse_event
+from aegis.core import (
+    SSE_DONE,
+    STANDARD_TERMS,
+    BillingTerms,
+    Permit,
+    SseEvent,
+    Usage,
+    UsageSource,
+    chat_sse_event,
+)
 from aegis.proxy.apis import ANTHROPIC, OPENAI
 from aegis.proxy.exchange import Answer, Exchange
 from aegis.proxy.openai_wire import json_object, openai_failure, passthrough_error
+from aegis.proxy.routing import Attempt
+from aegis.proxy.serve import CallScope
 
 __all__ = [
     "MESSAGES_PATH",
-    "admission",
+    "admit",
     "client_headers",
     "count_tokens_exchange",
     "native_exchange",
@@ -218,12 +229,27 @@ def _to_openai(status: int, body: bytes, headers: Mapping[str, str]) -> tuple[in
     return openai_error_from_anthropic(parse_error_body(status, body, headers))
 
 
-def admission(gate: Gate, estimate: MessagesEstimate) -> tuple[int, int]:
-    """The input and output to reserve for a Messages body: the input within the model's
+async def admit(
+    scope: CallScope,
+    attempt: Attempt,
+    request_id: str,
+    estimate: MessagesEstimate,
+    *,
+    capability: str | None = None,
+    terms: BillingTerms = STANDARD_TERMS,
+) -> Permit:
+    """Reserve one attempt at a Messages body's worst case: the input within the model's
     context window (at the dearest cache-write price when it may write the cache), and its
-    worst-case output (``max_tokens``, with interleaved thinking's budget on top)."""
-    price = gate.pricing.get(estimate.model)
-    return estimate.reserved_input_tokens(price), estimate.output_tokens
+    output (``max_tokens``, with interleaved thinking's budget on top)."""
+    price = scope.gate.pricing.get(estimate.model)
+    return await scope.admit(
+        attempt,
+        request_id,
+        input_tokens=estimate.reserved_input_tokens(price),
+        max_output_tokens=estimate.output_tokens,
+        capability=capability,
+        terms=terms,
+    )
 
 
 def translated_exchange(

@@ -37,7 +37,7 @@ from aegis.adapters.openai import (
 )
 from aegis.core import Permit
 from aegis.proxy.anthropic_wire import (
-    admission as anthropic_admission,
+    admit as anthropic_admit,
     translated_exchange as anthropic_translated_exchange,
 )
 from aegis.proxy.calls import IncomingCall, read_call
@@ -214,14 +214,8 @@ async def _prepare_anthropic(
     except (AnthropicTranslationError, AnthropicInvalidBody) as exc:
         code = getattr(exc, "code", None)
         raise BadRequest(exc.message, param=exc.param, code=code) from None
-    input_tokens, output_tokens = anthropic_admission(scope.gate, estimate)
-    permit = await scope.admit(
-        attempt,
-        request_id,
-        input_tokens=input_tokens,
-        max_output_tokens=output_tokens,
-        capability="llm:stream" if translated.stream else "llm:invoke",
-    )
+    capability = "llm:stream" if translated.stream else "llm:invoke"
+    permit = await anthropic_admit(scope, attempt, request_id, estimate, capability=capability)
     return permit, anthropic_translated_exchange(translated, estimate, permit)
 
 
