@@ -53,7 +53,7 @@ from aegis.core.estimate import (
 )
 from aegis.core.file_sink import FileReceiptSink
 from aegis.core.gate import Gate, GovernedCall, Permit, UsageSource
-from aegis.core.governed import GovernedResponse
+from aegis.core.governed import GovernedResponse, GovernedStream, StreamState
 from aegis.core.ids import new_id
 from aegis.core.keyring import KEYS_ENV, Keyring
 from aegis.core.ledger import (
@@ -174,6 +174,7 @@ __all__ = [
     "Gate",
     "GovernedCall",
     "GovernedResponse",
+    "GovernedStream",
     "HmacSha256Signer",
     "Hold",
     "HoldAlreadyResolved",
@@ -231,6 +232,7 @@ __all__ = [
     "Statement",
     "StoreError",
     "StoreUnavailable",
+    "StreamState",
     "SystemClock",
     "TenantRecord",
     "TierPrice",
