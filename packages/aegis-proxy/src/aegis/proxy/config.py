@@ -46,6 +46,11 @@ class ServerSettings:
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 600.0
     drain_timeout_s: float = 30.0
+    abandoned_read_s: float = 30.0
+    """A stream the client left is read on for its usage this long at most (else the call
+    is charged its reservation)."""
+    abandoned_read_bytes: int = 4 * 1024 * 1024
+    """... and this many bytes at most."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +263,8 @@ def parse_settings(data: Mapping[str, Any], *, source: Path | None = None) -> Se
         connect_timeout_s=float(r.typed(s, "connect_timeout_s", "server", (int, float), 5.0)),
         read_timeout_s=float(r.typed(s, "read_timeout_s", "server", (int, float), 600.0)),
         drain_timeout_s=float(r.typed(s, "drain_timeout_s", "server", (int, float), 30.0)),
+        abandoned_read_s=float(r.typed(s, "abandoned_read_s", "server", (int, float), 30.0)),
+        abandoned_read_bytes=r.typed(s, "abandoned_read_bytes", "server", int, 4 * 1024 * 1024),
     )
     if not 0 <= server.port <= 65535:
         r.problem("server.port", f"must be 0-65535, got {server.port}")

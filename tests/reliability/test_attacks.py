@@ -1,0 +1,232 @@
+"""The hard limit holds in real dollars under attack (issue 21), on the SQLite ledger.
+
+Each test runs an attack with the real SDK against an upstream that bills what it generated
+(:attr:`FakeOpenAI.billed`, whether or not the caller read it) and lies, stalls or cuts, and
+checks two totals against the hard limit: the spend the ledger committed, and — separately —
+what the provider billed, priced from the usage it reports. The same attacks run on three
+replicas sharing Redis in ``tests/redis/test_attack_replicas.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import openai
+from fakes.openai_upstream import Bill, FakeUpstream, Reply
+from fakes.proxy_harness import Proxy, make_settings
+from openai import AsyncOpenAI
+
+from aegis.core import MemoryReceiptSink, ModelPrice, Receipt, Usage, parse_usd
+from aegis.proxy import GATE, Settings
+
+StartProxy = Callable[[Settings], Awaitable[Proxy]]
+LIMIT_NANOS = 200_000_000  # $0.20
+BUDGET = {"per_window": [{"window": "day", "limit_usd": "0.20"}]}
+MSGS: list[Any] = [{"role": "user", "content": "think hard, then answer"}]
+# An o3 answer: 5,000 hidden reasoning tokens, then visible text, one word per event.
+REASONING = Reply(text=" ".join(["word"] * 80), reasoning_tokens=5_000, chunk_delay_s=0.005)
+MAX_OUTPUT = 6_000  # what the attacker asks for: the reservation covers it
+
+
+def provider_billed(bills: list[Bill], price: ModelPrice) -> int:
+    """What the provider invoices, in nano-USD, from the usage it reports."""
+    return sum(
+        price.cost_nanos(
+            Usage(
+                input_tokens=b.prompt_tokens,
+                cached_input_tokens=b.cached_tokens,
+                output_tokens=b.completion_tokens,
+            )
+        )
+        for b in bills
+    )
+
+
+def receipts(proxy: Proxy) -> list[Receipt]:
+    sink = proxy.app[GATE].sink
+    assert isinstance(sink, MemoryReceiptSink)
+    return sink.receipts
+
+
+async def settled(proxy: Proxy, count: int) -> list[Receipt]:
+    for _ in range(500):
+        if len(receipts(proxy)) >= count:
+            break
+        await asyncio.sleep(0.01)
+    return receipts(proxy)
+
+
+async def committed(proxy: Proxy) -> tuple[int, int]:
+    day = "day:" + datetime.now(UTC).strftime("%Y-%m-%d")
+    balance = (await proxy.app[GATE].ledger.balances(tenant_id="acme", keys=[day]))[day]
+    return balance.committed_nanos, balance.pending_nanos
+
+
+async def leave_chat_after_first_token(sdk: AsyncOpenAI) -> int:
+    """Start a streamed chat call and leave at its first visible token (HTTP status)."""
+    try:
+        stream = await sdk.chat.completions.create(
+            model="o3", messages=MSGS, max_completion_tokens=MAX_OUTPUT, stream=True
+        )
+    except openai.APIStatusError as exc:
+        return exc.status_code
+    async for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            break
+    await stream.close()
+    return 200
+
+
+async def leave_responses_after_first_token(sdk: AsyncOpenAI) -> int:
+    try:
+        stream = await sdk.responses.create(
+            model="o3", input="think hard", max_output_tokens=MAX_OUTPUT, stream=True
+        )
+    except openai.APIStatusError as exc:
+        return exc.status_code
+    async for event in stream:
+        if event.type == "response.output_text.delta":
+            break
+    await stream.close()
+    return 200
+
+
+def with_server(settings: Settings, **server: Any) -> Settings:
+    return dataclasses.replace(settings, server=dataclasses.replace(settings.server, **server))
+
+
+async def assert_limit_held(proxy: Proxy, upstream: FakeUpstream, admitted: int) -> None:
+    """Every admitted call is settled; committed spend and the provider's bill are both
+    within the hard limit, and no call was charged less than the provider billed for it."""
+    found = [r for r in await settled(proxy, admitted) if r.status != "denied"]
+    assert len(found) == admitted
+    spent, pending = await committed(proxy)
+    assert pending == 0
+    price = proxy.app[GATE].pricing.get("o3")
+    assert price is not None
+    billed = provider_billed(upstream.fake.billed, price)
+    assert len(upstream.fake.billed) == admitted
+    assert spent <= LIMIT_NANOS
+    assert billed <= LIMIT_NANOS
+    assert billed <= spent  # the ledger never charged less than the provider billed
+    assert spent == sum(parse_usd(r.actual_usd) for r in receipts(proxy))
+
+
+async def test_streams_left_at_the_first_token_are_charged_what_the_provider_bills(
+    tmp_path: Path, openai_upstream: FakeUpstream, start_proxy: StartProxy
+) -> None:
+    """Item 1: 40 reasoning streams (chat and Responses) left at their first visible token."""
+    openai_upstream.fake.default = REASONING
+    proxy = await start_proxy(make_settings(tmp_path, openai_upstream, budgets=BUDGET))
+    sdk = proxy.client()
+    statuses = []
+    for i in range(40):
+        leave = leave_chat_after_first_token if i % 2 else leave_responses_after_first_token
+        statuses.append(await leave(sdk))
+        await settled(proxy, i + 1)  # the next call is admitted against the settled books
+    admitted = statuses.count(200)
+    assert 0 < admitted < 10
+    assert set(statuses) == {200, 429}
+    await assert_limit_held(proxy, openai_upstream, admitted)
+    left = [r for r in receipts(proxy) if r.status == "cancelled"]
+    assert left  # the client did leave: the proxy read on to the provider's own usage
+    assert {r.usage_source for r in left} == {"reported"}
+
+
+async def test_a_stream_left_and_then_stalled_is_charged_its_reservation(
+    tmp_path: Path, openai_upstream: FakeUpstream, start_proxy: StartProxy
+) -> None:
+    """Item 1, the bound: the proxy reads on for at most ``abandoned_read_s``."""
+    openai_upstream.fake.default = dataclasses.replace(REASONING, chunk_delay_s=0.5)
+    settings = with_server(
+        make_settings(tmp_path, openai_upstream, budgets=BUDGET), abandoned_read_s=0.3
+    )
+    proxy = await start_proxy(settings)
+    started = time.monotonic()
+    assert await leave_chat_after_first_token(proxy.client()) == 200
+    (receipt,) = await settled(proxy, 1)
+    assert time.monotonic() - started < 5  # not the 40 s the whole answer would take
+    assert (receipt.status, receipt.usage_source) == ("cancelled", "reservation")
+    assert receipt.actual_usd == receipt.reserved_usd
+    await assert_limit_held(proxy, openai_upstream, 1)
+
+
+async def test_answers_cut_after_their_headers_are_charged_the_reservation(
+    tmp_path: Path, openai_upstream: FakeUpstream, start_proxy: StartProxy
+) -> None:
+    """Item 6: 41 non-streamed answers, each cut after the 200 headers (chat and Responses)."""
+    openai_upstream.fake.default = dataclasses.replace(REASONING, chunk_delay_s=0, cut_body_at=40)
+    proxy = await start_proxy(make_settings(tmp_path, openai_upstream, budgets=BUDGET))
+    sdk = proxy.client()
+    statuses = []
+    for i in range(41):
+        try:
+            if i % 2:
+                await sdk.chat.completions.create(
+                    model="o3", messages=MSGS, max_completion_tokens=MAX_OUTPUT
+                )
+            else:
+                await sdk.responses.create(
+                    model="o3", input="think hard", max_output_tokens=MAX_OUTPUT
+                )
+            statuses.append(200)
+        except openai.APIStatusError as exc:
+            statuses.append(exc.status_code)
+    assert set(statuses) == {502, 429}  # the body was lost; then the budget was spent
+    admitted = statuses.count(502)
+    await assert_limit_held(proxy, openai_upstream, admitted)
+    for receipt in receipts(proxy):
+        if receipt.status != "denied":
+            assert receipt.usage_source == "reservation"
+            assert receipt.actual_usd == receipt.reserved_usd
+
+
+async def test_a_call_outliving_its_hold_ttl_keeps_its_hold(
+    tmp_path: Path, openai_upstream: FakeUpstream, start_proxy: StartProxy
+) -> None:
+    """Item 4: a stream and a slow answer that run 3x the hold's TTL keep their holds, so
+    the budget they hold is not spent again meanwhile."""
+    settings = make_settings(tmp_path, openai_upstream, budgets=BUDGET, reservation_ttl_s=1)
+    proxy = await start_proxy(settings)
+    sdk = proxy.client()
+    # Each holds $0.048 + input: four fit in $0.20, a fifth does not.
+    slow_stream = dataclasses.replace(REASONING, chunk_delay_s=3.2 / 80)
+    slow_answer = dataclasses.replace(REASONING, chunk_delay_s=0, delay_s=3.2)
+    openai_upstream.fake.enqueue(slow_stream, slow_stream, slow_answer, slow_answer)
+
+    async def stream_all() -> int:
+        stream = await sdk.chat.completions.create(
+            model="o3", messages=MSGS, max_completion_tokens=MAX_OUTPUT, stream=True
+        )
+        async for _ in stream:
+            pass
+        return 200
+
+    async def answer() -> int:
+        await sdk.chat.completions.create(
+            model="o3", messages=MSGS, max_completion_tokens=MAX_OUTPUT
+        )
+        return 200
+
+    running = [asyncio.create_task(stream_all()) for _ in range(2)]
+    await openai_upstream.fake.wait_for_requests(2)
+    running += [asyncio.create_task(answer()) for _ in range(2)]
+    await openai_upstream.fake.wait_for_requests(4)
+    openai_upstream.fake.default = dataclasses.replace(REASONING, chunk_delay_s=0)
+    refused = 0
+    for _ in range(5):  # at 0.5 s, 1 s ... 2.5 s: every hold has passed its 1 s TTL
+        await asyncio.sleep(0.5)
+        try:
+            await answer()
+        except openai.RateLimitError:
+            refused += 1
+    assert refused == 5
+    assert await asyncio.gather(*running) == [200] * 4
+    await assert_limit_held(proxy, openai_upstream, 4)
+    assert not any(r.late for r in receipts(proxy))
