@@ -18,34 +18,24 @@ from pathlib import Path
 from typing import Any
 
 import openai
-from fakes.openai_upstream import Bill, FakeUpstream, Reply
+from fakes.attacks import (
+    MAX_OUTPUT,
+    MSGS,
+    REASONING,
+    ask_cut,
+    leave_chat_after_first_token,
+    leave_responses_after_first_token,
+    provider_billed,
+)
+from fakes.openai_upstream import FakeUpstream
 from fakes.proxy_harness import Proxy, make_settings
-from openai import AsyncOpenAI
 
-from aegis.core import MemoryReceiptSink, ModelPrice, Receipt, Usage, parse_usd
+from aegis.core import MemoryReceiptSink, Receipt, parse_usd
 from aegis.proxy import GATE, Settings
 
 StartProxy = Callable[[Settings], Awaitable[Proxy]]
 LIMIT_NANOS = 200_000_000  # $0.20
 BUDGET = {"per_window": [{"window": "day", "limit_usd": "0.20"}]}
-MSGS: list[Any] = [{"role": "user", "content": "think hard, then answer"}]
-# An o3 answer: 5,000 hidden reasoning tokens, then visible text, one word per event.
-REASONING = Reply(text=" ".join(["word"] * 80), reasoning_tokens=5_000, chunk_delay_s=0.005)
-MAX_OUTPUT = 6_000  # what the attacker asks for: the reservation covers it
-
-
-def provider_billed(bills: list[Bill], price: ModelPrice) -> int:
-    """What the provider invoices, in nano-USD, from the usage it reports."""
-    return sum(
-        price.cost_nanos(
-            Usage(
-                input_tokens=b.prompt_tokens,
-                cached_input_tokens=b.cached_tokens,
-                output_tokens=b.completion_tokens,
-            )
-        )
-        for b in bills
-    )
 
 
 def receipts(proxy: Proxy) -> list[Receipt]:
@@ -68,35 +58,6 @@ async def committed(proxy: Proxy) -> tuple[int, int]:
     return balance.committed_nanos, balance.pending_nanos
 
 
-async def leave_chat_after_first_token(sdk: AsyncOpenAI) -> int:
-    """Start a streamed chat call and leave at its first visible token (HTTP status)."""
-    try:
-        stream = await sdk.chat.completions.create(
-            model="o3", messages=MSGS, max_completion_tokens=MAX_OUTPUT, stream=True
-        )
-    except openai.APIStatusError as exc:
-        return exc.status_code
-    async for chunk in stream:
-        if chunk.choices and chunk.choices[0].delta.content:
-            break
-    await stream.close()
-    return 200
-
-
-async def leave_responses_after_first_token(sdk: AsyncOpenAI) -> int:
-    try:
-        stream = await sdk.responses.create(
-            model="o3", input="think hard", max_output_tokens=MAX_OUTPUT, stream=True
-        )
-    except openai.APIStatusError as exc:
-        return exc.status_code
-    async for event in stream:
-        if event.type == "response.output_text.delta":
-            break
-    await stream.close()
-    return 200
-
-
 def with_server(settings: Settings, **server: Any) -> Settings:
     return dataclasses.replace(settings, server=dataclasses.replace(settings.server, **server))
 
@@ -108,9 +69,7 @@ async def assert_limit_held(proxy: Proxy, upstream: FakeUpstream, admitted: int)
     assert len(found) == admitted
     spent, pending = await committed(proxy)
     assert pending == 0
-    price = proxy.app[GATE].pricing.get("o3")
-    assert price is not None
-    billed = provider_billed(upstream.fake.billed, price)
+    billed = provider_billed(upstream.fake.billed)
     assert len(upstream.fake.billed) == admitted
     assert spent <= LIMIT_NANOS
     assert billed <= LIMIT_NANOS
@@ -164,20 +123,7 @@ async def test_answers_cut_after_their_headers_are_charged_the_reservation(
     openai_upstream.fake.default = dataclasses.replace(REASONING, chunk_delay_s=0, cut_body_at=40)
     proxy = await start_proxy(make_settings(tmp_path, openai_upstream, budgets=BUDGET))
     sdk = proxy.client()
-    statuses = []
-    for i in range(41):
-        try:
-            if i % 2:
-                await sdk.chat.completions.create(
-                    model="o3", messages=MSGS, max_completion_tokens=MAX_OUTPUT
-                )
-            else:
-                await sdk.responses.create(
-                    model="o3", input="think hard", max_output_tokens=MAX_OUTPUT
-                )
-            statuses.append(200)
-        except openai.APIStatusError as exc:
-            statuses.append(exc.status_code)
+    statuses = [await ask_cut(sdk, responses=i % 2 == 0) for i in range(41)]
     assert set(statuses) == {502, 429}  # the body was lost; then the budget was spent
     admitted = statuses.count(502)
     await assert_limit_held(proxy, openai_upstream, admitted)
