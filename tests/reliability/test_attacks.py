@@ -17,7 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import openai
+import pytest
 from fakes.attacks import (
     MAX_OUTPUT,
     MSGS,
@@ -27,10 +29,11 @@ from fakes.attacks import (
     leave_responses_after_first_token,
     provider_billed,
 )
+from fakes.gemini_upstream import FakeGeminiServer, Reply as GeminiReply
 from fakes.openai_upstream import FakeUpstream
-from fakes.proxy_harness import Proxy, make_settings
+from fakes.proxy_harness import KEY, Proxy, make_settings
 
-from aegis.core import MemoryReceiptSink, Receipt, parse_usd
+from aegis.core import MemoryReceiptSink, Receipt, Usage, default_pricing_table, parse_usd
 from aegis.proxy import GATE, Settings
 
 StartProxy = Callable[[Settings], Awaitable[Proxy]]
@@ -176,3 +179,142 @@ async def test_a_call_outliving_its_hold_ttl_keeps_its_hold(
     assert await asyncio.gather(*running) == [200] * 4
     await assert_limit_held(proxy, openai_upstream, 4)
     assert not any(r.late for r in receipts(proxy))
+
+
+def gemini_billed(bills: list[dict[str, Any]], model: str = "gemini-2.5-flash") -> int:
+    """What Google invoices, in nano-USD, from the ``usageMetadata`` it reported."""
+    price = default_pricing_table().get(model)
+    assert price is not None
+    return sum(
+        price.cost_nanos(
+            Usage(
+                input_tokens=b["promptTokenCount"],
+                output_tokens=b["candidatesTokenCount"] + b.get("thoughtsTokenCount", 0),
+            )
+        )
+        for b in bills
+    )
+
+
+async def generate(http: aiohttp.ClientSession, proxy: Proxy, config: dict[str, Any]) -> int:
+    """A raw Gemini generateContent call (google-genai would coerce the counts first)."""
+    async with http.post(
+        f"{proxy.url}/v1beta/models/gemini-2.5-flash:generateContent",
+        json={
+            "contents": [{"role": "user", "parts": [{"text": "eight ways"}]}],
+            "generationConfig": config,
+        },
+        headers={"x-goog-api-key": KEY},
+    ) as response:
+        await response.read()
+        return response.status
+
+
+async def test_candidate_counts_spelled_as_strings_or_floats_are_reserved_as_gemini_reads_them(
+    tmp_path: Path,
+    openai_upstream: FakeUpstream,
+    gemini_upstream: FakeGeminiServer,
+    start_proxy: StartProxy,
+) -> None:
+    """Item 2: ``candidateCount`` "8", 8.0, "8.0": Gemini generates (and bills) eight
+    candidates, so eight are reserved; 40 calls, eight at a time."""
+    gemini_upstream.fake.default = GeminiReply(candidates_tokens=1_000)
+    settings = make_settings(tmp_path, openai_upstream, gemini=gemini_upstream, budgets=BUDGET)
+    proxy = await start_proxy(settings)
+    spellings: list[Any] = ["8", 8.0, "8.0", "8e0"]
+    statuses: list[int] = []
+    async with aiohttp.ClientSession() as http:
+        for batch in range(5):
+            configs = [
+                {
+                    "candidateCount": spellings[(batch + i) % 4],
+                    "maxOutputTokens": 1_000,
+                    "thinkingConfig": {"thinkingBudget": 0},
+                }
+                for i in range(8)
+            ]
+            statuses += await asyncio.gather(*(generate(http, proxy, c) for c in configs))
+    assert set(statuses) == {200, 429}
+    spent, pending = await committed(proxy)
+    billed = gemini_billed(gemini_upstream.fake.billed)
+    assert pending == 0
+    assert spent <= LIMIT_NANOS
+    assert billed <= LIMIT_NANOS
+    assert billed <= spent
+    assert not any(r.overage for r in receipts(proxy))
+    sent = [r.body["generationConfig"]["candidateCount"] for r in gemini_upstream.fake.requests]
+    assert set(sent) == {8}  # the provider is sent the integer that was reserved for
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("candidateCount", "8.5"),
+        ("candidateCount", "eight"),
+        ("candidateCount", True),
+        ("candidateCount", " 8"),
+        ("candidateCount", "1e999999"),
+        ("candidateCount", [8]),
+        ("maxOutputTokens", "lots"),
+        ("maxOutputTokens", 1e40),
+    ],
+)
+async def test_counts_that_cannot_be_read_as_gemini_reads_them_are_refused(
+    tmp_path: Path,
+    openai_upstream: FakeUpstream,
+    gemini_upstream: FakeGeminiServer,
+    start_proxy: StartProxy,
+    field: str,
+    value: Any,
+) -> None:
+    """Item 2: a count Aegis cannot bound is a 400 naming it, never a default."""
+    proxy = await start_proxy(make_settings(tmp_path, openai_upstream, gemini=gemini_upstream))
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{proxy.url}/v1beta/models/gemini-2.5-flash:generateContent",
+            json={"contents": [{"parts": [{"text": "hi"}]}], "generationConfig": {field: value}},
+            headers={"x-goog-api-key": KEY},
+        ) as response,
+    ):
+        assert response.status == 400
+        assert field in (await response.json())["error"]["message"]
+    assert gemini_upstream.fake.requests == []
+
+
+async def test_thinking_budgets_spelled_as_strings_are_reserved(
+    tmp_path: Path,
+    openai_upstream: FakeUpstream,
+    gemini_upstream: FakeGeminiServer,
+    start_proxy: StartProxy,
+) -> None:
+    """Item 2: ``thinkingBudget: "20000"`` reserves 20,000 thinking tokens (and ``"0"`` none)."""
+    proxy = await start_proxy(make_settings(tmp_path, openai_upstream, gemini=gemini_upstream))
+    async with aiohttp.ClientSession() as http:
+        for budget in ("20000", "0"):
+            config = {"maxOutputTokens": 100, "thinkingConfig": {"thinkingBudget": budget}}
+            assert await generate(http, proxy, config) == 200
+    price = default_pricing_table().get("gemini-2.5-flash")
+    assert price is not None
+    thinking, plain = receipts(proxy)
+    assert parse_usd(thinking.reserved_usd) - parse_usd(plain.reserved_usd) == (
+        price.cost_nanos(Usage(output_tokens=20_000))
+    )
+
+
+@pytest.mark.parametrize("value", ["8", 8.0, "2"])
+async def test_openai_counts_must_be_integers(
+    tmp_path: Path, openai_upstream: FakeUpstream, start_proxy: StartProxy, value: Any
+) -> None:
+    """Item 2 on OpenAI's wire: ``n`` and the output limits as strings or floats are a 400."""
+    proxy = await start_proxy(make_settings(tmp_path, openai_upstream))
+    async with aiohttp.ClientSession() as http:
+        for name in ("n", "max_tokens", "max_completion_tokens"):
+            async with http.post(
+                proxy.url + "/v1/chat/completions",
+                json={"model": "gpt-4o-mini", "messages": MSGS, name: value},
+                headers={"Authorization": f"Bearer {KEY}"},
+            ) as response:
+                assert response.status == 400
+                assert (await response.json())["error"]["param"] == name
+    assert openai_upstream.fake.requests == []

@@ -15,6 +15,7 @@ from aegis.adapters.gemini import (
     GenerateEstimate,
     ResponseTranslationError,
     StreamUsage,
+    UnboundedRequest,
     estimate_generate_content,
     gemini_response_to_chat,
     openai_error_body,
@@ -27,6 +28,7 @@ from aegis.adapters.gemini import (
 from aegis.core import Gate, Permit, SseEvent, Usage, UsageSource
 from aegis.proxy.apis import GOOGLE, OPENAI
 from aegis.proxy.attempt import Failure
+from aegis.proxy.errors import BadRequest
 from aegis.proxy.exchange import Answer, ErrorReader, Exchange
 from aegis.proxy.openai_wire import json_object, passthrough_error
 from aegis.proxy.routing import is_retryable_status
@@ -41,14 +43,18 @@ __all__ = [
 
 
 def estimate_for(gate: Gate, body: Mapping[str, Any], model: str) -> GenerateEstimate:
-    """The worst case of a generate body for ``model``, from the model's catalogue limits."""
+    """The worst case of a generate body for ``model``, from the model's catalogue limits
+    (a count that cannot be read as Gemini reads it is a 400 naming it)."""
     price = gate.pricing.get(model)
-    return estimate_generate_content(
-        body,
-        model=model,
-        model_max_output_tokens=price.max_output_tokens if price else 0,
-        context_window=price.context_window if price else 0,
-    )
+    try:
+        return estimate_generate_content(
+            body,
+            model=model,
+            model_max_output_tokens=price.max_output_tokens if price else 0,
+            context_window=price.context_window if price else 0,
+        )
+    except UnboundedRequest as exc:
+        raise BadRequest(exc.message, param=exc.param) from None
 
 
 def gemini_path(model: str, action: str, version: str = "v1beta") -> str:

@@ -14,6 +14,10 @@ model's allowance is ``thinkingConfig.thinkingBudget`` when the request sets a p
 nothing when it sets ``0``, and otherwise (unset, ``-1`` for dynamic, or a ``thinkingLevel``)
 the model's maximum output, a conservative default. Every model is assumed to think except the
 families known not to (:func:`is_thinking_model`).
+
+Counts are read the way Gemini reads them (proto3 JSON: ``8``, ``"8"`` and ``8.0`` are all
+eight candidates); a count that cannot be read so is refused (:class:`UnboundedRequest`),
+never defaulted — a default would reserve one candidate where Gemini bills eight.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from typing import Any, Final
 
 from aegis.core import MESSAGE_OVERHEAD_TOKENS, REPLY_OVERHEAD_TOKENS, text_tokens_upper_bound
 
-from ._fields import field, snake
+from ._fields import field, proto_int, snake
+from .errors import UnboundedRequest
 
 __all__ = [
     "MEDIA_PART_MIN_TOKENS",
@@ -73,6 +78,8 @@ class OutputLimits:
     """``generationConfig.maxOutputTokens``."""
     thinking_budget: int | None
     """``generationConfig.thinkingConfig.thinkingBudget`` to set, or ``None`` to leave as is."""
+    candidate_count: int = 1
+    """``generationConfig.candidateCount`` (written when the request sets one)."""
 
 
 def is_thinking_model(model: str) -> bool:
@@ -115,8 +122,10 @@ def _content_tokens(content: Any, context_window: int) -> int:
 
 def _thinking_allowance(model: str, config: Mapping[str, Any], model_max_output: int) -> int:
     thinking = field(config, "thinkingConfig")
-    budget = field(thinking, "thinkingBudget") if isinstance(thinking, Mapping) else None
-    if isinstance(budget, int) and not isinstance(budget, bool):
+    budget = None
+    if isinstance(thinking, Mapping):
+        budget = _count(thinking, "thinkingBudget", "generationConfig.thinkingConfig")
+    if budget is not None:
         if budget == 0:
             return 0
         if budget > 0:
@@ -126,10 +135,18 @@ def _thinking_allowance(model: str, config: Mapping[str, Any], model_max_output:
     return 0
 
 
-def _positive_int(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    return None
+def _count(obj: Mapping[str, Any], name: str, where: str) -> int | None:
+    """A count as Gemini reads it; ``None`` when absent; refused when unreadable."""
+    value = field(obj, name)
+    if value is None:
+        return None
+    count = proto_int(value)
+    if count is None:
+        raise UnboundedRequest(
+            f"must be an integer (a number or a string of one), got {value!r:.40}",
+            param=f"{where}.{name}",
+        )
+    return count
 
 
 def estimate_generate_content(
@@ -142,7 +159,8 @@ def estimate_generate_content(
     """Worst case of a ``generateContent`` / ``streamGenerateContent`` request body.
 
     ``model_max_output_tokens`` and ``context_window`` are the model's limits (its
-    :class:`~aegis.core.ModelPrice` fields); never raises on odd JSON, it bounds it.
+    :class:`~aegis.core.ModelPrice` fields); odd JSON is bounded, except a count that
+    multiplies the cost and cannot be read as Gemini reads it: :class:`UnboundedRequest`.
     """
     window = context_window if context_window > 0 else 1 << 62
     total = REPLY_OVERHEAD_TOKENS
@@ -170,12 +188,14 @@ def estimate_generate_content(
     config = field(body, "generationConfig")
     if not isinstance(config, Mapping):
         config = {}
+    max_output = _count(config, "maxOutputTokens", "generationConfig")
+    candidates = _count(config, "candidateCount", "generationConfig")
     return GenerateEstimate(
         input_tokens=min(total, window),
-        max_output_tokens=_positive_int(field(config, "maxOutputTokens"))
-        or model_max_output_tokens,
+        # Unset or not positive: Gemini's own default, which the model's maximum bounds.
+        max_output_tokens=max_output if max_output and max_output > 0 else model_max_output_tokens,
         thinking_tokens=_thinking_allowance(model, config, model_max_output_tokens),
-        candidate_count=_positive_int(field(config, "candidateCount")) or 1,
+        candidate_count=max(1, candidates or 1),
     )
 
 
@@ -209,14 +229,15 @@ def output_limits(estimate: GenerateEstimate, granted_output_tokens: int) -> Out
     estimate's proportions, and the thinking budget is set explicitly so that the total holds
     whether or not the model counts thinking inside ``maxOutputTokens``.
     """
+    count = estimate.candidate_count
     if granted_output_tokens >= estimate.output_tokens:
-        return OutputLimits(estimate.max_output_tokens, None)
-    share = max(1, granted_output_tokens // estimate.candidate_count)
+        return OutputLimits(estimate.max_output_tokens, None, count)
+    share = max(1, granted_output_tokens // count)
     if estimate.thinking_tokens == 0:
-        return OutputLimits(share, None)
+        return OutputLimits(share, None, count)
     whole = estimate.max_output_tokens + estimate.thinking_tokens
     thinking = min(share * estimate.thinking_tokens // whole, share - 1)
-    return OutputLimits(share - thinking, thinking)
+    return OutputLimits(share - thinking, thinking, count)
 
 
 def with_output_limits(body: Mapping[str, Any], limits: OutputLimits) -> dict[str, Any]:
@@ -232,6 +253,10 @@ def with_output_limits(body: Mapping[str, Any], limits: OutputLimits) -> dict[st
     config = dict(raw) if isinstance(raw, Mapping) else {}
     config.pop(snake("maxOutputTokens"), None)
     config["maxOutputTokens"] = limits.max_output_tokens
+    if field(config, "candidateCount") is not None:
+        # Sent as the integer that was reserved for, whatever spelling the caller used.
+        config.pop(snake("candidateCount"), None)
+        config["candidateCount"] = limits.candidate_count
     if limits.thinking_budget is not None:
         raw_thinking = field(config, "thinkingConfig")
         config.pop(snake("thinkingConfig"), None)
