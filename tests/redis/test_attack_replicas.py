@@ -141,3 +141,26 @@ async def test_calls_outliving_their_ttl_keep_their_holds_on_three_replicas(
         await client.close()
     found = await assert_limit_held(replicas, redis_server, openai_upstream, 4)
     assert not any(r["late"] for r in found)
+
+
+async def test_an_overage_on_one_replica_stops_admission_on_every_replica(
+    start_replicas: StartReplicas, redis_server: RedisServer, openai_upstream: FakeUpstream
+) -> None:
+    """Item 3: an upstream that reports ten times the limit it was sent: posted and flagged
+    by the replica that served it, and no replica admits another call while over."""
+    openai_upstream.fake.default = dataclasses.replace(
+        REASONING, chunk_delay_s=0, completion_tokens=60_000
+    )
+    replicas = await start_replicas(3, BUDGET)
+    clients = [sdk(r) for r in replicas]
+    assert await ask_cut(clients[0], responses=False) == 200
+    (over,) = await allowed_receipts(replicas, 1)
+    assert over["overage"] is True
+    committed, pending = await books(redis_server)
+    assert (committed, pending) == (parse_usd(str(over["actual_usd"])), 0)
+    assert committed > LIMIT_NANOS
+    statuses = await asyncio.gather(*(ask_cut(clients[i % 3], i % 2 == 0) for i in range(9)))
+    for client in clients:
+        await client.close()
+    assert statuses == [429] * 9
+    assert len(openai_upstream.fake.requests) == 1

@@ -318,3 +318,30 @@ async def test_openai_counts_must_be_integers(
                 assert response.status == 400
                 assert (await response.json())["error"]["param"] == name
     assert openai_upstream.fake.requests == []
+
+
+async def test_usage_reported_above_the_limit_sent_is_posted_and_stops_every_further_call(
+    tmp_path: Path, openai_upstream: FakeUpstream, start_proxy: StartProxy
+) -> None:
+    """Item 3: the provider is sent the output limit that was reserved for; an upstream that
+    reports ten times that anyway is posted and flagged (never clipped), and from then on the
+    tenant's calls see the true balance: none is admitted while over."""
+    openai_upstream.fake.default = dataclasses.replace(
+        REASONING, chunk_delay_s=0, completion_tokens=10 * MAX_OUTPUT
+    )
+    proxy = await start_proxy(make_settings(tmp_path, openai_upstream, budgets=BUDGET))
+    sdk = proxy.client()
+    first = await ask_cut(sdk, responses=False)
+    assert first == 200
+    sent = openai_upstream.fake.requests[0].body
+    assert sent["max_completion_tokens"] == MAX_OUTPUT  # what was reserved for
+    (over,) = receipts(proxy)
+    assert over.overage
+    spent, _ = await committed(proxy)
+    assert spent == parse_usd(over.actual_usd) > LIMIT_NANOS  # posted in full, flagged
+    statuses = await asyncio.gather(*(ask_cut(sdk, responses=i % 2 == 0) for i in range(8)))
+    assert statuses == [429] * 8  # nothing is admitted while over, however small
+    with pytest.raises(openai.RateLimitError):
+        await sdk.chat.completions.create(model="gpt-4o-mini", messages=MSGS, max_tokens=1)
+    assert len(openai_upstream.fake.requests) == 1
+    assert (await committed(proxy))[0] == spent
