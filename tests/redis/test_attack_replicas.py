@@ -164,3 +164,34 @@ async def test_an_overage_on_one_replica_stops_admission_on_every_replica(
         await client.close()
     assert statuses == [429] * 9
     assert len(openai_upstream.fake.requests) == 1
+
+
+async def test_charges_unposted_during_a_redis_outage_are_posted_before_more_is_spent(
+    tmp_path: Path, start_replicas: StartReplicas, openai_upstream: FakeUpstream
+) -> None:
+    """Item 5: Redis goes down for about a second while four streams (on three replicas)
+    settle; each replica journals what it could not post and posts it as Redis returns, so
+    the calls that follow, round-robin, never spend that money again."""
+    durable = RedisServer(tmp_path / "durable", persistent=True)
+    durable.start()
+    try:
+        replicas = await start_replicas(3, "reservation_ttl_s = 5\n" + BUDGET, durable)
+        clients = [sdk(r) for r in replicas]
+        openai_upstream.fake.default = dataclasses.replace(REASONING, chunk_delay_s=1.5 / 80)
+        running = [asyncio.create_task(stream_to_the_end(clients[i % 3])) for i in range(4)]
+        await asyncio.wait_for(openai_upstream.fake.wait_for_requests(4), 30)
+        durable.stop()
+        assert await asyncio.gather(*running) == [200] * 4
+        unsettled = await allowed_receipts(replicas, 4)
+        assert all("ledger_unsettled" in str(r["error"]) for r in unsettled)
+        durable.start()  # about a second later, data intact (AOF)
+        await asyncio.sleep(6)  # past the holds' TTL: without the journal they would lapse
+        openai_upstream.fake.default = dataclasses.replace(REASONING, chunk_delay_s=0)
+        statuses = [await ask_cut(clients[i % 3], i % 2 == 0) for i in range(9)]
+        for client in clients:
+            await client.close()
+        assert 429 in statuses
+        admitted = 4 + statuses.count(200)
+        await assert_limit_held(replicas, durable, openai_upstream, admitted)
+    finally:
+        durable.stop()

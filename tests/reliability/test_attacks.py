@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from fakes.attacks import (
     leave_chat_after_first_token,
     leave_responses_after_first_token,
     provider_billed,
+    stream_to_the_end,
 )
 from fakes.gemini_upstream import FakeGeminiServer, Reply as GeminiReply
 from fakes.openai_upstream import FakeUpstream
@@ -345,3 +347,65 @@ async def test_usage_reported_above_the_limit_sent_is_posted_and_stops_every_fur
         await sdk.chat.completions.create(model="gpt-4o-mini", messages=MSGS, max_tokens=1)
     assert len(openai_upstream.fake.requests) == 1
     assert (await committed(proxy))[0] == spent
+
+
+LOCK_LEDGER = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+conn.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+sys.stdin.readline()
+conn.execute("COMMIT")
+"""
+
+
+async def test_charges_the_ledger_failed_to_take_are_posted_before_the_next_admission(
+    tmp_path: Path, openai_upstream: FakeUpstream, start_proxy: StartProxy
+) -> None:
+    """Item 5: four streams settle while another process holds the SQLite ledger locked, past
+    their holds' TTL; the proxy is restarted before the lock goes. The charges were journaled,
+    and the restarted proxy posts them before it admits anything for the tenant."""
+    settings = make_settings(tmp_path, openai_upstream, budgets=BUDGET, reservation_ttl_s=1)
+    settings = dataclasses.replace(
+        settings, ledger=dataclasses.replace(settings.ledger, busy_timeout_ms=200)
+    )
+    first = await start_proxy(settings)
+    sdk = first.client()
+    openai_upstream.fake.default = dataclasses.replace(REASONING, chunk_delay_s=2.0 / 80)
+    running = [asyncio.create_task(stream_to_the_end(sdk)) for _ in range(4)]
+    await openai_upstream.fake.wait_for_requests(4)
+    locker = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        LOCK_LEDGER,
+        str(settings.ledger.path),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert locker.stdout is not None
+    assert locker.stdin is not None
+    assert await locker.stdout.readline() == b"locked\n"
+    assert await asyncio.gather(*running) == [200] * 4
+    unsettled = await settled(first, 4)
+    assert all("ledger_unsettled" in (r.error or "") for r in unsettled)
+    await asyncio.sleep(1.5)  # every hold has lapsed (renewals failed too)
+    await first.close()  # a restart before the ledger is back: the journal must survive it
+    locker.stdin.write(b"go\n")
+    await locker.wait()
+
+    second = await start_proxy(settings)
+    openai_upstream.fake.default = dataclasses.replace(REASONING, chunk_delay_s=0)
+    statuses = [await ask_cut(second.client(), responses=i % 2 == 0) for i in range(8)]
+    assert 429 in statuses
+    admitted = 4 + statuses.count(200)
+    spent, pending = await committed(second)
+    billed = provider_billed(openai_upstream.fake.billed)
+    assert len(openai_upstream.fake.billed) == admitted
+    assert pending == 0
+    assert spent <= LIMIT_NANOS
+    assert billed <= LIMIT_NANOS
+    assert billed <= spent
+    charged = [r for r in unsettled + receipts(second) if r.status != "denied"]
+    assert spent == sum(parse_usd(r.actual_usd) for r in charged)
+    assert not second.app[GATE].unposted
+    assert settings.ledger.journal.read_bytes() == b""  # nothing owed: emptied

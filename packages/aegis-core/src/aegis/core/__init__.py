@@ -78,6 +78,7 @@ from aegis.core.signing import HmacSha256Signer, SignatureVerifier
 from aegis.core.sqlite_ledger import SqliteLedger
 from aegis.core.sqlite_sink import SqliteReceiptSink
 from aegis.core.sse import SseEvent, SseParser
+from aegis.core.unposted import UnpostedCharge, UnpostedJournal
 from aegis.core.verify import (
     EXIT_INTACT,
     EXIT_TAMPERED,
@@ -172,6 +173,8 @@ __all__ = [
     "TrailSummary",
     "UnknownModel",
     "UnknownModelDenied",
+    "UnpostedCharge",
+    "UnpostedJournal",
     "Usage",
     "UsageSource",
     "VerifyReport",

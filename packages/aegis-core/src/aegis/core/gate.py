@@ -41,6 +41,7 @@ from aegis.core.receipts import (
     Signer,
     new_receipt_id,
 )
+from aegis.core.unposted import UnpostedCharge, UnpostedJournal
 
 __all__ = ["Gate", "GovernedCall", "Permit", "UsageSource"]
 
@@ -60,6 +61,7 @@ class Gate:
         sink: ReceiptSink,
         clock: Clock | None = None,
         chain_id: str | None = None,
+        journal: UnpostedJournal | None = None,
     ) -> None:
         self.policy_provider = policy_provider
         self.ledger = ledger
@@ -70,6 +72,9 @@ class Gate:
         """Where every receipt goes; records that are not calls (admin changes) are written
         with :meth:`ReceiptTrail.write` too, so they share the chain."""
         self.alerts = AlertTracker(ledger, self.trail)
+        self.unposted = journal if journal is not None else UnpostedJournal()
+        """Charges the ledger failed to take; posted again before the tenant's next admission
+        (and by :meth:`post_owed`, which the proxy runs in the background)."""
 
     @property
     def on_receipt(self) -> Callable[[Receipt], None] | None:
@@ -156,6 +161,9 @@ class Gate:
         pricing = self.pricing  # one table for the whole call, even across a price reload
         estimated = 0
         try:
+            if self.unposted:
+                # Money already spent is in the books before this tenant spends more.
+                await self._post_owed(tenant_id)
             plan = admission.plan(
                 policy,
                 pricing,
@@ -258,6 +266,39 @@ class Gate:
         )
         await self.trail.write(self.trail.receipt(subject, outcome, policy, self.pricing))
 
+    async def post_owed(self) -> int:
+        """Post every charge the ledger failed to take (all tenants); how many are left."""
+        for tenant_id in {c.tenant_id for c in self.unposted.owed()}:
+            try:
+                await self._post_owed(tenant_id)
+            except Exception as exc:
+                logger.warning("unposted charges still owed: %s", type(exc).__name__)
+                break
+        return len(self.unposted.owed())
+
+    async def _post_owed(self, tenant_id: str) -> None:
+        """Post the tenant's owed charges, or raise :class:`LedgerUnavailable`."""
+        for charge in self.unposted.owed(tenant_id):
+            try:
+                await self.ledger.commit(
+                    tenant_id=tenant_id,
+                    hold_id=charge.hold_id,
+                    amount_nanos=charge.amount_nanos,
+                    tokens=charge.tokens,
+                )
+            except HoldAlreadyResolved:
+                pass  # the commit that "failed" had reached the ledger after all
+            except HoldNotFound:
+                # The ledger lost the hold itself: nothing left to post against (the receipt
+                # keeps the charge for reconciliation).
+                logger.error("owed charge %s has no hold any more", charge.hold_id)
+            except AegisError:
+                raise
+            except Exception as exc:
+                raise LedgerUnavailable(f"ledger failed: {type(exc).__name__}") from exc
+            await self.unposted.posted(charge)
+            logger.info("posted the owed charge of %s for tenant %s", charge.hold_id, tenant_id)
+
     # -- settlement ----------------------------------------------------------------------
 
     async def settle(
@@ -311,6 +352,18 @@ class Gate:
             )
             unsettled = f"ledger_unsettled: {type(exc).__name__}"
             error = unsettled if error is None else f"{error}; {unsettled}"
+            if source != "none":
+                tokens = None if usage is None else usage.input_tokens + usage.output_tokens
+                charge_owed = UnpostedCharge(
+                    permit.tenant_id,
+                    permit.request_id,
+                    charge,
+                    tokens if permit.limited else None,
+                )
+                try:
+                    await self.unposted.record(charge_owed)
+                except OSError as journal_exc:
+                    logger.error("cannot journal an unposted charge: %s", journal_exc)
         outcome = Outcome(
             decision=Decision(True),
             status=status,

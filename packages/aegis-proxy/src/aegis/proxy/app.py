@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import suppress
+from typing import Final
 
 from aiohttp import web
 
@@ -25,6 +26,7 @@ from aegis.proxy.config import Settings
 from aegis.proxy.errors import error_middleware
 from aegis.proxy.governance import (
     build_pricing,
+    open_journal,
     open_ledger,
     open_sink,
     receipt_signer,
@@ -47,6 +49,8 @@ from aegis.proxy.upstream import open_upstream
 __all__ = ["apply_settings", "create_app"]
 
 logger = logging.getLogger(__name__)
+
+_POST_OWED_EVERY_S: Final = 0.5
 
 
 def apply_settings(app: web.Application, settings: Settings) -> None:
@@ -83,11 +87,25 @@ async def _governance(app: web.Application) -> AsyncIterator[None]:
         pricing=app[ROUTER].pricing,
         signer=signer,
         sink=sink,
+        journal=open_journal(settings),
     )
+    poster = asyncio.create_task(_post_owed(app[GATE]))
     yield
+    poster.cancel()
+    with suppress(asyncio.CancelledError):
+        await poster
     with suppress(Exception):
         await sink.close()
     await ledger.close()
+
+
+async def _post_owed(gate: Gate) -> None:
+    """Post charges the ledger failed to take as soon as it takes them again (each tenant's
+    are also posted before its next admission)."""
+    while True:
+        await asyncio.sleep(_POST_OWED_EVERY_S)
+        if gate.unposted:
+            await gate.post_owed()
 
 
 async def _upstreams(app: web.Application) -> AsyncIterator[None]:

@@ -70,6 +70,20 @@ class LedgerSettings:
     """``redis`` backend: where this replica records the data set's epoch, so that a Redis
     that lost its data is noticed (and refused) even after the replica restarts."""
     key_prefix: str = "aegis"
+    journal_path: Path | None = None
+    """Charges the ledger failed to take while a call settled, kept until they are posted
+    (one file per replica); by default beside the SQLite file, or the Redis epoch file."""
+    busy_timeout_ms: int = 10_000
+    """``sqlite`` backend: how long a write waits for a lock before the ledger fails."""
+
+    @property
+    def journal(self) -> Path:
+        """Where unposted charges are kept (``journal_path``, else beside the ledger's file)."""
+        if self.journal_path is not None:
+            return self.journal_path
+        if self.backend == "redis":
+            return self.epoch_path.with_name(self.epoch_path.name + ".unposted.jsonl")
+        return self.path.with_name(self.path.name + ".unposted.jsonl")
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +294,10 @@ def parse_settings(data: Mapping[str, Any], *, source: Path | None = None) -> Se
         url=r.typed(lg, "url", "ledger", str, "redis://127.0.0.1:6379/0"),
         epoch_path=r.path(r.typed(lg, "epoch_path", "ledger", str, ".aegis/redis-epoch")),
         key_prefix=r.typed(lg, "key_prefix", "ledger", str, "aegis"),
+        journal_path=r.path(r.typed(lg, "journal_path", "ledger", str, ""))
+        if lg.get("journal_path")
+        else None,
+        busy_timeout_ms=r.typed(lg, "busy_timeout_ms", "ledger", int, 10_000),
     )
     if not ledger.url.startswith(("redis://", "rediss://", "unix://")):
         # The URL itself is not echoed: it may carry a password.

@@ -18,11 +18,12 @@ from aegis.core import (
     RedisLedger,
     SqliteLedger,
     SqliteReceiptSink,
+    UnpostedJournal,
     default_pricing_table,
 )
 from aegis.proxy.config import Settings
 
-__all__ = ["build_pricing", "open_ledger", "open_sink", "receipt_signer"]
+__all__ = ["build_pricing", "open_journal", "open_ledger", "open_sink", "receipt_signer"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,13 @@ def open_ledger(settings: Settings, *, create_epoch: bool = True) -> Ledger:
             epoch_file=cfg.epoch_path,
             create_epoch=create_epoch,
         )
-    return SqliteLedger(cfg.path, synchronous=cfg.synchronous)
+    return SqliteLedger(cfg.path, synchronous=cfg.synchronous, busy_timeout_ms=cfg.busy_timeout_ms)
+
+
+def open_journal(settings: Settings) -> UnpostedJournal:
+    """Where charges the ledger failed to take are kept (in memory for the memory ledger)."""
+    cfg = settings.ledger
+    return UnpostedJournal(None if cfg.backend == "memory" else cfg.journal)
 
 
 def receipt_signer(settings: Settings) -> HmacSha256Signer:
