@@ -409,3 +409,54 @@ async def test_charges_the_ledger_failed_to_take_are_posted_before_the_next_admi
     assert spent == sum(parse_usd(r.actual_usd) for r in charged)
     assert not second.app[GATE].unposted
     assert settings.ledger.journal.read_bytes() == b""  # nothing owed: emptied
+
+
+def video_part(**metadata: Any) -> dict[str, Any]:
+    """A few kilobytes of inline video (Gemini bills its frames, not its bytes)."""
+    part: dict[str, Any] = {"inlineData": {"mimeType": "video/mp4", "data": "AAAA" * 500}}
+    if metadata:
+        part["videoMetadata"] = metadata
+    return part
+
+
+async def ask_video(http: aiohttp.ClientSession, proxy: Proxy, part: dict[str, Any]) -> int:
+    async with http.post(
+        f"{proxy.url}/v1beta/models/gemini-2.5-flash:generateContent",
+        json={
+            "contents": [{"role": "user", "parts": [part, {"text": "what happens?"}]}],
+            "generationConfig": {"maxOutputTokens": 100, "thinkingConfig": {"thinkingBudget": 0}},
+        },
+        headers={"x-goog-api-key": KEY},
+    ) as response:
+        await response.read()
+        return response.status
+
+
+async def test_inline_video_is_reserved_by_its_frames_not_its_bytes(
+    tmp_path: Path,
+    openai_upstream: FakeUpstream,
+    gemini_upstream: FakeGeminiServer,
+    start_proxy: StartProxy,
+) -> None:
+    """Item 7: 2 KB of inline video sampled at 24 fps for 10 s is 241 frames: Google bills
+    241 x 258 tokens plus 10 s of audio. It is reserved that way when its clip is bounded,
+    and by the context window (more than this budget) when it is not."""
+    billed_prompt = 241 * 258 + 10 * 32 + 10
+    gemini_upstream.fake.default = GeminiReply(prompt_tokens=billed_prompt, candidates_tokens=50)
+    settings = make_settings(tmp_path, openai_upstream, gemini=gemini_upstream, budgets=BUDGET)
+    proxy = await start_proxy(settings)
+    clip = video_part(fps=24, startOffset="0s", endOffset="10s")
+    async with aiohttp.ClientSession() as http:
+        statuses = [await ask_video(http, proxy, clip) for _ in range(14)]
+        assert set(statuses) == {200, 429}
+        # Unbounded clips: only the context window bounds them, beyond a $0.20 budget.
+        assert await ask_video(http, proxy, video_part(fps=24)) == 429
+        assert await ask_video(http, proxy, video_part(fps="30")) == 400
+    spent, pending = await committed(proxy)
+    billed = gemini_billed(gemini_upstream.fake.billed)
+    assert len(gemini_upstream.fake.billed) == statuses.count(200)
+    assert pending == 0
+    assert spent <= LIMIT_NANOS
+    assert billed <= LIMIT_NANOS
+    assert billed <= spent
+    assert not any(r.overage for r in receipts(proxy))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from aegis.core.admission_log import AdmissionLog, AdmissionRecord
 from aegis.core.alerts import BudgetAlert
 from aegis.core.catalogue import default_pricing_table
 from aegis.core.checkpoints import Checkpoint
@@ -106,6 +107,8 @@ __all__ = [
     "REPLY_OVERHEAD_TOKENS",
     "Account",
     "AccountUnit",
+    "AdmissionLog",
+    "AdmissionRecord",
     "AegisError",
     "Balance",
     "BudgetAlert",

@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 from aegis.core import admission
+from aegis.core.admission_log import AdmissionLog, AdmissionRecord
 from aegis.core.alert_tracker import AlertTracker
 from aegis.core.alerts import BudgetAlert
 from aegis.core.clock import Clock, SystemClock
@@ -62,6 +63,7 @@ class Gate:
         clock: Clock | None = None,
         chain_id: str | None = None,
         journal: UnpostedJournal | None = None,
+        admissions: AdmissionLog | None = None,
     ) -> None:
         self.policy_provider = policy_provider
         self.ledger = ledger
@@ -75,6 +77,9 @@ class Gate:
         self.unposted = journal if journal is not None else UnpostedJournal()
         """Charges the ledger failed to take; posted again before the tenant's next admission
         (and by :meth:`post_owed`, which the proxy runs in the background)."""
+        self.admissions = admissions if admissions is not None else AdmissionLog()
+        """Every admission is recorded here before its permit is handed out, so a crash
+        leaves evidence (:meth:`recover_admissions` receipts and charges it)."""
 
     @property
     def on_receipt(self) -> Callable[[Receipt], None] | None:
@@ -194,7 +199,7 @@ class Gate:
             await self._refuse(subject, wrapped, policy, 0)
             raise wrapped from exc
         limits = plan.limits
-        return Permit(
+        permit = Permit(
             receipt_id=subject.receipt_id,
             tenant_id=tenant_id,
             request_id=request_id,
@@ -218,6 +223,73 @@ class Gate:
             else (),
             limited=bool(limits),
         )
+        try:
+            await self.admissions.admitted(_admission_record(permit))
+        except OSError as exc:
+            # Without the record a crash would leave a billed call without trace: refuse.
+            with suppress(Exception):
+                await self.ledger.release(tenant_id=tenant_id, hold_id=request_id)
+            error = LedgerUnavailable(f"the admission log cannot be written: {exc.strerror}")
+            await self._refuse(subject, error, policy, estimated)
+            raise error from exc
+        return permit
+
+    async def recover_admissions(self) -> int:
+        """Receipt and charge the calls a crash left in flight (their admission was recorded,
+        their settlement never was): each is charged its reservation, since the provider may
+        have billed all of it. Returns how many were recovered."""
+        recovered = 0
+        for record in self.admissions.unsettled():
+            error = "the proxy stopped with the call in flight; charged its reservation"
+            late = False
+            try:
+                settlement = await self.ledger.commit(
+                    tenant_id=record.tenant_id,
+                    hold_id=record.request_id,
+                    amount_nanos=record.reserved_nanos,
+                )
+                late = settlement.late
+            except HoldAlreadyResolved:
+                # Settled before the crash (its settled record was not written yet).
+                self.admissions.settled(record.receipt_id)
+                continue
+            except HoldNotFound:
+                error += "; the ledger holds no reservation for it"
+            except Exception as exc:
+                error += f"; ledger_unsettled: {type(exc).__name__}"
+                await self.unposted.record(
+                    UnpostedCharge(record.tenant_id, record.request_id, record.reserved_nanos)
+                )
+            policy = await self.policy_provider.get_policy(tenant_id=record.tenant_id)
+            subject = CallSubject(
+                receipt_id=record.receipt_id,
+                request_id=record.request_id,
+                tenant_id=record.tenant_id,
+                run_id=record.run_id,
+                provider=record.provider,
+                model=record.model,
+                capability=record.capability,
+                started_at=record.started_at,
+                started_mono=self.clock.monotonic(),
+                body_sha256=record.body_sha256,
+            )
+            outcome = Outcome(
+                decision=Decision(True),
+                status="cancelled",
+                usage=Usage(
+                    input_tokens=record.input_tokens, output_tokens=record.max_output_tokens
+                ),
+                usage_source="reservation",
+                estimated=record.estimated_nanos,
+                reserved=record.reserved_nanos,
+                actual=record.reserved_nanos,
+                error=error,
+                late=late,
+            )
+            await self.trail.write(self.trail.receipt(subject, outcome, policy, self.pricing))
+            self.admissions.settled(record.receipt_id)
+            recovered += 1
+        return recovered
 
     async def _reserve(
         self, tenant_id: str, request_id: str, plan: admission.Reservation, policy: Policy
@@ -378,6 +450,7 @@ class Gate:
         )
         receipt = self.trail.receipt(permit.subject, outcome, permit.policy, permit.pricing)
         sealed = await self.trail.write(receipt)
+        self.admissions.settled(permit.receipt_id)
         if charge > 0:
             await self.alerts.check(permit)
         return sealed
@@ -436,3 +509,22 @@ class Gate:
             upstream_status=call.upstream_status,
             error=call.error,
         )
+
+
+def _admission_record(permit: Permit) -> AdmissionRecord:
+    return AdmissionRecord(
+        receipt_id=permit.receipt_id,
+        request_id=permit.request_id,
+        tenant_id=permit.tenant_id,
+        run_id=permit.run_id,
+        provider=permit.provider,
+        model=permit.model,
+        capability=permit.capability,
+        started_at=permit.started_at,
+        estimated_nanos=permit.estimated_nanos,
+        reserved_nanos=permit.reserved_nanos,
+        input_tokens=permit.input_tokens,
+        max_output_tokens=permit.max_output_tokens,
+        limited=permit.limited,
+        body_sha256=permit.body_sha256,
+    )

@@ -26,6 +26,7 @@ from aegis.proxy.config import Settings
 from aegis.proxy.errors import error_middleware
 from aegis.proxy.governance import (
     build_pricing,
+    open_admission_log,
     open_journal,
     open_ledger,
     open_sink,
@@ -88,12 +89,18 @@ async def _governance(app: web.Application) -> AsyncIterator[None]:
         signer=signer,
         sink=sink,
         journal=open_journal(settings),
+        admissions=open_admission_log(settings),
     )
+    # Calls a crash left in flight are receipted and charged before anything new is served.
+    recovered = await app[GATE].recover_admissions()
+    if recovered:
+        logger.warning("%d call(s) left in flight by a crash were receipted and charged", recovered)
     poster = asyncio.create_task(_post_owed(app[GATE]))
     yield
     poster.cancel()
     with suppress(asyncio.CancelledError):
         await poster
+    await app[GATE].admissions.close()
     with suppress(Exception):
         await sink.close()
     await ledger.close()

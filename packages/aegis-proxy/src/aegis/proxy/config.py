@@ -81,9 +81,19 @@ class LedgerSettings:
         """Where unposted charges are kept (``journal_path``, else beside the ledger's file)."""
         if self.journal_path is not None:
             return self.journal_path
-        if self.backend == "redis":
-            return self.epoch_path.with_name(self.epoch_path.name + ".unposted.jsonl")
-        return self.path.with_name(self.path.name + ".unposted.jsonl")
+        return self._beside(".unposted.jsonl")
+
+    @property
+    def admission_log(self) -> Path:
+        """Where calls admitted and not yet settled are recorded (beside the journal)."""
+        if self.journal_path is not None:
+            return self.journal_path.with_name(self.journal_path.name + ".admissions")
+        return self._beside(".admissions.jsonl")
+
+    def _beside(self, suffix: str) -> Path:
+        # The replica's own file: the SQLite ledger's, or the Redis epoch file's.
+        base = self.epoch_path if self.backend == "redis" else self.path
+        return base.with_name(base.name + suffix)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ import secrets
 from pathlib import Path
 
 from aegis.core import (
+    AdmissionLog,
     FileReceiptSink,
     HmacSha256Signer,
     Ledger,
@@ -23,7 +24,14 @@ from aegis.core import (
 )
 from aegis.proxy.config import Settings
 
-__all__ = ["build_pricing", "open_journal", "open_ledger", "open_sink", "receipt_signer"]
+__all__ = [
+    "build_pricing",
+    "open_admission_log",
+    "open_journal",
+    "open_ledger",
+    "open_sink",
+    "receipt_signer",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +57,13 @@ def open_ledger(settings: Settings, *, create_epoch: bool = True) -> Ledger:
             create_epoch=create_epoch,
         )
     return SqliteLedger(cfg.path, synchronous=cfg.synchronous, busy_timeout_ms=cfg.busy_timeout_ms)
+
+
+def open_admission_log(settings: Settings) -> AdmissionLog:
+    """Where calls admitted and not yet settled are recorded (nowhere for the memory ledger:
+    its holds die with the process anyway)."""
+    cfg = settings.ledger
+    return AdmissionLog(None if cfg.backend == "memory" else cfg.admission_log)
 
 
 def open_journal(settings: Settings) -> UnpostedJournal:

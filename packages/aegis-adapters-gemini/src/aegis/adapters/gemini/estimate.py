@@ -1,12 +1,15 @@
 """Worst-case token counts of Gemini requests, read from their REST JSON (camelCase).
 
 Input: every text, function call/response and tool declaration is bounded by its UTF-8 length
-(:func:`aegis.core.text_tokens_upper_bound`); inline media by its base64 length (Gemini bills
-258 tokens per image tile, 32 per second of audio, 263 per second of video, 258 per PDF page:
-each far fewer than the bytes that encode them), with a floor of :data:`MEDIA_PART_MIN_TOKENS`
-per part. What cannot be seen from the request (``fileData`` URIs, ``cachedContent``, search or
-code-execution results fed back into the prompt) is bounded by the model's context window, and
-so is the total, since Gemini rejects longer prompts.
+(:func:`aegis.core.text_tokens_upper_bound`); inline images, audio and documents by their
+base64 length (Gemini bills 258 tokens per image tile, 32 per second of audio, 258 per PDF
+page: each far fewer than the bytes that encode them), with a floor of
+:data:`MEDIA_PART_MIN_TOKENS` per part. Inline video is billed per sampled frame, which bytes do
+not bound: it is bounded by its clip length (``videoMetadata`` offsets) x fps x
+:data:`VIDEO_FRAME_TOKENS`, else by the context window. What cannot be seen from the request
+(``fileData`` URIs, ``cachedContent``, search or code-execution results fed back into the
+prompt) is bounded by the model's context window, and so is the total, since Gemini rejects
+longer prompts.
 
 Output: ``candidateCount`` * (``maxOutputTokens`` + thinking allowance). Thinking tokens are
 billed as output and are not bounded by ``maxOutputTokens`` on every model, so a thinking
@@ -23,8 +26,10 @@ never defaulted — a default would reserve one candidate where Gemini bills eig
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 from aegis.core import MESSAGE_OVERHEAD_TOKENS, REPLY_OVERHEAD_TOKENS, text_tokens_upper_bound
@@ -33,7 +38,10 @@ from ._fields import field, proto_int, snake
 from .errors import UnboundedRequest
 
 __all__ = [
+    "MAX_VIDEO_FPS",
     "MEDIA_PART_MIN_TOKENS",
+    "VIDEO_AUDIO_TOKENS_PER_S",
+    "VIDEO_FRAME_TOKENS",
     "GenerateEstimate",
     "OutputLimits",
     "estimate_embed_content",
@@ -43,6 +51,12 @@ __all__ = [
     "with_output_limits",
 ]
 
+MAX_VIDEO_FPS: Final = 24
+"""The highest ``videoMetadata.fps`` Gemini samples at."""
+VIDEO_FRAME_TOKENS: Final = 258
+"""Tokens Gemini bills per sampled video frame (default media resolution, the highest)."""
+VIDEO_AUDIO_TOKENS_PER_S: Final = 32
+"""Tokens Gemini bills per second of a video's audio."""
 MEDIA_PART_MIN_TOKENS: Final = 2_560
 """Floor for one inline media part: above Gemini 3's highest per-image resolution (2240)."""
 UNBOUNDED_TOOLS: Final = frozenset(
@@ -102,11 +116,62 @@ def _part_tokens(part: Any, context_window: int) -> int:
         return text_tokens_upper_bound(text)
     inline = field(part, "inlineData")
     if isinstance(inline, Mapping):
+        mime = field(inline, "mimeType")
+        if isinstance(mime, str) and mime.lower().startswith("video/"):
+            return _video_tokens(part, context_window)
         data = inline.get("data")
         return max(MEDIA_PART_MIN_TOKENS, len(data) if isinstance(data, str) else 0)
     if field(part, "fileData") is not None:
         return context_window
     return _json_len(part)
+
+
+def _video_tokens(part: Mapping[str, Any], context_window: int) -> int:
+    """Inline video is billed per frame, not per byte: a few kilobytes of video sampled at
+    24 fps bill far more tokens than they have bytes. With ``startOffset`` and ``endOffset``
+    the clip's length is known, and it is bounded by frames x :data:`VIDEO_FRAME_TOKENS` plus
+    its audio; otherwise only the context window bounds it."""
+    meta = field(part, "videoMetadata")
+    meta = meta if isinstance(meta, Mapping) else {}
+    fps = _fps(field(meta, "fps"))
+    start = _duration_s(field(meta, "startOffset"), "startOffset")
+    end = _duration_s(field(meta, "endOffset"), "endOffset")
+    if start is None or end is None:
+        return context_window
+    seconds = max(0, math.ceil(end - start))
+    frames = math.ceil(seconds * fps) + 1
+    return min(context_window, frames * VIDEO_FRAME_TOKENS + seconds * VIDEO_AUDIO_TOKENS_PER_S)
+
+
+def _fps(value: Any) -> Decimal:
+    if value is None:
+        return Decimal(1)  # Gemini samples one frame a second by default
+    number = _decimal(value)
+    if number is None or not 0 < number <= MAX_VIDEO_FPS:
+        raise UnboundedRequest(
+            f"must be a number above 0 and at most {MAX_VIDEO_FPS}", param="videoMetadata.fps"
+        )
+    return number
+
+
+def _duration_s(value: Any, name: str) -> Decimal | None:
+    """A proto3 JSON ``Duration`` (``"12.5s"``) in seconds; ``None`` when absent."""
+    if value is None:
+        return None
+    number = _decimal(value[:-1]) if isinstance(value, str) and value.endswith("s") else None
+    if number is None or number < 0:
+        raise UnboundedRequest('must be a duration such as "12.5s"', param=f"videoMetadata.{name}")
+    return number
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() and number.adjusted() < 12 else None
 
 
 def _content_tokens(content: Any, context_window: int) -> int:
