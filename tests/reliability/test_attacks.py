@@ -408,7 +408,7 @@ async def test_charges_the_ledger_failed_to_take_are_posted_before_the_next_admi
     charged = [r for r in unsettled + receipts(second) if r.status != "denied"]
     assert spent == sum(parse_usd(r.actual_usd) for r in charged)
     assert not second.app[GATE].unposted
-    assert settings.ledger.journal.read_bytes() == b""  # nothing owed: emptied
+    assert (tmp_path / "receipts.unposted.jsonl").read_bytes() == b""  # nothing owed: emptied
 
 
 def video_part(**metadata: Any) -> dict[str, Any]:

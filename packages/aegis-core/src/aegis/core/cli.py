@@ -16,12 +16,21 @@ from collections import defaultdict
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from aegis.core.errors import ConfigError
 from aegis.core.keyring import KEYS_ENV, Keyring
 from aegis.core.trail import find_trail_files, iter_records
-from aegis.core.verify import EXIT_INTACT, EXIT_USAGE, VerifyReport, plain_usd, verify_trail
+from aegis.core.verify import (
+    EXIT_INTACT,
+    EXIT_TAMPERED,
+    EXIT_TORN,
+    EXIT_TRUNCATED,
+    EXIT_USAGE,
+    VerifyReport,
+    plain_usd,
+    verify_trail,
+)
 
 __all__ = ["main"]
 
@@ -55,6 +64,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not check receipt signatures (holding only the checkpoint key): receipts are"
         " then authenticated only by the signed checkpoints that cover them",
+    )
+    verify.add_argument(
+        "--trails",
+        action="store_true",
+        help="each PATH is a trail of its own (one per worker or replica), verified on its own;"
+        " the exit status is the worst of them",
     )
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     verify.add_argument(
@@ -106,19 +121,31 @@ def _keyring(key_files: list[Path]) -> Keyring:
 
 def _verify(args: argparse.Namespace) -> int:
     keyring = _keyring(args.key_file)
-    report = verify_trail(
-        args.paths,
-        keyring,
-        checkpoints=args.checkpoints,
-        allow_torn=args.allow_torn,
-        jobs=args.jobs,
-        receipt_signatures=not args.chain_only,
-    )
+    trails = [[path] for path in args.paths] if args.trails else [args.paths]
+    reports = []
+    for paths in trails:
+        report = verify_trail(
+            paths,
+            keyring,
+            checkpoints=args.checkpoints,
+            allow_torn=args.allow_torn,
+            jobs=args.jobs,
+            receipt_signatures=not args.chain_only,
+        )
+        reports.append((paths, report))
+        if not args.json:
+            if args.trails:
+                print(f"== {paths[0]}")
+            _print_report(report, args.max_problems)
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
-    else:
-        _print_report(report, args.max_problems)
-    return report.exit_code
+        out: Any = [r.to_dict() for _, r in reports] if args.trails else reports[0][1].to_dict()
+        print(json.dumps(out, indent=2))
+    # The worst verdict decides: any tampered trail makes the whole answer tampered.
+    return max((r.exit_code for _, r in reports), key=_SEVERITY.index)
+
+
+_SEVERITY: Final = (EXIT_INTACT, EXIT_TORN, EXIT_TRUNCATED, EXIT_TAMPERED)
+"""Exit codes from best to worst: intact, torn only, tail cut, tampered."""
 
 
 def _print_report(report: VerifyReport, max_problems: int) -> None:

@@ -20,6 +20,7 @@ from aegis.proxy.config import ConfigProblems, Settings, load_settings, settings
 from aegis.proxy.ledger_cli import accept_loss, read_statement
 from aegis.proxy.prices import format_prices, load_pricing
 from aegis.proxy.reload import watch_config
+from aegis.proxy.workers import default_workers, supervise
 
 __all__ = ["main"]
 
@@ -40,13 +41,31 @@ def _settings(config: str | None) -> Settings:
     return settings_from_env()
 
 
-def serve(config: str | None, host: str | None, port: int | None) -> int:
+def serve(
+    config: str | None,
+    host: str | None,
+    port: int | None,
+    workers: int | None = None,
+    reuse_port: bool = False,
+) -> int:
     try:
         settings = _settings(config)
     except ConfigProblems as exc:
         for problem in exc.problems:
             print(f"{exc.source}: {problem}", file=sys.stderr)
         return 2
+    count = settings.server.workers if workers is None else workers
+    count = count or default_workers()
+    host = host or settings.server.host
+    port = port if port is not None else settings.server.port
+    if count > 1:
+        if port == 0:
+            print("aegis-proxy: --workers needs a fixed --port", file=sys.stderr)
+            return 2
+        args = ["--host", host, "--port", str(port), "--workers", "1", "--reuse-port"]
+        if config:
+            args = ["--config", config, *args]
+        return supervise(args, count, settings.server.drain_timeout_s)
     if not settings.tenants:
         print(
             "aegis-proxy: no tenants are configured, so every call will be refused (401).\n"
@@ -59,13 +78,29 @@ def serve(config: str | None, host: str | None, port: int | None) -> int:
         app.cleanup_ctx.append(watch_config(settings.source))  # type: ignore[arg-type]
     web.run_app(
         app,
-        host=host or settings.server.host,
-        port=port if port is not None else settings.server.port,
+        host=host,
+        port=port,
+        loop=event_loop(settings.server.event_loop),
+        reuse_port=reuse_port or None,
         shutdown_timeout=settings.server.drain_timeout_s,
         access_log=None,
         print=lambda msg: print(msg, file=sys.stderr, flush=True),
     )
     return 0
+
+
+def event_loop(choice: str) -> asyncio.AbstractEventLoop:
+    """The loop to serve on: uvloop (libuv's, about a fifth less CPU per call) when chosen or,
+    with ``auto``, when installed; else asyncio's own."""
+    if choice != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                raise
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
 
 
 def keys_create(tenant: str | None, admin: bool = False) -> int:
@@ -139,6 +174,12 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--config", help="TOML config file (default: $AEGIS_CONFIG)")
         p.add_argument("--host")
         p.add_argument("--port", type=int)
+        p.add_argument(
+            "--workers",
+            type=int,
+            help="processes serving the port (0: one per core; default: [server] workers)",
+        )
+        p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     p_keys = sub.add_parser("keys", help="manage virtual API keys")
     keys_sub = p_keys.add_subparsers(dest="keys_command", required=True)
     p_create = keys_sub.add_parser("create", help="make a new key for a tenant")
@@ -169,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         return prices_command(args.config)
     if args.command in ("usage", "ledger"):
         return ledger_command(args.config, args.tenant if args.command == "usage" else None)
-    return serve(args.config, args.host, args.port)
+    return serve(args.config, args.host, args.port, args.workers, args.reuse_port)
 
 
 if __name__ == "__main__":

@@ -51,6 +51,10 @@ class ServerSettings:
     is charged its reservation)."""
     abandoned_read_bytes: int = 4 * 1024 * 1024
     """... and this many bytes at most."""
+    workers: int = 1
+    """Processes serving the port (``0``: one per core); see :mod:`aegis.proxy.workers`."""
+    event_loop: str = "auto"
+    """``auto`` (uvloop when installed), ``uvloop`` or ``asyncio``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,30 +74,8 @@ class LedgerSettings:
     """``redis`` backend: where this replica records the data set's epoch, so that a Redis
     that lost its data is noticed (and refused) even after the replica restarts."""
     key_prefix: str = "aegis"
-    journal_path: Path | None = None
-    """Charges the ledger failed to take while a call settled, kept until they are posted
-    (one file per replica); by default beside the SQLite file, or the Redis epoch file."""
     busy_timeout_ms: int = 10_000
     """``sqlite`` backend: how long a write waits for a lock before the ledger fails."""
-
-    @property
-    def journal(self) -> Path:
-        """Where unposted charges are kept (``journal_path``, else beside the ledger's file)."""
-        if self.journal_path is not None:
-            return self.journal_path
-        return self._beside(".unposted.jsonl")
-
-    @property
-    def admission_log(self) -> Path:
-        """Where calls admitted and not yet settled are recorded (beside the journal)."""
-        if self.journal_path is not None:
-            return self.journal_path.with_name(self.journal_path.name + ".admissions")
-        return self._beside(".admissions.jsonl")
-
-    def _beside(self, suffix: str) -> Path:
-        # The replica's own file: the SQLite ledger's, or the Redis epoch file's.
-        base = self.epoch_path if self.backend == "redis" else self.path
-        return base.with_name(base.name + suffix)
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,9 +271,13 @@ def parse_settings(data: Mapping[str, Any], *, source: Path | None = None) -> Se
         drain_timeout_s=float(r.typed(s, "drain_timeout_s", "server", (int, float), 30.0)),
         abandoned_read_s=float(r.typed(s, "abandoned_read_s", "server", (int, float), 30.0)),
         abandoned_read_bytes=r.typed(s, "abandoned_read_bytes", "server", int, 4 * 1024 * 1024),
+        workers=r.typed(s, "workers", "server", int, 1),
+        event_loop=r.choice(s, "event_loop", "server", ("auto", "uvloop", "asyncio"), "auto"),
     )
     if not 0 <= server.port <= 65535:
         r.problem("server.port", f"must be 0-65535, got {server.port}")
+    if not 0 <= server.workers <= 256:
+        r.problem("server.workers", f"must be 0-256 (0: one per core), got {server.workers}")
 
     a = r.table(data, "auth")
     auth = AuthSettings(trust_tenant_header=r.typed(a, "trust_tenant_header", "auth", bool, False))
@@ -304,9 +290,6 @@ def parse_settings(data: Mapping[str, Any], *, source: Path | None = None) -> Se
         url=r.typed(lg, "url", "ledger", str, "redis://127.0.0.1:6379/0"),
         epoch_path=r.path(r.typed(lg, "epoch_path", "ledger", str, ".aegis/redis-epoch")),
         key_prefix=r.typed(lg, "key_prefix", "ledger", str, "aegis"),
-        journal_path=r.path(r.typed(lg, "journal_path", "ledger", str, ""))
-        if lg.get("journal_path")
-        else None,
         busy_timeout_ms=r.typed(lg, "busy_timeout_ms", "ledger", int, 10_000),
     )
     if not ledger.url.startswith(("redis://", "rediss://", "unix://")):

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from typing import Any, Final
@@ -24,7 +23,7 @@ from aegis.adapters.openai import (
     usage_from_embeddings,
     usage_from_responses_object,
 )
-from aegis.core import Gate, Permit, Policy
+from aegis.core import Permit
 from aegis.proxy.calls import IncomingCall, read_call
 from aegis.proxy.errors import BadRequest
 from aegis.proxy.exchange import Exchange
@@ -32,7 +31,7 @@ from aegis.proxy.gemini_wire import estimate_for, translated_exchange
 from aegis.proxy.idempotency import StoredResponse
 from aegis.proxy.openai_wire import Endpoint, openai_exchange
 from aegis.proxy.routing import Attempt
-from aegis.proxy.serve import serve
+from aegis.proxy.serve import CallScope, serve
 from aegis.proxy.state import GATE, IDEMPOTENCY, KEYS, ROUTER, UPSTREAMS
 
 __all__ = ["routes"]
@@ -104,36 +103,21 @@ async def _governed(
         estimate = endpoint.estimate(call.body)
     except InvalidRequestBody as exc:
         raise BadRequest(exc.message, param=exc.param) from None
-    capability = "llm:stream" if stream else endpoint.capability
-    body_sha256 = hashlib.sha256(call.raw).hexdigest()
-    policy = await gate.policy_for(
-        tenant_id=call.tenant_id,
-        request_id=call.request_id,
-        run_id=call.run_id,
-        model=model,
-        capability=capability,
-        body_sha256=body_sha256,
-    )
-    plan = request.app[ROUTER].plan(model, policy, cross_type=endpoint is CHAT)
+    scope = await CallScope.open(gate, call, model, "llm:stream" if stream else endpoint.capability)
+    plan = request.app[ROUTER].plan(model, scope.policy, cross_type=endpoint is CHAT)
 
     async def prepare(attempt: Attempt, request_id: str) -> tuple[Permit, Exchange]:
         if attempt.provider_type == "gemini":
-            return await _prepare_gemini(gate, call, attempt, request_id, policy, body_sha256)
+            return await _prepare_gemini(scope, attempt, request_id)
         price = gate.pricing.get(attempt.model)
         model_max = price.max_output_tokens if price is not None else 0
-        permit = await gate.admit(
-            tenant_id=call.tenant_id,
-            request_id=request_id,
-            run_id=call.run_id,
-            provider=attempt.provider,
-            model=attempt.model,
+        permit = await scope.admit(
+            attempt,
+            request_id,
             input_tokens=estimate.input_tokens,
             max_output_tokens=None
             if endpoint.rewrite is None
             else estimate.output_tokens(model_max),
-            capability=capability,
-            body_sha256=body_sha256,
-            policy=policy,
         )
         same_model = attempt.model == model
         body = call.body if same_model else {**call.body, "model": attempt.model}
@@ -158,34 +142,24 @@ async def _governed(
         return permit, exchange
 
     upstreams = request.app[UPSTREAMS]
-    return await serve(request, call, gate, upstreams, plan, prepare)
+    return await serve(request, scope, upstreams, plan, prepare)
 
 
 async def _prepare_gemini(
-    gate: Gate,
-    call: IncomingCall,
-    attempt: Attempt,
-    request_id: str,
-    policy: Policy,
-    body_sha256: str,
+    scope: CallScope, attempt: Attempt, request_id: str
 ) -> tuple[Permit, Exchange]:
     """An OpenAI chat attempt served by Gemini, translated both ways."""
     try:
-        translated = chat_request_to_gemini(call.body)
+        translated = chat_request_to_gemini(scope.call.body)
     except TranslationError as exc:
         raise BadRequest(exc.message, param=exc.param, code=exc.code) from None
-    estimate = estimate_for(gate, translated.body, attempt.model)
-    permit = await gate.admit(
-        tenant_id=call.tenant_id,
-        request_id=request_id,
-        run_id=call.run_id,
-        provider=attempt.provider,
-        model=attempt.model,
+    estimate = estimate_for(scope.gate, translated.body, attempt.model)
+    permit = await scope.admit(
+        attempt,
+        request_id,
         input_tokens=estimate.input_tokens,
         max_output_tokens=estimate.output_tokens,
         capability="llm:stream" if translated.stream else "llm:invoke",
-        body_sha256=body_sha256,
-        policy=policy,
     )
     return permit, translated_exchange(translated, estimate, permit)
 
