@@ -118,6 +118,10 @@ class AlertSettings:
     """Attempts per alert before it is given up (and logged as lost)."""
     webhook_backoff_s: float = 1.0
     """Wait after the first failed attempt; doubles after each further one."""
+    webhook_key_id: str = "aegis-webhook-1"
+    """Names the key that signs deliveries (its own: never the receipt key)."""
+    webhook_secret_env: str = "AEGIS_WEBHOOK_SECRET"
+    """The variable holding the webhook signing secret (unset: generated beside the receipts)."""
 
 
 TracingMode = Literal["off", "global", "console", "otlp"]
@@ -436,6 +440,8 @@ def _alerts(r: _Reader, table: Mapping[str, Any]) -> AlertSettings:
         webhook_timeout_s=float(r.typed(table, "webhook_timeout_s", where, (int, float), 5.0)),
         webhook_attempts=r.typed(table, "webhook_attempts", where, int, 6),
         webhook_backoff_s=float(r.typed(table, "webhook_backoff_s", where, (int, float), 1.0)),
+        webhook_key_id=r.typed(table, "webhook_key_id", where, str, "aegis-webhook-1"),
+        webhook_secret_env=r.typed(table, "webhook_secret_env", where, str, "AEGIS_WEBHOOK_SECRET"),
     )
     if settings.webhook_timeout_s <= 0:
         r.problem(f"{where}.webhook_timeout_s", "must be above 0")

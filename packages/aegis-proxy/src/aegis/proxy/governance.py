@@ -39,6 +39,7 @@ __all__ = [
     "open_trail",
     "receipt_signer",
     "trail_path",
+    "webhook_signer",
 ]
 
 logger = logging.getLogger(__name__)
@@ -91,9 +92,23 @@ def receipt_signer(settings: Settings) -> HmacSha256Signer:
     started together from one folder agree on one secret: the first to create the file wins.
     """
     cfg = settings.receipts
-    secret = os.environ.get(cfg.secret_env)
+    return _hmac_signer(cfg.key_id, cfg.secret_env, cfg.path.parent, "receipt signing")
+
+
+def webhook_signer(settings: Settings) -> HmacSha256Signer:
+    """The signer of alert webhooks: a key of its own, never the receipt secret (every webhook
+    receiver holds the key that checks its deliveries; with the receipt secret it could forge
+    receipts). Its secret is found or generated like the receipt secret's."""
+    cfg = settings.alerts
+    return _hmac_signer(
+        cfg.webhook_key_id, cfg.webhook_secret_env, settings.receipts.path.parent, "webhook"
+    )
+
+
+def _hmac_signer(key_id: str, secret_env: str, folder: Path, purpose: str) -> HmacSha256Signer:
+    secret = os.environ.get(secret_env)
     if not secret:
-        key_file = cfg.path.parent / f"{cfg.key_id}.secret"
+        key_file = folder / f"{key_id}.secret"
         if key_file.exists():
             secret = key_file.read_text().strip()
         else:
@@ -101,9 +116,9 @@ def receipt_signer(settings: Settings) -> HmacSha256Signer:
             secret = secret.strip()
             if created:
                 logger.warning(
-                    "no %s set: generated a receipt signing secret in %s", cfg.secret_env, key_file
+                    "no %s set: generated a %s secret in %s", secret_env, purpose, key_file
                 )
-    return HmacSha256Signer(key_id=cfg.key_id, secret=secret)
+    return HmacSha256Signer(key_id=key_id, secret=secret)
 
 
 MAX_TRAIL_SLOTS: Final = 64
