@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -460,3 +461,23 @@ async def test_inline_video_is_reserved_by_its_frames_not_its_bytes(
     assert billed <= LIMIT_NANOS
     assert billed <= spent
     assert not any(r.overage for r in receipts(proxy))
+
+
+async def test_the_proxy_ships_every_checkpoint_to_its_second_sink(
+    tmp_path: Path, openai_upstream: FakeUpstream, start_proxy: StartProxy
+) -> None:
+    """Item 10: ``[receipts] checkpoint_copy`` gets each checkpoint the trail writes (here:
+    the closing one), so a tail cut with the trail's own checkpoints is still caught."""
+    copy = tmp_path / "other-volume" / "checkpoints.jsonl"
+    settings = make_settings(tmp_path, openai_upstream, receipts="file")
+    settings = dataclasses.replace(
+        settings, receipts=dataclasses.replace(settings.receipts, checkpoint_copy=copy)
+    )
+    proxy = await start_proxy(settings)
+    sdk = proxy.client()
+    for _ in range(3):
+        await sdk.chat.completions.create(model="gpt-4o-mini", messages=MSGS, max_tokens=5)
+    await proxy.close()
+    own = (tmp_path / "receipts" / "receipts.checkpoints.jsonl").read_bytes()
+    assert copy.read_bytes() == own
+    assert json.loads(own.splitlines()[-1])["size"] == 3

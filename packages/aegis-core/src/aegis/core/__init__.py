@@ -5,6 +5,7 @@ from __future__ import annotations
 from aegis.core.admission_log import AdmissionLog, AdmissionRecord
 from aegis.core.alerts import BudgetAlert
 from aegis.core.catalogue import default_pricing_table
+from aegis.core.checkpoint_copy import CheckpointCopy
 from aegis.core.checkpoints import Checkpoint
 from aegis.core.clock import Clock, ManualClock, SystemClock
 from aegis.core.ed25519 import Ed25519Signer, Ed25519Verifier
@@ -134,6 +135,7 @@ __all__ = [
     "BudgetExceeded",
     "CallSubject",
     "Checkpoint",
+    "CheckpointCopy",
     "Clock",
     "ConfigError",
     "Decision",

@@ -222,6 +222,12 @@ def verify_trail(
         )
     if not cp_files:
         notes.append("no checkpoint file: receipts cut from the tail cannot be detected")
+    elif not checkpoints:
+        # The trail's own checkpoints can be cut together with the tail they cover.
+        notes.append(
+            "only the trail's own checkpoints were checked: pass the newest one from a second"
+            " sink (--checkpoints FILE) to detect a tail cut together with them"
+        )
     elif (
         head is not None
         and head.link.seq + 1 > covered

@@ -89,6 +89,9 @@ class ReceiptSettings:
     one fsync); ``group``: fsync at most every ``group_commit_ms``, a crash losing at most
     that window of receipts."""
     group_commit_ms: float = 50.0
+    checkpoint_copy: Path | None = None
+    """A second file every checkpoint is also appended to (another volume, storage the
+    trail's host cannot rewrite): the evidence of a cut tail that survives the cut."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +313,9 @@ def parse_settings(data: Mapping[str, Any], *, source: Path | None = None) -> Se
         secret_env=r.typed(rc, "secret_env", "receipts", str, "AEGIS_RECEIPT_SECRET"),
         durability=r.choice(rc, "durability", "receipts", ("fsync", "group"), "fsync"),
         group_commit_ms=float(r.typed(rc, "group_commit_ms", "receipts", (int, float), 50.0)),
+        checkpoint_copy=r.path(r.typed(rc, "checkpoint_copy", "receipts", str, ""))
+        if rc.get("checkpoint_copy")
+        else None,
     )
 
     default_provider = r.typed(r.table(data, "routing"), "default_provider", "routing", str, None)

@@ -11,6 +11,7 @@ from typing import Final
 
 from aegis.core import (
     AdmissionLog,
+    CheckpointCopy,
     FileReceiptSink,
     HmacSha256Signer,
     Ledger,
@@ -141,13 +142,32 @@ def open_sink(
     if cfg.sink == "memory":
         return MemoryReceiptSink()
     interval = cfg.group_commit_ms / 1000
+    copy = None if cfg.checkpoint_copy is None else CheckpointCopy(_copy_path(settings, path))
     if cfg.sink == "sqlite":
         return SqliteReceiptSink(
-            path, durability=cfg.durability, sync_interval_s=interval, checkpoint_signer=signer
+            path,
+            durability=cfg.durability,
+            sync_interval_s=interval,
+            checkpoint_signer=signer,
+            on_checkpoint=copy,
         )
     return FileReceiptSink(
-        path, durability=cfg.durability, sync_interval_s=interval, checkpoint_signer=signer
+        path,
+        durability=cfg.durability,
+        sync_interval_s=interval,
+        checkpoint_signer=signer,
+        on_checkpoint=copy,
     )
+
+
+def _copy_path(settings: Settings, trail: Path) -> Path:
+    """The checkpoint copy of one trail slot: the configured file for the first, a name of
+    its own beside it for each other (one writer per file)."""
+    copy = settings.receipts.checkpoint_copy
+    assert copy is not None
+    if trail == settings.receipts.path:
+        return copy
+    return copy.with_name(f"{copy.stem}.{trail.name}{copy.suffix}")
 
 
 async def open_trail(settings: Settings, signer: HmacSha256Signer) -> tuple[ReceiptSink, Path]:
