@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -22,6 +24,7 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
+from conftest import RECEIPT_SECRET
 from fakes.attacks import (
     MAX_OUTPUT,
     MSGS,
@@ -481,3 +484,32 @@ async def test_the_proxy_ships_every_checkpoint_to_its_second_sink(
     own = (tmp_path / "receipts" / "receipts.checkpoints.jsonl").read_bytes()
     assert copy.read_bytes() == own
     assert json.loads(own.splitlines()[-1])["size"] == 3
+
+
+async def test_two_replicas_trails_swapped_do_not_verify(
+    tmp_path: Path, openai_upstream: FakeUpstream, start_proxy: StartProxy
+) -> None:
+    """Item 10: two replicas from one folder write trails ``receipts`` and ``receipts.2``;
+    each chain names its trail, so the two folders swapped are reported, not INTACT."""
+    settings = make_settings(tmp_path, openai_upstream, receipts="file")
+    replicas = [await start_proxy(settings), await start_proxy(settings)]
+    for replica in replicas:
+        await replica.client().chat.completions.create(
+            model="gpt-4o-mini", messages=MSGS, max_tokens=5
+        )
+        await replica.close()
+    first, second = tmp_path / "receipts", tmp_path / "receipts.2"
+    env = {**os.environ, "AEGIS_RECEIPT_KEYS": "aegis-1:env:SECRET", "SECRET": RECEIPT_SECRET}
+
+    def verify(trail: Path) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "aegis.core.cli", "verify", str(trail)]
+        return subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+
+    assert [verify(first).returncode, verify(second).returncode] == [0, 0]
+    first.rename(tmp_path / "swap")
+    second.rename(first)
+    (tmp_path / "swap").rename(second)
+    for trail in (first, second):
+        swapped = verify(trail)
+        assert swapped.returncode != 0, swapped.stdout
+        assert "trails swapped or moved" in swapped.stdout

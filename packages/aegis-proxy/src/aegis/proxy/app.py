@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import suppress
 from typing import Final
@@ -90,6 +91,8 @@ async def _governance(app: web.Application) -> AsyncIterator[None]:
         pricing=app[ROUTER].pricing,
         signer=signer,
         sink=sink,
+        # A new chain names its trail slot, so the verifier sees two trails swapped.
+        chain_id=f"{trail.name}-{os.urandom(8).hex()}",
         journal=open_journal(settings, trail),
         admissions=open_admission_log(settings, trail),
     )
