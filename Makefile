@@ -32,14 +32,19 @@ typecheck: install ## mypy --strict only
 test: install system-deps ## install what the tests need, then run the whole suite
 	$(UV) run pytest $(PYTEST_ARGS)
 
-system-deps: ## Debian's Chromium for the dashboard test (needs root the first time)
-	@command -v chromium >/dev/null 2>&1 || { \
+system-deps: ## Debian's Chromium (dashboard), PostgreSQL server (store) and jq (README script) for the tests
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v jq >/dev/null 2>&1 || missing="$$missing jq"; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 		else \
-			echo "chromium is missing: run 'sudo apt-get install chromium' (the dashboard test needs it)"; exit 1; \
-		fi; }
+			echo "missing:$$missing: run 'sudo apt-get install$$missing' (the tests need them)"; exit 1; \
+		fi; \
+	fi
 
 demo: install ## the interactive terminal demo (no API key, no network)
 	$(UV) run python -m demo

@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 
-from aegis.core import admission
-from aegis.core.admission_log import AdmissionLog, AdmissionRecord
+from aegis.core import admission, recovery
+from aegis.core.admission_log import AdmissionLog
 from aegis.core.alert_tracker import AlertTracker
 from aegis.core.alerts import BudgetAlert
 from aegis.core.clock import Clock, SystemClock
+from aegis.core.control import KeyScope
 from aegis.core.errors import (
     AegisError,
     BudgetExceeded,
@@ -31,8 +32,7 @@ from aegis.core.errors import (
 from aegis.core.ledger import Hold, Ledger, Settlement
 from aegis.core.permit import GovernedCall, Permit
 from aegis.core.policy import Policy, PolicyProvider
-from aegis.core.pricing import PricingTable, Usage
-from aegis.core.rate_limits import limit_statuses
+from aegis.core.pricing import STANDARD_TERMS, BillingTerms, PricingTable, Usage
 from aegis.core.receipt_trail import CallSubject, Outcome, ReceiptTrail, UsageSource
 from aegis.core.receipts import (
     Decision,
@@ -42,7 +42,7 @@ from aegis.core.receipts import (
     Signer,
     new_receipt_id,
 )
-from aegis.core.unposted import UnpostedCharge, UnpostedJournal
+from aegis.core.unposted import UnpostedJournal
 
 __all__ = ["Gate", "GovernedCall", "Permit", "UsageSource"]
 
@@ -74,12 +74,9 @@ class Gate:
         """Where every receipt goes; records that are not calls (admin changes) are written
         with :meth:`ReceiptTrail.write` too, so they share the chain."""
         self.alerts = AlertTracker(ledger, self.trail)
+        # Charges the ledger failed to take; admissions recorded before their permits go out.
         self.unposted = journal if journal is not None else UnpostedJournal()
-        """Charges the ledger failed to take; posted again before the tenant's next admission
-        (and by :meth:`post_owed`, which the proxy runs in the background)."""
         self.admissions = admissions if admissions is not None else AdmissionLog()
-        """Every admission is recorded here before its permit is handed out, so a crash
-        leaves evidence (:meth:`recover_admissions` receipts and charges it)."""
 
     @property
     def on_receipt(self) -> Callable[[Receipt], None] | None:
@@ -138,10 +135,18 @@ class Gate:
         capability: str = "llm:invoke",
         body_sha256: str | None = None,
         policy: Policy | None = None,
+        key: KeyScope | None = None,
+        terms: BillingTerms = STANDARD_TERMS,
+        input_is_bounded: bool = True,
     ) -> Permit:
         """Check policy and reserve the worst-case cost, or deny with a receipt.
 
         ``policy``: the one :meth:`policy_for` returned, when the caller routed by it.
+        ``terms``: the tier, tool calls and modalities the request asks for (the worst case is
+        priced under them); ``input_is_bounded=False``: the model reads input the request does
+        not show, reserved by the policy's ``unseen_input_tokens``.
+        ``key``: the scope of the virtual key the call came with; it narrows the policy (its
+        allowed models must match too, its window budgets are reserved beside the tenant's).
         Raises :class:`Denied` (``PolicyDenied``, ``UnknownModelDenied``, ``BudgetExceeded``,
         ``RateLimited``), :class:`InvalidRequest`, :class:`DuplicateRequest`,
         :class:`LedgerUnavailable` or :class:`ReceiptSinkUnavailable`; every refusal is
@@ -166,9 +171,8 @@ class Gate:
         pricing = self.pricing  # one table for the whole call, even across a price reload
         estimated = 0
         try:
-            if self.unposted:
-                # Money already spent is in the books before this tenant spends more.
-                await self._post_owed(tenant_id)
+            if self.unposted:  # money already spent goes in the books before more is spent
+                await recovery.post_owed(self, tenant_id)
             plan = admission.plan(
                 policy,
                 pricing,
@@ -179,6 +183,9 @@ class Gate:
                 input_tokens=input_tokens,
                 max_output_tokens=max_output_tokens,
                 now=now,
+                key=key,
+                terms=terms,
+                input_is_bounded=input_is_bounded,
             )
             estimated = plan.estimated_nanos
             try:
@@ -198,98 +205,15 @@ class Gate:
             wrapped = LedgerUnavailable(f"ledger failed: {type(exc).__name__}: {exc}")
             await self._refuse(subject, wrapped, policy, 0)
             raise wrapped from exc
-        limits = plan.limits
-        permit = Permit(
-            receipt_id=subject.receipt_id,
-            tenant_id=tenant_id,
-            request_id=request_id,
-            run_id=run_id,
-            provider=provider,
-            model=model,
-            capability=capability,
-            input_tokens=input_tokens,
-            max_output_tokens=plan.output_tokens,
-            clamped=plan.clamped,
-            estimated_nanos=plan.estimated_nanos,
-            reserved_nanos=plan.estimated_nanos,
-            policy=policy,
-            price=plan.price,
-            pricing=pricing,
-            started_at=now,
-            started_mono=subject.started_mono,
-            body_sha256=body_sha256,
-            rate_limits=limit_statuses(list(limits), hold.spent[len(plan.budgets) :])
-            if limits
-            else (),
-            limited=bool(limits),
-        )
+        permit = Permit.admitted(subject, plan, policy, pricing, hold)
         try:
-            await self.admissions.admitted(_admission_record(permit))
-        except OSError as exc:
-            # Without the record a crash would leave a billed call without trace: refuse.
-            with suppress(Exception):
-                await self.ledger.release(tenant_id=tenant_id, hold_id=request_id)
+            await self.admissions.admitted(recovery.admission_record(permit))
+        except OSError as exc:  # without it a crash would leave a billed call untraced
+            await self.ledger.release(tenant_id=tenant_id, hold_id=request_id)
             error = LedgerUnavailable(f"the admission log cannot be written: {exc.strerror}")
             await self._refuse(subject, error, policy, estimated)
             raise error from exc
         return permit
-
-    async def recover_admissions(self) -> int:
-        """Receipt and charge the calls a crash left in flight (their admission was recorded,
-        their settlement never was): each is charged its reservation, since the provider may
-        have billed all of it. Returns how many were recovered."""
-        recovered = 0
-        for record in self.admissions.unsettled():
-            error = "the proxy stopped with the call in flight; charged its reservation"
-            late = False
-            try:
-                settlement = await self.ledger.commit(
-                    tenant_id=record.tenant_id,
-                    hold_id=record.request_id,
-                    amount_nanos=record.reserved_nanos,
-                )
-                late = settlement.late
-            except HoldAlreadyResolved:
-                # Settled before the crash (its settled record was not written yet).
-                self.admissions.settled(record.receipt_id)
-                continue
-            except HoldNotFound:
-                error += "; the ledger holds no reservation for it"
-            except Exception as exc:
-                error += f"; ledger_unsettled: {type(exc).__name__}"
-                await self.unposted.record(
-                    UnpostedCharge(record.tenant_id, record.request_id, record.reserved_nanos)
-                )
-            policy = await self.policy_provider.get_policy(tenant_id=record.tenant_id)
-            subject = CallSubject(
-                receipt_id=record.receipt_id,
-                request_id=record.request_id,
-                tenant_id=record.tenant_id,
-                run_id=record.run_id,
-                provider=record.provider,
-                model=record.model,
-                capability=record.capability,
-                started_at=record.started_at,
-                started_mono=self.clock.monotonic(),
-                body_sha256=record.body_sha256,
-            )
-            outcome = Outcome(
-                decision=Decision(True),
-                status="cancelled",
-                usage=Usage(
-                    input_tokens=record.input_tokens, output_tokens=record.max_output_tokens
-                ),
-                usage_source="reservation",
-                estimated=record.estimated_nanos,
-                reserved=record.reserved_nanos,
-                actual=record.reserved_nanos,
-                error=error,
-                late=late,
-            )
-            await self.trail.write(self.trail.receipt(subject, outcome, policy, self.pricing))
-            self.admissions.settled(record.receipt_id)
-            recovered += 1
-        return recovered
 
     async def _reserve(
         self, tenant_id: str, request_id: str, plan: admission.Reservation, policy: Policy
@@ -337,39 +261,6 @@ class Gate:
             error=error.message,
         )
         await self.trail.write(self.trail.receipt(subject, outcome, policy, self.pricing))
-
-    async def post_owed(self) -> int:
-        """Post every charge the ledger failed to take (all tenants); how many are left."""
-        for tenant_id in {c.tenant_id for c in self.unposted.owed()}:
-            try:
-                await self._post_owed(tenant_id)
-            except Exception as exc:
-                logger.warning("unposted charges still owed: %s", type(exc).__name__)
-                break
-        return len(self.unposted.owed())
-
-    async def _post_owed(self, tenant_id: str) -> None:
-        """Post the tenant's owed charges, or raise :class:`LedgerUnavailable`."""
-        for charge in self.unposted.owed(tenant_id):
-            try:
-                await self.ledger.commit(
-                    tenant_id=tenant_id,
-                    hold_id=charge.hold_id,
-                    amount_nanos=charge.amount_nanos,
-                    tokens=charge.tokens,
-                )
-            except HoldAlreadyResolved:
-                pass  # the commit that "failed" had reached the ledger after all
-            except HoldNotFound:
-                # The ledger lost the hold itself: nothing left to post against (the receipt
-                # keeps the charge for reconciliation).
-                logger.error("owed charge %s has no hold any more", charge.hold_id)
-            except AegisError:
-                raise
-            except Exception as exc:
-                raise LedgerUnavailable(f"ledger failed: {type(exc).__name__}") from exc
-            await self.unposted.posted(charge)
-            logger.info("posted the owed charge of %s for tenant %s", charge.hold_id, tenant_id)
 
     # -- settlement ----------------------------------------------------------------------
 
@@ -425,17 +316,7 @@ class Gate:
             unsettled = f"ledger_unsettled: {type(exc).__name__}"
             error = unsettled if error is None else f"{error}; {unsettled}"
             if source != "none":
-                tokens = None if usage is None else usage.input_tokens + usage.output_tokens
-                charge_owed = UnpostedCharge(
-                    permit.tenant_id,
-                    permit.request_id,
-                    charge,
-                    tokens if permit.limited else None,
-                )
-                try:
-                    await self.unposted.record(charge_owed)
-                except OSError as journal_exc:
-                    logger.error("cannot journal an unposted charge: %s", journal_exc)
+                await recovery.journal_unposted(self, permit, charge, usage)
         outcome = Outcome(
             decision=Decision(True),
             status=status,
@@ -447,6 +328,7 @@ class Gate:
             upstream_status=upstream_status,
             error=error,
             late=settlement is not None and settlement.late,
+            bound=permit.bound(usage),
         )
         receipt = self.trail.receipt(permit.subject, outcome, permit.policy, permit.pricing)
         sealed = await self.trail.write(receipt)
@@ -468,6 +350,9 @@ class Gate:
         run_id: str | None = None,
         capability: str = "llm:invoke",
         body_sha256: str | None = None,
+        key: KeyScope | None = None,
+        terms: BillingTerms = STANDARD_TERMS,
+        input_is_bounded: bool = True,
     ) -> AsyncIterator[GovernedCall]:
         """Admit, run the block, settle: an exception or cancellation releases the reservation
         (or charges the usage recorded so far) and propagates unchanged."""
@@ -481,6 +366,9 @@ class Gate:
             run_id=run_id,
             capability=capability,
             body_sha256=body_sha256,
+            key=key,
+            terms=terms,
+            input_is_bounded=input_is_bounded,
         )
         call = GovernedCall(permit)
         try:
@@ -509,22 +397,3 @@ class Gate:
             upstream_status=call.upstream_status,
             error=call.error,
         )
-
-
-def _admission_record(permit: Permit) -> AdmissionRecord:
-    return AdmissionRecord(
-        receipt_id=permit.receipt_id,
-        request_id=permit.request_id,
-        tenant_id=permit.tenant_id,
-        run_id=permit.run_id,
-        provider=permit.provider,
-        model=permit.model,
-        capability=permit.capability,
-        started_at=permit.started_at,
-        estimated_nanos=permit.estimated_nanos,
-        reserved_nanos=permit.reserved_nanos,
-        input_tokens=permit.input_tokens,
-        max_output_tokens=permit.max_output_tokens,
-        limited=permit.limited,
-        body_sha256=permit.body_sha256,
-    )

@@ -4,12 +4,17 @@ its receipt will name."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aegis.core.policy import Policy
-from aegis.core.pricing import ModelPrice, PricingTable, Usage
-from aegis.core.rate_limits import RateLimitStatus
+from aegis.core.pricing import STANDARD_TERMS, BillingTerms, ModelPrice, PricingTable, Usage
+from aegis.core.rate_limits import RateLimitStatus, limit_statuses
 from aegis.core.receipt_trail import CallSubject, UsageSource
-from aegis.core.receipts import Receipt, ReceiptStatus
+from aegis.core.receipts import Bound, Receipt, ReceiptStatus
+
+if TYPE_CHECKING:
+    from aegis.core.admission import Reservation
+    from aegis.core.ledger import Hold
 
 __all__ = ["GovernedCall", "Permit"]
 
@@ -44,11 +49,75 @@ class Permit:
     """The tightest per-minute request and token limits after this call's reservation."""
     limited: bool = False
     """The hold includes rate-limit accounts (the commit reports the real token count)."""
+    terms: BillingTerms = STANDARD_TERMS
+    """The tier, tool calls and modalities the reservation was priced under."""
+    unseen_input_tokens: int = 0
+    """The part of ``input_tokens`` allowed for input the request does not show."""
+
+    @classmethod
+    def admitted(
+        cls,
+        subject: CallSubject,
+        plan: Reservation,
+        policy: Policy,
+        pricing: PricingTable,
+        hold: Hold,
+    ) -> Permit:
+        """The permit of a call whose ``plan`` the ledger holds as ``hold``."""
+        limits = plan.limits
+        return cls(
+            receipt_id=subject.receipt_id,
+            tenant_id=subject.tenant_id,
+            request_id=subject.request_id,
+            run_id=subject.run_id,
+            provider=subject.provider,
+            model=subject.model,
+            capability=subject.capability,
+            input_tokens=plan.input_tokens,
+            max_output_tokens=plan.output_tokens,
+            clamped=plan.clamped,
+            estimated_nanos=plan.estimated_nanos,
+            reserved_nanos=plan.estimated_nanos,
+            policy=policy,
+            price=plan.price,
+            pricing=pricing,
+            started_at=subject.started_at,
+            started_mono=subject.started_mono,
+            body_sha256=subject.body_sha256,
+            rate_limits=limit_statuses(list(limits), hold.spent[len(plan.budgets) :])
+            if limits
+            else (),
+            limited=bool(limits),
+            terms=plan.terms,
+            unseen_input_tokens=plan.unseen_input_tokens,
+        )
 
     @property
     def worst_case(self) -> Usage:
         """The usage the reservation is the price of: what a call of unknown usage is charged."""
-        return Usage(input_tokens=self.input_tokens, output_tokens=self.max_output_tokens)
+        return Usage(
+            input_tokens=self.input_tokens,
+            output_tokens=self.max_output_tokens,
+            tool_calls=self.terms.tool_calls,
+            service_tier=self.terms.service_tier,
+        )
+
+    def bound(self, usage: Usage | None) -> Bound:
+        """What the reservation was computed from, and whether ``usage`` went beyond it (more
+        tokens, or more tool calls of a kind than the reservation held fees for)."""
+        allowed = dict(self.terms.tool_calls)
+        exceeded = usage is not None and (
+            usage.input_tokens > self.input_tokens
+            or usage.output_tokens > self.max_output_tokens
+            or any(n > allowed.get(kind, 0) for kind, n in usage.tool_calls)
+        )
+        return Bound(
+            self.input_tokens,
+            self.max_output_tokens,
+            self.unseen_input_tokens,
+            exceeded,
+            self.terms,
+        )
 
     @property
     def subject(self) -> CallSubject:

@@ -12,6 +12,7 @@ from typing import Final
 from aiohttp import web
 
 from aegis.core import Gate, InMemoryPolicyProvider
+from aegis.core.recovery import post_all_owed, recover_admissions
 from aegis.proxy import (
     admin,
     gemini_api,
@@ -24,6 +25,7 @@ from aegis.proxy import (
 from aegis.proxy.alert_webhook import alert_webhook_context
 from aegis.proxy.auth import KeyIndex
 from aegis.proxy.config import Settings
+from aegis.proxy.control_plane import control_plane_context, plane_for
 from aegis.proxy.errors import error_middleware
 from aegis.proxy.governance import (
     build_pricing,
@@ -33,11 +35,12 @@ from aegis.proxy.governance import (
     open_trail,
     receipt_signer,
 )
-from aegis.proxy.idempotency import IdempotencyStore
+from aegis.proxy.idempotency import IdempotencyStore, RedisIdempotencyStore
 from aegis.proxy.operator import OPERATOR, Operator, operator_context, operator_middleware
 from aegis.proxy.ratelimit_headers import add_rate_limit_headers
 from aegis.proxy.routing import Router
 from aegis.proxy.state import (
+    CONTROL,
     GATE,
     IDEMPOTENCY,
     KEYS,
@@ -62,7 +65,7 @@ def apply_settings(app: web.Application, settings: Settings) -> None:
     if KEYS in app:
         app[KEYS].apply(settings)
     else:
-        app[KEYS] = KeyIndex.from_settings(settings)
+        app[KEYS] = KeyIndex.from_settings(settings, app[CONTROL])
     operator = app.get(OPERATOR)
     if operator is not None:
         operator.apply(settings)
@@ -86,7 +89,7 @@ async def _governance(app: web.Application) -> AsyncIterator[None]:
     if operator is not None:
         operator.receipts_path = trail  # this replica's own trail (verify, dashboard)
     app[GATE] = Gate(
-        policy_provider=app[POLICIES],
+        policy_provider=app[CONTROL],
         ledger=ledger,
         pricing=app[ROUTER].pricing,
         signer=signer,
@@ -97,7 +100,7 @@ async def _governance(app: web.Application) -> AsyncIterator[None]:
         admissions=open_admission_log(settings, trail),
     )
     # Calls a crash left in flight are receipted and charged before anything new is served.
-    recovered = await app[GATE].recover_admissions()
+    recovered = await recover_admissions(app[GATE])
     if recovered:
         logger.warning("%d call(s) left in flight by a crash were receipted and charged", recovered)
     poster = asyncio.create_task(_post_owed(app[GATE]))
@@ -117,7 +120,7 @@ async def _post_owed(gate: Gate) -> None:
     while True:
         await asyncio.sleep(_POST_OWED_EVERY_S)
         if gate.unposted:
-            await gate.post_owed()
+            await post_all_owed(gate)
 
 
 async def _upstreams(app: web.Application) -> AsyncIterator[None]:
@@ -130,6 +133,10 @@ async def _upstreams(app: web.Application) -> AsyncIterator[None]:
     await asyncio.gather(*(u.close() for u in app[UPSTREAMS].values()))
 
 
+async def _close_idempotency(app: web.Application) -> None:
+    await app[IDEMPOTENCY].close()
+
+
 def create_app(settings: Settings) -> web.Application:
     """The proxy as an aiohttp application (tests call this directly)."""
     app = web.Application(
@@ -139,9 +146,19 @@ def create_app(settings: Settings) -> web.Application:
     pricing = build_pricing(settings)
     app[ROUTER] = Router(settings.providers, pricing, settings.default_provider)
     app[POLICIES] = InMemoryPolicyProvider()
-    app[IDEMPOTENCY] = IdempotencyStore()
+    app[CONTROL] = plane_for(settings, app[POLICIES])
+    if settings.ledger.backend == "redis":
+        # Shared by the replicas, like the budgets.
+        app[IDEMPOTENCY] = RedisIdempotencyStore(
+            settings.ledger.url, prefix=settings.ledger.key_prefix
+        )
+    else:
+        app[IDEMPOTENCY] = IdempotencyStore()
+    app.on_cleanup.append(_close_idempotency)
     operator = app[OPERATOR] = Operator(settings, pricing)
+    app[CONTROL].on_tenant = operator.stats.remember_tenant
     apply_settings(app, settings)
+    app.cleanup_ctx.append(control_plane_context(app[CONTROL]))
     app.cleanup_ctx.append(_governance)
     if settings.alerts.webhook_url is not None:
         app.cleanup_ctx.append(alert_webhook_context(settings.alerts))  # needs the Gate
@@ -158,6 +175,10 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(admin.routes())
     if settings.observability.metrics:
         app.add_routes(metrics_api.routes())
+        if settings.observability.metrics_listen is not None:
+            app.cleanup_ctx.append(
+                metrics_api.metrics_listener_context(settings.observability.metrics_listen)
+            )
     if settings.observability.dashboard:
         app.add_routes(web_dashboard.routes())
     return app

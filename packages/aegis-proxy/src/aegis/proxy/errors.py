@@ -18,7 +18,9 @@ Errors of aegis-core map as :func:`aegis.adapters.openai.error_for` classifies t
 (``BudgetExceeded`` → 429 with ``x-should-retry: false``, ``Denied`` → 403,
 ``DuplicateRequest`` → 409, ledger or receipt trouble → 503). The body is laid out in the
 caller's API (:mod:`aegis.proxy.apis`): OpenAI's ``{"error": {message, type, param, code}}``,
-or Google's on the Gemini routes.
+or Google's on the Gemini routes. The control-plane store's errors map as ``NotInStore`` →
+404, ``AlreadyInStore``/``VersionConflict`` → 409, ``StoreUnavailable`` → 503, and an invalid
+policy (``PolicyError``) → 400 naming the field (``policy.<field>``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,15 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from aegis.adapters.openai import error_for
-from aegis.core import AegisError, InvalidRequest
+from aegis.core import (
+    AegisError,
+    AlreadyInStore,
+    InvalidRequest,
+    NotInStore,
+    PolicyError,
+    StoreUnavailable,
+    VersionConflict,
+)
 from aegis.proxy.apis import OPENAI, ClientApi, api_of
 
 __all__ = [
@@ -147,6 +157,31 @@ def response_for(exc: AegisError, api: ClientApi) -> web.Response:
     if isinstance(exc, InvalidRequest):
         return error_response(
             400, exc.message, type="invalid_request_error", param=exc.param, api=api
+        )
+    if isinstance(exc, PolicyError):
+        return error_response(
+            400,
+            f"policy.{exc.field}: {exc.problem}",
+            type="invalid_request_error",
+            param=f"policy.{exc.field}",
+            code="invalid_policy",
+            api=api,
+        )
+    if isinstance(exc, NotInStore):
+        return error_response(
+            404, exc.message, type="not_found_error", code=f"{exc.kind}_not_found", api=api
+        )
+    if isinstance(exc, AlreadyInStore):
+        return error_response(
+            409, exc.message, type="conflict_error", code=f"{exc.kind}_exists", api=api
+        )
+    if isinstance(exc, VersionConflict):
+        return error_response(
+            409, exc.message, type="conflict_error", code="version_conflict", api=api
+        )
+    if isinstance(exc, StoreUnavailable):
+        return error_response(
+            503, exc.message, type="server_error", code="store_unavailable", api=api
         )
     reply = error_for(exc)
     return error_response(

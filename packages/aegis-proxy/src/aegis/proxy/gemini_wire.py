@@ -25,7 +25,7 @@ from aegis.adapters.gemini import (
     usage_from_response,
     with_output_limits,
 )
-from aegis.core import Gate, Permit, SseEvent, Usage, UsageSource
+from aegis.core import Gate, Permit, Policy, SseEvent, Usage, UsageSource
 from aegis.proxy.apis import GOOGLE, OPENAI
 from aegis.proxy.attempt import Failure
 from aegis.proxy.errors import BadRequest
@@ -42,16 +42,23 @@ __all__ = [
 ]
 
 
-def estimate_for(gate: Gate, body: Mapping[str, Any], model: str) -> GenerateEstimate:
-    """The worst case of a generate body for ``model``, from the model's catalogue limits
-    (a count that cannot be read as Gemini reads it is a 400 naming it)."""
+def estimate_for(
+    gate: Gate, body: Mapping[str, Any], model: str, policy: Policy | None = None
+) -> GenerateEstimate:
+    """The worst case of a generate body for ``model``, from the model's catalogue limits and
+    the policy's default output bound (which the limited body then carries); a count that
+    cannot be read as Gemini reads it is a 400 naming it."""
     price = gate.pricing.get(model)
+    model_max = price.max_output_tokens if price else 0
+    default = None if policy is None else policy.default_output_tokens(model)
+    if default is not None:
+        model_max = default if model_max <= 0 else min(default, model_max)
     try:
         return estimate_generate_content(
             body,
             model=model,
-            model_max_output_tokens=price.max_output_tokens if price else 0,
-            context_window=price.context_window if price else 0,
+            model_max_output_tokens=model_max,
+            context_window=price.input_limit if price else 0,
         )
     except UnboundedRequest as exc:
         raise BadRequest(exc.message, param=exc.param) from None
@@ -76,9 +83,12 @@ class _StreamReader:
 
     __slots__ = ("_translator", "_usage")
 
-    def __init__(self, translator: ChatStreamTranslator | None) -> None:
+    def __init__(self, translator: ChatStreamTranslator | None, permit: Permit) -> None:
         self._translator = translator
         self._usage = StreamUsage() if translator is None else translator.usage
+        # The answer names its tier in a header this reader does not see; the tier asked for
+        # is charged (a downgraded priority call is over-charged, never under).
+        self._usage.service_tier = permit.terms.service_tier
 
     def feed(self, event: SseEvent, out: bytearray) -> bool:
         if event.data is None:
@@ -102,7 +112,7 @@ class _StreamReader:
 
     def usage(self, input_bound: int, completed: bool) -> tuple[Usage, UsageSource]:
         # Gemini reports usage cumulatively in every chunk: only a finished stream's is final.
-        reported = self._usage.reported
+        reported = self._usage.usage()
         if completed and reported is not None:
             return reported, "reported"
         return self._usage.upper_bound(input_bound), "counted"
@@ -124,7 +134,7 @@ def native_exchange(
     """A Gemini-native generate call from a Gemini client."""
 
     def read_answer(raw: bytes) -> Answer:
-        return Answer(raw, usage_from_response(json_object(raw)))
+        return Answer(raw, usage_from_response(json_object(raw), permit.terms.service_tier))
 
     return Exchange(
         path=gemini_path(permit.model, action, version),
@@ -132,7 +142,9 @@ def native_exchange(
         client=GOOGLE,
         read_answer=read_answer,
         client_error=passthrough_error(permit.provider),
-        observer=(lambda: _StreamReader(None)) if action == "streamGenerateContent" else None,
+        observer=(lambda: _StreamReader(None, permit))
+        if action == "streamGenerateContent"
+        else None,
     )
 
 
@@ -140,9 +152,13 @@ def embed_exchange(raw: bytes, permit: Permit, *, version: str, action: str) -> 
     """A Gemini embedding call, forwarded as sent."""
 
     def read_answer(body: bytes) -> Answer:
-        json_object(body)
-        # Gemini's embedding answers carry no usage: the input bound is the bill.
-        return Answer(body, Usage(input_tokens=permit.input_tokens), "counted")
+        # The Gemini API answers an embedding call with usageMetadata.promptTokenCount (the
+        # google-genai SDK reads it as EmbedContentResponse.usage_metadata): that count is the
+        # bill. An answer without it is charged the input's byte bound, which always holds.
+        usage = usage_from_response(json_object(body))
+        if usage is None:
+            return Answer(body, Usage(input_tokens=permit.input_tokens), "counted")
+        return Answer(body, usage)
 
     return Exchange(
         path=gemini_path(permit.model, action, version),
@@ -186,7 +202,7 @@ def translated_exchange(
         except ResponseTranslationError as exc:
             raise ValueError(exc.message) from exc
         body = json.dumps(completion, separators=(",", ":"), ensure_ascii=False).encode()
-        return Answer(body, usage_from_response(data), passthrough=False)
+        return Answer(body, usage_from_response(data, permit.terms.service_tier), passthrough=False)
 
     def observer() -> _StreamReader:
         return _StreamReader(
@@ -195,7 +211,8 @@ def translated_exchange(
                 include_usage=translated.include_usage,
                 parallel_tool_calls=translated.parallel_tool_calls,
                 n=translated.n,
-            )
+            ),
+            permit,
         )
 
     action = "streamGenerateContent" if stream else "generateContent"

@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from aiohttp import web
 
-from aegis.adapters.gemini import TranslationError, chat_request_to_gemini
+from aegis.adapters.gemini import (
+    TranslationError,
+    billing_terms as gemini_billing_terms,
+    chat_request_to_gemini,
+)
 from aegis.adapters.openai import (
     InvalidRequestBody,
+    billing_terms,
     estimate_chat_request,
     estimate_embeddings_request,
     estimate_responses_request,
@@ -70,7 +76,7 @@ async def governed(request: web.Request, endpoint: Endpoint) -> web.StreamRespon
     if idem_key is None or stream:
         return await _governed(request, endpoint, call)
     store = request.app[IDEMPOTENCY]
-    stored = store.begin(call.tenant_id, idem_key, call.raw)
+    stored = await store.begin(call.tenant_id, idem_key, call.raw)
     if stored is not None:
         return web.Response(
             status=stored.status,
@@ -85,7 +91,7 @@ async def governed(request: web.Request, endpoint: Endpoint) -> web.StreamRespon
         if isinstance(response, web.Response) and isinstance(response.body, bytes):
             stored = StoredResponse(response.status, response.body, dict(response.headers))
         # Nothing stored (a refusal or a crash): the key stays free for a retry.
-        store.finish(call.tenant_id, idem_key, stored)
+        await store.finish(call.tenant_id, idem_key, stored)
     return response
 
 
@@ -111,13 +117,20 @@ async def _governed(
             return await _prepare_gemini(scope, attempt, request_id)
         price = gate.pricing.get(attempt.model)
         model_max = price.max_output_tokens if price is not None else 0
+        # A request without an output limit gets the policy's default for the model (the
+        # rewrite below sends it), rather than the model's whole maximum.
+        default = scope.policy.default_output_tokens(attempt.model)
+        if default is not None and model_max > 0:
+            default = min(default, model_max)
         permit = await scope.admit(
             attempt,
             request_id,
             input_tokens=estimate.input_tokens,
             max_output_tokens=None
             if endpoint.rewrite is None
-            else estimate.output_tokens(model_max),
+            else estimate.output_tokens(model_max if default is None else default),
+            terms=billing_terms(call.body),
+            input_is_bounded=estimate.input_is_bounded,
         )
         same_model = attempt.model == model
         body = call.body if same_model else {**call.body, "model": attempt.model}
@@ -153,13 +166,15 @@ async def _prepare_gemini(
         translated = chat_request_to_gemini(scope.call.body)
     except TranslationError as exc:
         raise BadRequest(exc.message, param=exc.param, code=exc.code) from None
-    estimate = estimate_for(scope.gate, translated.body, attempt.model)
+    estimate = estimate_for(scope.gate, translated.body, attempt.model, scope.policy)
     permit = await scope.admit(
         attempt,
         request_id,
         input_tokens=estimate.input_tokens,
         max_output_tokens=estimate.output_tokens,
         capability="llm:stream" if translated.stream else "llm:invoke",
+        terms=gemini_billing_terms(translated.body),
+        input_is_bounded=estimate.input_is_bounded,
     )
     return permit, translated_exchange(translated, estimate, permit)
 
@@ -182,13 +197,14 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
 
 async def models(request: web.Request) -> web.Response:
     """The models the calling tenant may use (priced, allowed, and served by a provider)."""
-    tenant_id = request.app[KEYS].authenticate(request)
+    tenant_id = (await request.app[KEYS].authenticate(request)).tenant_id
     gate = request.app[GATE]
     policy = await gate.policy_provider.get_policy(tenant_id=tenant_id)
     if policy is None:
         return web.json_response({"object": "list", "data": []})
     router = request.app[ROUTER]
     created = int(time.time())
+    today = datetime.fromtimestamp(gate.clock.time(), UTC).date()
     data = [
         {
             "id": model,
@@ -197,7 +213,9 @@ async def models(request: web.Request) -> web.Response:
             "owned_by": router.owner(model, policy) or "aegis",
         }
         for model in gate.pricing.models()
-        if policy.allows_model(model) and router.owner(model, policy) is not None
+        if policy.allows_model(model)
+        and router.owner(model, policy) is not None
+        and not gate.pricing.price(model).is_retired(today)  # refused: not offered
     ]
     return web.json_response({"object": "list", "data": data})
 

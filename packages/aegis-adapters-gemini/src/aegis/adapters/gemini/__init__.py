@@ -46,8 +46,15 @@ from .estimate import (
     with_output_limits,
 )
 from .sse import SseParser
+from .terms import SEARCH_QUERIES_RESERVED, billing_terms
 from .upstream_errors import GOOGLE_STATUS, GeminiError, openai_error_body, parse_error_body
-from .usage import StreamUsage, usage_from_metadata, usage_from_response
+from .usage import (
+    StreamUsage,
+    grounding_calls,
+    service_tier_from_header,
+    usage_from_metadata,
+    usage_from_response,
+)
 
 if TYPE_CHECKING:
     from .governed import (
@@ -85,6 +92,7 @@ __all__ = [
     "GOOGLE_STATUS",
     "MEDIA_PART_MIN_TOKENS",
     "PROVIDER",
+    "SEARCH_QUERIES_RESERVED",
     "SSE_DONE",
     "ChatStreamTranslator",
     "GeminiAdapterError",
@@ -101,6 +109,7 @@ __all__ = [
     "TranslationError",
     "UnboundedRequest",
     "WireError",
+    "billing_terms",
     "chat_request_to_gemini",
     "embed_content_via_gate",
     "embeddings_request_to_gemini",
@@ -111,12 +120,14 @@ __all__ = [
     "gemini_response_to_chat",
     "generate_content_stream_via_gate",
     "generate_content_via_gate",
+    "grounding_calls",
     "is_thinking_model",
     "new_completion_id",
     "openai_error_body",
     "openai_usage",
     "output_limits",
     "parse_error_body",
+    "service_tier_from_header",
     "sse_event",
     "stream_error_event",
     "usage_from_metadata",

@@ -6,17 +6,23 @@ base64 length (Gemini bills 258 tokens per image tile, 32 per second of audio, 2
 page: each far fewer than the bytes that encode them), with a floor of
 :data:`MEDIA_PART_MIN_TOKENS` per part. Inline video is billed per sampled frame, which bytes do
 not bound: it is bounded by its clip length (``videoMetadata`` offsets) x fps x
-:data:`VIDEO_FRAME_TOKENS`, else by the context window. What cannot be seen from the request
-(``fileData`` URIs, ``cachedContent``, search or code-execution results fed back into the
-prompt) is bounded by the model's context window, and so is the total, since Gemini rejects
-longer prompts.
+:data:`VIDEO_FRAME_TOKENS`, else by the context window. A ``fileData`` URI is bounded by the
+model's context window, and so is the total, since Gemini rejects longer prompts. Input the
+request makes the model read without holding it (``cachedContent``, search or code-execution
+results) marks the estimate unbounded (:attr:`GenerateEstimate.input_is_bounded`): the Gate
+adds the policy's allowance for it.
 
 Output: ``candidateCount`` * (``maxOutputTokens`` + thinking allowance). Thinking tokens are
 billed as output and are not bounded by ``maxOutputTokens`` on every model, so a thinking
 model's allowance is ``thinkingConfig.thinkingBudget`` when the request sets a positive one,
-nothing when it sets ``0``, and otherwise (unset, ``-1`` for dynamic, or a ``thinkingLevel``)
-the model's maximum output, a conservative default. Every model is assumed to think except the
-families known not to (:func:`is_thinking_model`).
+nothing when it sets ``0``. Otherwise, on the Gemini 2.5 models (whose thinking budget range is
+published) the allowance is what the request itself sends, its ``maxOutputTokens`` (or the
+output bound it is given), fitted to the model's budget range, and the limited request then
+carries it as ``thinkingBudget``, so the provider is held to it; on other models (unset, ``-1``
+for dynamic, or a ``thinkingLevel``) it is the model's maximum output, a conservative default.
+Gemini may think a little past a budget, so a budget is reserved with a margin of
+:data:`THINKING_OVERSHOOT_DIVISOR`. Every model is assumed to think except the families known
+not to (:func:`is_thinking_model`).
 
 Counts are read the way Gemini reads them (proto3 JSON: ``8``, ``"8"`` and ``8.0`` are all
 eight candidates); a count that cannot be read so is refused (:class:`UnboundedRequest`),
@@ -40,6 +46,7 @@ from .errors import UnboundedRequest
 __all__ = [
     "MAX_VIDEO_FPS",
     "MEDIA_PART_MIN_TOKENS",
+    "THINKING_OVERSHOOT_DIVISOR",
     "VIDEO_AUDIO_TOKENS_PER_S",
     "VIDEO_FRAME_TOKENS",
     "GenerateEstimate",
@@ -64,6 +71,16 @@ UNBOUNDED_TOOLS: Final = frozenset(
 )
 """Built-in tools whose results enter the prompt (``toolUsePromptTokenCount``) unseen."""
 _NON_THINKING_PREFIXES: Final = ("gemini-1.", "gemini-2.0-", "gemma-", "learnlm-")
+# The thinkingBudget each Gemini 2.5 model accepts (ai.google.dev thinking guide), longest
+# prefix first so flash-lite is not read as flash.
+_THINKING_BUDGET_RANGES: Final = (
+    ("gemini-2.5-flash-lite", 512, 24_576),
+    ("gemini-2.5-flash", 1, 24_576),
+    ("gemini-2.5-pro", 128, 32_768),
+)
+THINKING_OVERSHOOT_DIVISOR: Final = 32
+"""A thinking budget is reserved with 1/32 more: thinking has been seen to run past a budget
+(10 clamped calls committed 0.8% over their reservations)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +92,14 @@ class GenerateEstimate:
     max_output_tokens: int
     """``maxOutputTokens`` per candidate: the request's, else the model's maximum."""
     thinking_tokens: int
-    """Thinking allowance per candidate, on top of ``max_output_tokens``."""
+    """Thinking allowance per candidate, on top of ``max_output_tokens`` (its margin included)."""
     candidate_count: int = 1
+    thinking_budget: int | None = None
+    """The ``thinkingBudget`` the limited request must carry (the request set none, and the
+    allowance was bounded by what it does send), or ``None``."""
+    input_is_bounded: bool = True
+    """``False`` when the model also reads input the body does not hold (``cachedContent``,
+    search results): the Gate then adds the policy's allowance for it."""
 
     @property
     def output_tokens(self) -> int:
@@ -185,19 +208,40 @@ def _content_tokens(content: Any, context_window: int) -> int:
     return total
 
 
-def _thinking_allowance(model: str, config: Mapping[str, Any], model_max_output: int) -> int:
+def _with_margin(budget: int) -> int:
+    return budget + -(-budget // THINKING_OVERSHOOT_DIVISOR)
+
+
+def _budget_range(model: str) -> tuple[int, int] | None:
+    name = model.rsplit("/", 1)[-1]
+    for prefix, low, high in _THINKING_BUDGET_RANGES:
+        if name.startswith(prefix):
+            return low, high
+    return None
+
+
+def _thinking_allowance(
+    model: str, config: Mapping[str, Any], model_max_output: int, max_output: int
+) -> tuple[int, int | None]:
+    """``(allowance, budget to send)``: see the module docstring."""
     thinking = field(config, "thinkingConfig")
     budget = None
     if isinstance(thinking, Mapping):
         budget = _count(thinking, "thinkingBudget", "generationConfig.thinkingConfig")
     if budget is not None:
         if budget == 0:
-            return 0
+            return 0, None
         if budget > 0:
-            return budget
+            return _with_margin(budget), None
+    level = field(thinking, "thinkingLevel") if isinstance(thinking, Mapping) else None
+    limits = _budget_range(model)
+    if budget is None and level is None and limits is not None:
+        low, high = limits
+        chosen = max(low, min(max_output, high))
+        return _with_margin(chosen), chosen
     if is_thinking_model(model) or isinstance(thinking, Mapping):
-        return model_max_output
-    return 0
+        return model_max_output, None
+    return 0, None
 
 
 def _count(obj: Mapping[str, Any], name: str, where: str) -> int | None:
@@ -229,6 +273,7 @@ def estimate_generate_content(
     """
     window = context_window if context_window > 0 else 1 << 62
     total = REPLY_OVERHEAD_TOKENS
+    bounded = True
     contents = body.get("contents")
     if isinstance(contents, Sequence) and not isinstance(contents, str):
         for content in contents:
@@ -244,23 +289,27 @@ def estimate_generate_content(
             and any(field(tool, name) is not None for name in UNBOUNDED_TOOLS)
             for tool in tools
         ):
-            total += window
+            bounded = False
     tool_config = field(body, "toolConfig")
     if tool_config is not None:
         total += _json_len(tool_config)
     if field(body, "cachedContent"):
-        total += window
+        bounded = False
     config = field(body, "generationConfig")
     if not isinstance(config, Mapping):
         config = {}
     max_output = _count(config, "maxOutputTokens", "generationConfig")
+    # Unset or not positive: Gemini's own default, which the model's maximum bounds.
+    max_output = max_output if max_output and max_output > 0 else model_max_output_tokens
     candidates = _count(config, "candidateCount", "generationConfig")
+    thinking, budget = _thinking_allowance(model, config, model_max_output_tokens, max_output)
     return GenerateEstimate(
         input_tokens=min(total, window),
-        # Unset or not positive: Gemini's own default, which the model's maximum bounds.
-        max_output_tokens=max_output if max_output and max_output > 0 else model_max_output_tokens,
-        thinking_tokens=_thinking_allowance(model, config, model_max_output_tokens),
+        max_output_tokens=max_output,
+        thinking_tokens=thinking,
         candidate_count=max(1, candidates or 1),
+        input_is_bounded=bounded,
+        thinking_budget=budget,
     )
 
 
@@ -296,13 +345,15 @@ def output_limits(estimate: GenerateEstimate, granted_output_tokens: int) -> Out
     """
     count = estimate.candidate_count
     if granted_output_tokens >= estimate.output_tokens:
-        return OutputLimits(estimate.max_output_tokens, None, count)
+        return OutputLimits(estimate.max_output_tokens, estimate.thinking_budget, count)
     share = max(1, granted_output_tokens // count)
     if estimate.thinking_tokens == 0:
         return OutputLimits(share, None, count)
     whole = estimate.max_output_tokens + estimate.thinking_tokens
     thinking = min(share * estimate.thinking_tokens // whole, share - 1)
-    return OutputLimits(share - thinking, thinking, count)
+    # The budget sent leaves room for the overshoot margin inside the thinking share.
+    budget = thinking * THINKING_OVERSHOOT_DIVISOR // (THINKING_OVERSHOOT_DIVISOR + 1)
+    return OutputLimits(share - thinking, budget, count)
 
 
 def with_output_limits(body: Mapping[str, Any], limits: OutputLimits) -> dict[str, Any]:

@@ -56,7 +56,10 @@ from aegis.adapters.openai.rewrite import (
     rewrite_chat_request,
     rewrite_responses_request,
 )
+from aegis.adapters.openai.terms import SEARCH_CALLS_RESERVED, billing_terms
 from aegis.adapters.openai.usage import (
+    service_tier_from_wire,
+    tool_calls_from_output,
     usage_from_chat,
     usage_from_chat_completion,
     usage_from_embeddings,
@@ -101,6 +104,7 @@ __all__ = [
     "MAX_RETRY_AFTER_S",
     "RESPONSES_TERMINAL_EVENTS",
     "SCHEMA_OVERHEAD_TOKENS",
+    "SEARCH_CALLS_RESERVED",
     "ChatLimitField",
     "ChatStreamReader",
     "ErrorReply",
@@ -115,6 +119,7 @@ __all__ = [
     "SseEvent",
     "SseParser",
     "StreamEvent",
+    "billing_terms",
     "chat_completions_via_gate",
     "embeddings_via_gate",
     "error_body",
@@ -129,7 +134,9 @@ __all__ = [
     "retry_after_s",
     "rewrite_chat_request",
     "rewrite_responses_request",
+    "service_tier_from_wire",
     "should_retry",
+    "tool_calls_from_output",
     "usage_from_chat",
     "usage_from_chat_completion",
     "usage_from_embeddings",
