@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from aegis.core.admission_log import AdmissionLog, AdmissionRecord
 from aegis.core.alerts import BudgetAlert
 from aegis.core.catalogue import default_pricing_table
+from aegis.core.checkpoint_copy import CheckpointCopy
 from aegis.core.checkpoints import Checkpoint
 from aegis.core.clock import Clock, ManualClock, SystemClock
 from aegis.core.control import (
@@ -117,6 +119,7 @@ from aegis.core.sqlite_ledger import SqliteLedger
 from aegis.core.sqlite_sink import SqliteReceiptSink
 from aegis.core.sqlite_store import SqliteControlStore
 from aegis.core.sse import SseEvent, SseParser
+from aegis.core.unposted import UnpostedCharge, UnpostedJournal
 from aegis.core.verify import (
     EXIT_INTACT,
     EXIT_TAMPERED,
@@ -151,6 +154,8 @@ __all__ = [
     "TOOL_KINDS",
     "Account",
     "AccountUnit",
+    "AdmissionLog",
+    "AdmissionRecord",
     "AegisError",
     "AlreadyInStore",
     "Balance",
@@ -161,6 +166,7 @@ __all__ = [
     "CallSubject",
     "Change",
     "Checkpoint",
+    "CheckpointCopy",
     "Clock",
     "ConfigError",
     "ControlStore",
@@ -241,6 +247,8 @@ __all__ = [
     "TrailSummary",
     "UnknownModel",
     "UnknownModelDenied",
+    "UnpostedCharge",
+    "UnpostedJournal",
     "Usage",
     "UsageSource",
     "VerifyReport",
