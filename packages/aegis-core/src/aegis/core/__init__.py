@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from aegis.core.admission_log import AdmissionLog, AdmissionRecord
 from aegis.core.alerts import BudgetAlert
 from aegis.core.catalogue import default_pricing_table
 from aegis.core.chat_wire import (
@@ -28,6 +29,7 @@ from aegis.core.chat_wire import (
     split_data_url,
     usage_chunk,
 )
+from aegis.core.checkpoint_copy import CheckpointCopy
 from aegis.core.checkpoints import Checkpoint
 from aegis.core.clock import Clock, ManualClock, SystemClock
 from aegis.core.control import (
@@ -77,7 +79,7 @@ from aegis.core.estimate import (
 )
 from aegis.core.file_sink import FileReceiptSink
 from aegis.core.gate import Gate, GovernedCall, Permit, UsageSource
-from aegis.core.governed import GovernedResponse
+from aegis.core.governed import GovernedResponse, GovernedStream, StreamState
 from aegis.core.ids import new_id
 from aegis.core.keyring import KEYS_ENV, Keyring
 from aegis.core.ledger import (
@@ -141,6 +143,7 @@ from aegis.core.sqlite_ledger import SqliteLedger
 from aegis.core.sqlite_sink import SqliteReceiptSink
 from aegis.core.sqlite_store import SqliteControlStore
 from aegis.core.sse import SseEvent, SseParser
+from aegis.core.unposted import UnpostedCharge, UnpostedJournal
 from aegis.core.verify import (
     EXIT_INTACT,
     EXIT_TAMPERED,
@@ -178,6 +181,8 @@ __all__ = [
     "TOOL_KINDS",
     "Account",
     "AccountUnit",
+    "AdmissionLog",
+    "AdmissionRecord",
     "AegisError",
     "AlreadyInStore",
     "Balance",
@@ -190,6 +195,7 @@ __all__ = [
     "ChatOptions",
     "ChatToolChoice",
     "Checkpoint",
+    "CheckpointCopy",
     "Clock",
     "ConfigError",
     "ControlStore",
@@ -205,6 +211,7 @@ __all__ = [
     "Gate",
     "GovernedCall",
     "GovernedResponse",
+    "GovernedStream",
     "HmacSha256Signer",
     "Hold",
     "HoldAlreadyResolved",
@@ -263,6 +270,7 @@ __all__ = [
     "Statement",
     "StoreError",
     "StoreUnavailable",
+    "StreamState",
     "SystemClock",
     "TenantRecord",
     "TierPrice",
@@ -271,6 +279,8 @@ __all__ = [
     "TrailSummary",
     "UnknownModel",
     "UnknownModelDenied",
+    "UnpostedCharge",
+    "UnpostedJournal",
     "Usage",
     "UsageSource",
     "VerifyReport",

@@ -54,6 +54,11 @@ class ServerSettings:
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 600.0
     drain_timeout_s: float = 30.0
+    abandoned_read_s: float = 30.0
+    """A stream the client left is read on for its usage this long at most (else the call
+    is charged its reservation)."""
+    abandoned_read_bytes: int = 4 * 1024 * 1024
+    """... and this many bytes at most."""
     workers: int = 1
     """Processes serving the port (``0``: one per core); see :mod:`aegis.proxy.workers`."""
     event_loop: str = "auto"
@@ -77,6 +82,8 @@ class LedgerSettings:
     """``redis`` backend: where this replica records the data set's epoch, so that a Redis
     that lost its data is noticed (and refused) even after the replica restarts."""
     key_prefix: str = "aegis"
+    busy_timeout_ms: int = 10_000
+    """``sqlite`` backend: how long a write waits for a lock before the ledger fails."""
 
 
 StoreBackend = Literal["sqlite", "postgres", "none"]
@@ -134,6 +141,9 @@ class ReceiptSettings:
     one fsync); ``group``: fsync at most every ``group_commit_ms``, a crash losing at most
     that window of receipts."""
     group_commit_ms: float = 50.0
+    checkpoint_copy: Path | None = None
+    """A second file every checkpoint is also appended to (another volume, storage the
+    trail's host cannot rewrite): the evidence of a cut tail that survives the cut."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +173,10 @@ class AlertSettings:
     """Attempts per alert before it is given up (and logged as lost)."""
     webhook_backoff_s: float = 1.0
     """Wait after the first failed attempt; doubles after each further one."""
+    webhook_key_id: str = "aegis-webhook-1"
+    """Names the key that signs deliveries (its own: never the receipt key)."""
+    webhook_secret_env: str = "AEGIS_WEBHOOK_SECRET"
+    """The variable holding the webhook signing secret (unset: generated beside the receipts)."""
 
 
 TracingMode = Literal["off", "global", "console", "otlp"]
@@ -325,6 +339,8 @@ def parse_settings(data: Mapping[str, Any], *, source: Path | None = None) -> Se
         connect_timeout_s=float(r.typed(s, "connect_timeout_s", "server", (int, float), 5.0)),
         read_timeout_s=float(r.typed(s, "read_timeout_s", "server", (int, float), 600.0)),
         drain_timeout_s=float(r.typed(s, "drain_timeout_s", "server", (int, float), 30.0)),
+        abandoned_read_s=float(r.typed(s, "abandoned_read_s", "server", (int, float), 30.0)),
+        abandoned_read_bytes=r.typed(s, "abandoned_read_bytes", "server", int, 4 * 1024 * 1024),
         workers=r.typed(s, "workers", "server", int, 1),
         event_loop=r.choice(s, "event_loop", "server", ("auto", "uvloop", "asyncio"), "auto"),
     )
@@ -344,6 +360,7 @@ def parse_settings(data: Mapping[str, Any], *, source: Path | None = None) -> Se
         url=r.typed(lg, "url", "ledger", str, "redis://127.0.0.1:6379/0"),
         epoch_path=r.path(r.typed(lg, "epoch_path", "ledger", str, ".aegis/redis-epoch")),
         key_prefix=r.typed(lg, "key_prefix", "ledger", str, "aegis"),
+        busy_timeout_ms=r.typed(lg, "busy_timeout_ms", "ledger", int, 10_000),
     )
     if not ledger.url.startswith(("redis://", "rediss://", "unix://")):
         # The URL itself is not echoed: it may carry a password.
@@ -362,6 +379,9 @@ def parse_settings(data: Mapping[str, Any], *, source: Path | None = None) -> Se
         secret_env=r.typed(rc, "secret_env", "receipts", str, "AEGIS_RECEIPT_SECRET"),
         durability=r.choice(rc, "durability", "receipts", ("fsync", "group"), "fsync"),
         group_commit_ms=float(r.typed(rc, "group_commit_ms", "receipts", (int, float), 50.0)),
+        checkpoint_copy=r.path(r.typed(rc, "checkpoint_copy", "receipts", str, ""))
+        if rc.get("checkpoint_copy")
+        else None,
     )
 
     default_provider = r.typed(r.table(data, "routing"), "default_provider", "routing", str, None)
@@ -562,6 +582,8 @@ def _alerts(r: _Reader, table: Mapping[str, Any]) -> AlertSettings:
         webhook_timeout_s=float(r.typed(table, "webhook_timeout_s", where, (int, float), 5.0)),
         webhook_attempts=r.typed(table, "webhook_attempts", where, int, 6),
         webhook_backoff_s=float(r.typed(table, "webhook_backoff_s", where, (int, float), 1.0)),
+        webhook_key_id=r.typed(table, "webhook_key_id", where, str, "aegis-webhook-1"),
+        webhook_secret_env=r.typed(table, "webhook_secret_env", where, str, "AEGIS_WEBHOOK_SECRET"),
     )
     if settings.webhook_timeout_s <= 0:
         r.problem(f"{where}.webhook_timeout_s", "must be above 0")

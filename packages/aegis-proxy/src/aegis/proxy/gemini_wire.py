@@ -15,6 +15,7 @@ from aegis.adapters.gemini import (
     GenerateEstimate,
     ResponseTranslationError,
     StreamUsage,
+    UnboundedRequest,
     estimate_generate_content,
     gemini_response_to_chat,
     openai_error_body,
@@ -26,6 +27,7 @@ from aegis.adapters.gemini import (
 )
 from aegis.core import Gate, Permit, Policy, SseEvent, Usage, UsageSource
 from aegis.proxy.apis import GOOGLE, OPENAI
+from aegis.proxy.errors import BadRequest
 from aegis.proxy.exchange import Answer, Exchange
 from aegis.proxy.openai_wire import json_object, openai_failure, passthrough_error
 
@@ -42,18 +44,22 @@ def estimate_for(
     gate: Gate, body: Mapping[str, Any], model: str, policy: Policy | None = None
 ) -> GenerateEstimate:
     """The worst case of a generate body for ``model``, from the model's catalogue limits and
-    the policy's default output bound (which the limited body then carries)."""
+    the policy's default output bound (which the limited body then carries); a count that
+    cannot be read as Gemini reads it is a 400 naming it."""
     price = gate.pricing.get(model)
     model_max = price.max_output_tokens if price else 0
     default = None if policy is None else policy.default_output_tokens(model)
     if default is not None:
         model_max = default if model_max <= 0 else min(default, model_max)
-    return estimate_generate_content(
-        body,
-        model=model,
-        model_max_output_tokens=model_max,
-        context_window=price.input_limit if price else 0,
-    )
+    try:
+        return estimate_generate_content(
+            body,
+            model=model,
+            model_max_output_tokens=model_max,
+            context_window=price.input_limit if price else 0,
+        )
+    except UnboundedRequest as exc:
+        raise BadRequest(exc.message, param=exc.param) from None
 
 
 def gemini_path(model: str, action: str, version: str = "v1beta") -> str:
