@@ -61,6 +61,12 @@ class ServerSettings:
     """... and this many bytes at most."""
     workers: int = 1
     """Processes serving the port (``0``: one per core); see :mod:`aegis.proxy.workers`."""
+    max_connections: int = 0
+    """Open connections at most (``0``: the descriptor limit less a reserve)."""
+    max_connections_per_client: int = 512
+    """From one address at most (``0``: no bound; behind a load balancer, raise or lift it)."""
+    header_timeout_s: float = 10.0
+    """A connection whose first request's headers take longer is closed."""
     event_loop: str = "auto"
     """``auto`` (uvloop when installed), ``uvloop`` or ``asyncio``."""
 
@@ -342,6 +348,9 @@ def parse_settings(data: Mapping[str, Any], *, source: Path | None = None) -> Se
         abandoned_read_s=float(r.typed(s, "abandoned_read_s", "server", (int, float), 30.0)),
         abandoned_read_bytes=r.typed(s, "abandoned_read_bytes", "server", int, 4 * 1024 * 1024),
         workers=r.typed(s, "workers", "server", int, 1),
+        max_connections=r.typed(s, "max_connections", "server", int, 0),
+        max_connections_per_client=r.typed(s, "max_connections_per_client", "server", int, 512),
+        header_timeout_s=float(r.typed(s, "header_timeout_s", "server", (int, float), 10.0)),
         event_loop=r.choice(s, "event_loop", "server", ("auto", "uvloop", "asyncio"), "auto"),
     )
     if not 0 <= server.port <= 65535:
