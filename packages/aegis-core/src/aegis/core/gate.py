@@ -256,7 +256,9 @@ class Gate:
             estimated=estimated,
             error=error.message,
         )
-        await self.trail.write(self.trail.receipt(subject, outcome, policy, self.pricing))
+        written = await self.trail.write(self.trail.receipt(subject, outcome, policy, self.pricing))
+        # Only once it is written: an answer never names a receipt that does not exist.
+        error.receipt_id = written.receipt_id
 
     # -- settlement ----------------------------------------------------------------------
 

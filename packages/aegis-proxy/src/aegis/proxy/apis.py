@@ -16,16 +16,25 @@ from aiohttp import web
 
 from aegis.adapters.gemini import GOOGLE_STATUS
 
-__all__ = ["API", "GOOGLE", "OPENAI", "ClientApi", "api_of"]
+__all__ = ["API", "GOOGLE", "OPENAI", "REQUEST_ID", "ClientApi", "api_of"]
 
 
 class ClientApi(Protocol):
     """How one API lays out an error."""
 
     name: str
+    budget_stop: tuple[int, str | None]
+    """The status (and google.rpc status name) of a budget stop: one its clients never retry."""
 
     def error_body(
-        self, status: int, message: str, *, type: str, code: str | None, param: str | None
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str,
+        code: str | None,
+        param: str | None,
+        status_name: str | None = None,
     ) -> bytes: ...
 
     def stream_error(self, status: int, message: str) -> bytes:
@@ -35,9 +44,20 @@ class ClientApi(Protocol):
 
 class _OpenAI:
     name = "openai"
+    budget_stop: tuple[int, str | None] = (
+        429,
+        None,
+    )  # with x-should-retry: false, which OpenAI's SDKs obey
 
     def error_body(
-        self, status: int, message: str, *, type: str, code: str | None, param: str | None
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str,
+        code: str | None,
+        param: str | None,
+        status_name: str | None = None,
     ) -> bytes:
         error = {"message": message, "type": type, "param": param, "code": code}
         return json.dumps({"error": error}).encode()
@@ -50,11 +70,23 @@ class _OpenAI:
 
 class _Google:
     name = "google"
+    budget_stop: tuple[int, str | None] = (
+        400,
+        "FAILED_PRECONDITION",
+    )  # Google's clients retry every 429
 
     def error_body(
-        self, status: int, message: str, *, type: str, code: str | None, param: str | None
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str,
+        code: str | None,
+        param: str | None,
+        status_name: str | None = None,
     ) -> bytes:
-        error = {"code": status, "message": message, "status": GOOGLE_STATUS.get(status, "UNKNOWN")}
+        name = status_name or GOOGLE_STATUS.get(status, "UNKNOWN")
+        error = {"code": status, "message": message, "status": name}
         return json.dumps({"error": error}).encode()
 
     def stream_error(self, status: int, message: str) -> bytes:
@@ -67,6 +99,9 @@ GOOGLE: Final[ClientApi] = _Google()
 
 API: web.RequestKey[ClientApi] = web.RequestKey("api")
 """Set by a handler to the API it serves (OpenAI's when unset)."""
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
+"""The request's id (the client's ``x-request-id``, else one the proxy made), set before any
+handler runs: every answer carries it, errors too."""
 
 _GEMINI_PATH: Final = re.compile(r"^/(v1beta|v1alpha|v1)/models/[^/]+:")
 

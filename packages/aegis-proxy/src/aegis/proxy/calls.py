@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from aiohttp import web
 
-from aegis.core import new_id
-from aegis.proxy.errors import BadRequest, PayloadTooLarge
+from aegis.proxy.apis import REQUEST_ID
+from aegis.proxy.errors import MAX_ID_LENGTH, BadRequest, PayloadTooLarge
 from aegis.proxy.state import KEYS, SETTINGS
 
 __all__ = ["IncomingCall", "read_call"]
-
-_MAX_ID_LENGTH: Final = 200
 
 
 @dataclass(slots=True)
@@ -34,8 +32,8 @@ def _header_id(request: web.Request, name: str) -> str | None:
     value = request.headers.get(name)
     if value is None:
         return None
-    if not value or len(value) > _MAX_ID_LENGTH or not value.isprintable():
-        raise BadRequest(f"{name} must be 1-{_MAX_ID_LENGTH} printable characters", param=name)
+    if not value or len(value) > MAX_ID_LENGTH or not value.isprintable():
+        raise BadRequest(f"{name} must be 1-{MAX_ID_LENGTH} printable characters", param=name)
     return value
 
 
@@ -63,7 +61,8 @@ async def read_call(request: web.Request) -> IncomingCall:
         raise BadRequest("'stream' must be true or false", param="stream")
     return IncomingCall(
         tenant_id=tenant_id,
-        request_id=_header_id(request, "x-request-id") or new_id(),
+        # Checked here (a bad one is a 400); the middleware made the id every answer carries.
+        request_id=_header_id(request, "x-request-id") or request[REQUEST_ID],
         run_id=_header_id(request, "x-run-id"),
         raw=raw,
         body=body,

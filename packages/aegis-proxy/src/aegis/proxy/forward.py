@@ -23,7 +23,13 @@ from aegis.proxy.exchange import Answer, Exchange, StreamObserver
 from aegis.proxy.timing import first_chunk, upstream_sent
 from aegis.proxy.upstream import Upstream
 
-__all__ = ["Streamed", "forward", "passthrough_headers", "success_headers"]
+__all__ = [
+    "UPSTREAM_REQUEST_ID",
+    "Streamed",
+    "forward",
+    "passthrough_headers",
+    "success_headers",
+]
 
 # Hop-by-hop and length headers are the proxy's own business, not the upstream's.
 _DROP_HEADERS: Final = frozenset(
@@ -37,6 +43,8 @@ _DROP_HEADERS: Final = frozenset(
         "server",
     }
 )
+UPSTREAM_REQUEST_ID: Final = "x-upstream-request-id"
+"""Where the provider's own request id goes (what its support asks for)."""
 _CLIENT_GONE: Final = (ConnectionResetError, aiohttp.ClientConnectionResetError)
 
 
@@ -61,7 +69,16 @@ class Streamed:
 
 
 def passthrough_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in headers.items() if k.lower() not in _DROP_HEADERS}
+    """The provider's headers a client may see. Its ``x-request-id`` moves to
+    ``x-upstream-request-id``: the client gets one ``x-request-id``, the proxy's."""
+    kept: dict[str, str] = {}
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower == "x-request-id":
+            kept[UPSTREAM_REQUEST_ID] = value
+        elif lower not in _DROP_HEADERS:
+            kept[name] = value
+    return kept
 
 
 def success_headers(call: IncomingCall, receipt_id: str, cost_usd: str | None) -> dict[str, str]:

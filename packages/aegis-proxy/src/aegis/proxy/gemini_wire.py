@@ -107,6 +107,17 @@ class _StreamReader:
         return b"".join(sse_event(c) for c in self._translator.finish()) + SSE_DONE
 
 
+def _answer_usage(data: Mapping[str, Any], input_bound: int) -> tuple[Usage, UsageSource]:
+    """An answer's reported usage; without ``usageMetadata``, the input bound and the
+    counted output (as a stream that ended early is billed), never the whole reservation."""
+    usage = usage_from_response(data)
+    if usage is not None:
+        return usage, "reported"
+    meter = StreamUsage()
+    meter.observe(data)
+    return meter.upper_bound(input_bound), "counted"
+
+
 def native_exchange(
     call_body: Mapping[str, Any],
     estimate: GenerateEstimate,
@@ -118,7 +129,8 @@ def native_exchange(
     """A Gemini-native generate call from a Gemini client."""
 
     def read_answer(raw: bytes) -> Answer:
-        return Answer(raw, usage_from_response(json_object(raw)))
+        usage, source = _answer_usage(json_object(raw), permit.input_tokens)
+        return Answer(raw, usage, source)
 
     return Exchange(
         path=gemini_path(permit.model, action, version),
@@ -180,7 +192,8 @@ def translated_exchange(
         except ResponseTranslationError as exc:
             raise ValueError(exc.message) from exc
         body = json.dumps(completion, separators=(",", ":"), ensure_ascii=False).encode()
-        return Answer(body, usage_from_response(data), passthrough=False)
+        usage, source = _answer_usage(data, permit.input_tokens)
+        return Answer(body, usage, source, passthrough=False)
 
     def observer() -> _StreamReader:
         return _StreamReader(

@@ -13,6 +13,8 @@ from aiohttp import web
 from aegis.adapters.gemini import TranslationError, chat_request_to_gemini
 from aegis.adapters.openai import (
     InvalidRequestBody,
+    count_chat_completion,
+    count_responses_object,
     estimate_chat_request,
     estimate_embeddings_request,
     estimate_responses_request,
@@ -44,6 +46,7 @@ CHAT: Final = Endpoint(
     rewrite=lambda body, limit: rewrite_chat_request(body, max_output_tokens=limit),
     usage_from_response=usage_from_chat_completion,
     observe=observe_chat_chunk,
+    count=count_chat_completion,
     ends_with_done=True,
 )
 RESPONSES: Final = Endpoint(
@@ -53,6 +56,7 @@ RESPONSES: Final = Endpoint(
     rewrite=lambda body, limit: rewrite_responses_request(body, max_output_tokens=limit),
     usage_from_response=usage_from_responses_object,
     observe=observe_responses_event,
+    count=count_responses_object,
 )
 EMBEDDINGS: Final = Endpoint(
     path="/embeddings",
@@ -154,6 +158,7 @@ async def _governed(
             per_choice_limit=per_choice,
             n=n,
             withhold_usage=withhold_usage,
+            input_bound=permit.input_tokens,
         )
         return permit, exchange
 

@@ -40,6 +40,8 @@ from aegis.adapters.openai.estimate import (
 from aegis.adapters.openai.meter import (
     RESPONSES_TERMINAL_EVENTS,
     OutputMeter,
+    count_chat_completion,
+    count_responses_object,
     observe_chat_chunk,
     observe_responses_event,
 )
@@ -116,6 +118,8 @@ __all__ = [
     "SseParser",
     "StreamEvent",
     "chat_completions_via_gate",
+    "count_chat_completion",
+    "count_responses_object",
     "embeddings_via_gate",
     "error_body",
     "error_for",

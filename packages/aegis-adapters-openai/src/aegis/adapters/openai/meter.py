@@ -24,6 +24,8 @@ from aegis.core import Usage, text_tokens_upper_bound
 __all__ = [
     "RESPONSES_TERMINAL_EVENTS",
     "OutputMeter",
+    "count_chat_completion",
+    "count_responses_object",
     "delta_bytes",
     "observe_chat_chunk",
     "observe_responses_event",
@@ -193,3 +195,37 @@ def observe_responses_event(meter: OutputMeter, event: Any) -> bool:
         if usage is not None:
             meter.report(usage)
     return True
+
+
+def count_chat_completion(meter: OutputMeter, completion: Any) -> None:
+    """Count the output of a whole (non-streamed) chat completion, as its stream would be
+    counted: for a server that answers without ``usage``."""
+    choices = wire_field(completion, "choices")
+    for choice in choices or ():
+        index = wire_field(choice, "index")
+        nbytes = delta_bytes(wire_field(choice, "message"))
+        if nbytes:
+            # One "delta" per choice: the whole message, never beyond the limit on its own.
+            meter.add(index if isinstance(index, int) else 0, nbytes)
+
+
+_RESPONSES_ITEM_TEXT: Final = ("text", "refusal", "arguments", "name", "input")
+
+
+def count_responses_object(meter: OutputMeter, response: Any) -> None:
+    """Count the output of a whole (non-streamed) Responses object: its messages' text and
+    refusals, tool call names and arguments, reasoning text and summaries."""
+
+    def visit(item: Any) -> None:
+        nbytes = _text_bytes(item, _RESPONSES_ITEM_TEXT)
+        if nbytes:
+            meter.add(0, nbytes)
+        for key in ("content", "summary"):
+            parts = wire_field(item, key)
+            if isinstance(parts, list):
+                for part in parts:
+                    visit(part)
+
+    output = wire_field(response, "output")
+    for item in output or ():
+        visit(item)
