@@ -9,8 +9,10 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Final
 
 from aiohttp import web
+from yarl import URL
 
 from aegis.core import AegisError
 from aegis.proxy.access_log import ACCESS_LOGGER, BufferedLineHandler
@@ -40,6 +42,14 @@ def _settings(config: str | None) -> Settings:
     return settings_from_env()
 
 
+_LOOPBACK: Final = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
+
+
+def _shown(url: URL) -> str:
+    """The URL without any user or password in it."""
+    return str(url.with_user(None)) if url.user or url.password else str(url)
+
+
 def serve(config: str | None, host: str | None, port: int | None) -> int:
     try:
         settings = _settings(config)
@@ -54,13 +64,31 @@ def serve(config: str | None, host: str | None, port: int | None) -> int:
             "and put the printed lines in your config (or .aegis/tenants.toml).",
             file=sys.stderr,
         )
+    bind_host = host or settings.server.host
+    bind_port = port if port is not None else settings.server.port
+    for provider in settings.providers.values():
+        url = URL(provider.base_url)
+        if url.port == bind_port and url.host in {bind_host, *_LOOPBACK}:
+            # OPENAI_BASE_URL set for a client of this proxy, then inherited by the proxy.
+            print(
+                f"aegis-proxy: provider {provider.name!r} would call this proxy itself "
+                f"({_shown(url)}); set its base_url in the config, or unset "
+                f"{provider.type.upper()}_BASE_URL for the proxy",
+                file=sys.stderr,
+            )
+            return 2
+        # Said at start: an upstream taken from the environment is never a surprise.
+        print(
+            f"aegis-proxy: provider {provider.name} ({provider.type}) -> {_shown(url)}",
+            file=sys.stderr,
+        )
     app = create_app(settings)
     if settings.source is not None:
         app.cleanup_ctx.append(watch_config(settings.source))  # type: ignore[arg-type]
     web.run_app(
         app,
-        host=host or settings.server.host,
-        port=port if port is not None else settings.server.port,
+        host=bind_host,
+        port=bind_port,
         shutdown_timeout=settings.server.drain_timeout_s,
         access_log=None,
         print=lambda msg: print(msg, file=sys.stderr, flush=True),
