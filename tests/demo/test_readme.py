@@ -187,15 +187,26 @@ async def test_the_quick_start_curl_and_both_sdks(tmp_path: Path) -> None:
                 assert printed_reply.strip(), name
             assert len(openai_up.fake.requests) == 2
             assert len(gemini_up.fake.requests) == 1
+
+            # The quickstart policy serves the largest models it allows too: gemini-2.5-pro's
+            # worst case (65,536 output + thinking tokens) is above the $0.50 run budget, so it
+            # goes out with the output limit the budget affords instead of being refused.
+            pro = block("genai-sdk").replace("localhost:8787", f"127.0.0.1:{port}")
+            pro = pro.replace('model="gemini-2.5-flash"', 'model="gemini-2.5-pro"')
+            program = tmp_path / "genai-pro.py"
+            program.write_text(f"import os\nAEGIS_KEY = os.environ['AEGIS_KEY']\n{pro}")
+            assert (await run([sys.executable, str(program)], tmp_path, call_env)).strip()
+            sent_config = gemini_up.fake.requests[-1].body["generationConfig"]
+            assert 0 < sent_config["maxOutputTokens"] < 65_536
         finally:
             proxy.terminate()
             proxy.wait(timeout=30)
             log.close()
 
-    # Both SDK calls and the curl call were governed: three receipts under ./.aegis/.
+    # The SDK calls and the curl call were governed: four receipts under ./.aegis/.
     trail = b"".join(p.read_bytes() for p in (tmp_path / ".aegis/receipts").glob("*.jsonl"))
     receipts = [json.loads(r) for r in trail.splitlines() if b'"receipt_id"' in r]
-    assert [(r["tenant_id"], r["status"]) for r in receipts] == [("my-team", "ok")] * 3
+    assert [(r["tenant_id"], r["status"]) for r in receipts] == [("my-team", "ok")] * 4
     assert {r["run_id"] for r in receipts} == {"nightly-report-42", None}
 
 
