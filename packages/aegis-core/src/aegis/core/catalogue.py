@@ -46,6 +46,14 @@ _OPENAI_EMBEDDINGS: Final = (
     ("text-embedding-ada-002", "0.10", 8_191),
 )
 
+# Moderation is free at OpenAI; priced at zero so the Gate can admit (and receipt) it.
+_OPENAI_MODERATION: Final = (
+    ("omni-moderation-latest", "0", 32_768),
+    ("omni-moderation-2024-09-26", "0", 32_768),
+    ("text-moderation-latest", "0", 32_768),
+    ("text-moderation-stable", "0", 32_768),
+)
+
 _OPENAI_ALIASES: Final = {
     "gpt-5-2025-08-07": "gpt-5",
     "gpt-5-mini-2025-08-07": "gpt-5-mini",
@@ -103,7 +111,7 @@ def _prices() -> list[ModelPrice]:
         ModelPrice(
             model=m, provider="openai", kind="embedding", input_per_mtok=D(i), context_window=ctx
         )
-        for m, i, ctx in _OPENAI_EMBEDDINGS
+        for m, i, ctx in (*_OPENAI_EMBEDDINGS, *_OPENAI_MODERATION)
     ]
     for m, i, c, o, max_out, ctx, long in _GEMINI:
         prices.append(

@@ -12,6 +12,7 @@ from aiohttp import web
 from aegis.core import Gate, InMemoryPolicyProvider
 from aegis.proxy import (
     admin,
+    free_api,
     gemini_api,
     health,
     metrics_api,
@@ -38,10 +39,12 @@ from aegis.proxy.state import (
     IDEMPOTENCY,
     KEYS,
     POLICIES,
+    RESPONSE_OWNERS,
     ROUTER,
     SETTINGS,
     UPSTREAMS,
 )
+from aegis.proxy.stored_responses import ResponseOwners
 from aegis.proxy.upstream import open_upstream
 
 __all__ = ["apply_settings", "create_app"]
@@ -110,6 +113,7 @@ def create_app(settings: Settings) -> web.Application:
     app[ROUTER] = Router(settings.providers, pricing, settings.default_provider)
     app[POLICIES] = InMemoryPolicyProvider()
     app[IDEMPOTENCY] = IdempotencyStore()
+    app[RESPONSE_OWNERS] = ResponseOwners()
     operator = app[OPERATOR] = Operator(settings, pricing)
     apply_settings(app, settings)
     app.cleanup_ctx.append(_governance)
@@ -124,6 +128,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(health.routes())
     app.add_routes(openai_api.routes())
     app.add_routes(gemini_api.routes())
+    app.add_routes(free_api.routes())
     app.add_routes(usage_api.routes())
     app.add_routes(admin.routes())
     if settings.observability.metrics:

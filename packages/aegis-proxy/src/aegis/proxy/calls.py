@@ -13,7 +13,7 @@ from aegis.proxy.apis import REQUEST_ID
 from aegis.proxy.errors import MAX_ID_LENGTH, BadRequest, PayloadTooLarge
 from aegis.proxy.state import KEYS, SETTINGS
 
-__all__ = ["IncomingCall", "read_call"]
+__all__ = ["IncomingCall", "read_call", "request_id_of"]
 
 
 @dataclass(slots=True)
@@ -35,6 +35,12 @@ def _header_id(request: web.Request, name: str) -> str | None:
     if not value or len(value) > MAX_ID_LENGTH or not value.isprintable():
         raise BadRequest(f"{name} must be 1-{MAX_ID_LENGTH} printable characters", param=name)
     return value
+
+
+def request_id_of(request: web.Request) -> str:
+    """The request's id: the client's ``x-request-id`` (400 when unusable), else the one the
+    error middleware made for every answer to carry."""
+    return _header_id(request, "x-request-id") or request[REQUEST_ID]
 
 
 async def read_call(request: web.Request) -> IncomingCall:
@@ -61,8 +67,7 @@ async def read_call(request: web.Request) -> IncomingCall:
         raise BadRequest("'stream' must be true or false", param="stream")
     return IncomingCall(
         tenant_id=tenant_id,
-        # Checked here (a bad one is a 400); the middleware made the id every answer carries.
-        request_id=_header_id(request, "x-request-id") or request[REQUEST_ID],
+        request_id=request_id_of(request),
         run_id=_header_id(request, "x-run-id"),
         raw=raw,
         body=body,

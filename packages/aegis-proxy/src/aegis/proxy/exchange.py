@@ -71,3 +71,7 @@ class Exchange:
     client_error: ErrorReader
     observer: Callable[[], StreamObserver] | None = None
     """Set for a streamed call."""
+    method: str = "POST"
+    """``GET`` to read what the provider keeps (a stored response), with no body."""
+    stream_content_type: str = "text/event-stream"
+    """What the client's stream is (Gemini's without ``alt=sse``: one JSON array)."""

@@ -100,8 +100,11 @@ async def forward(
     name = owner.permit.provider
     upstream_sent()  # operator metrics: upstream time and fallback attempts
     try:
-        response = await upstream.session.post(
-            upstream.url(exchange.path), data=exchange.payload, headers=upstream.json_headers
+        response = await upstream.session.request(
+            exchange.method,
+            upstream.url(exchange.path),
+            data=exchange.payload or None,
+            headers=upstream.json_headers,
         )
     except aiohttp.ClientConnectorError as exc:
         owner.unreachable(f"{type(exc).__name__} from {name}")
@@ -156,7 +159,7 @@ async def _pump(
     permit = owner.permit
     owner.streaming(lambda completed: observer.usage(permit.input_tokens, completed))
     out = web.StreamResponse(status=200, headers=success_headers(call, permit.receipt_id, None))
-    out.content_type = "text/event-stream"
+    out.content_type = exchange.stream_content_type
     out.headers["Cache-Control"] = "no-cache"
     parser = SseParser()
     try:

@@ -12,10 +12,12 @@ from aegis.adapters.gemini import (
     SSE_DONE,
     ChatStreamTranslator,
     GeminiChatRequest,
+    GeminiEmbeddingsRequest,
     GenerateEstimate,
     ResponseTranslationError,
     StreamUsage,
     estimate_generate_content,
+    gemini_embeddings_to_openai,
     gemini_response_to_chat,
     openai_error_body,
     output_limits,
@@ -36,6 +38,7 @@ __all__ = [
     "estimate_for",
     "gemini_path",
     "native_exchange",
+    "translated_embeddings_exchange",
     "translated_exchange",
 ]
 
@@ -65,14 +68,17 @@ def _limited_body(body: Mapping[str, Any], estimate: GenerateEstimate, permit: P
 
 
 class _StreamReader:
-    """Reads a Gemini stream's usage; passes events through, or translates them to OpenAI
-    chunks when a translator is given."""
+    """Reads a Gemini stream's usage; passes events through (as SSE, or as the elements of
+    one JSON array for a client that did not ask for ``alt=sse``), or translates them to
+    OpenAI chunks when a translator is given."""
 
-    __slots__ = ("_translator", "_usage")
+    __slots__ = ("_array", "_sent", "_translator", "_usage")
 
-    def __init__(self, translator: ChatStreamTranslator | None) -> None:
+    def __init__(self, translator: ChatStreamTranslator | None, *, array: bool = False) -> None:
         self._translator = translator
         self._usage = StreamUsage() if translator is None else translator.usage
+        self._array = array
+        self._sent = 0
 
     def feed(self, event: SseEvent, out: bytearray) -> bool:
         if event.data is None:
@@ -82,7 +88,12 @@ class _StreamReader:
             if not isinstance(parsed, dict):
                 raise ValueError("stream event is not a JSON object")
             self._usage.observe(parsed)
-            out += event.raw
+            if self._array:
+                # Google's layout of a stream without alt=sse: "[" obj ",\r\n" obj ... "]".
+                out += (b",\r\n" if self._sent else b"[") + event.data
+            else:
+                out += event.raw
+            self._sent += 1
         else:
             for piece in self._translator.feed(parsed):
                 out += sse_event(piece)
@@ -102,6 +113,13 @@ class _StreamReader:
         return self._usage.upper_bound(input_bound), "counted"
 
     def tail(self, error: str | None) -> bytes:
+        if self._array:
+            # The array is always closed; a failure is its last element, as Google sends it.
+            head = b",\r\n" if self._sent else b"["
+            if error is None:
+                return b"]" if self._sent else b"[]"
+            body = GOOGLE.error_body(502, error, type="", code=None, param=None)
+            return head + body + b"]"
         if error is not None or self._translator is None:
             return b""
         return b"".join(sse_event(c) for c in self._translator.finish()) + SSE_DONE
@@ -125,8 +143,10 @@ def native_exchange(
     *,
     version: str,
     action: str,
+    sse: bool = True,
 ) -> Exchange:
-    """A Gemini-native generate call from a Gemini client."""
+    """A Gemini-native generate call from a Gemini client (``sse=False``: a stream the client
+    reads as one JSON array; upstream it is SSE all the same, so usage is read as it comes)."""
 
     def read_answer(raw: bytes) -> Answer:
         usage, source = _answer_usage(json_object(raw), permit.input_tokens)
@@ -138,7 +158,10 @@ def native_exchange(
         client=GOOGLE,
         read_answer=read_answer,
         client_error=passthrough_error(permit.provider),
-        observer=(lambda: _StreamReader(None)) if action == "streamGenerateContent" else None,
+        observer=(lambda: _StreamReader(None, array=not sse))
+        if action == "streamGenerateContent"
+        else None,
+        stream_content_type="text/event-stream" if sse else "application/json",
     )
 
 
@@ -156,6 +179,32 @@ def embed_exchange(raw: bytes, permit: Permit, *, version: str, action: str) -> 
         client=GOOGLE,
         read_answer=read_answer,
         client_error=passthrough_error(permit.provider),
+    )
+
+
+def translated_embeddings_exchange(translated: GeminiEmbeddingsRequest, permit: Permit) -> Exchange:
+    """An OpenAI embeddings call served by Gemini's ``batchEmbedContents``."""
+
+    def read_answer(raw: bytes) -> Answer:
+        try:
+            out = gemini_embeddings_to_openai(
+                json_object(raw), model=translated.model, encoding_format=translated.encoding_format
+            )
+        except ResponseTranslationError as exc:
+            raise ValueError(exc.message) from exc
+        # Gemini reports no usage for embeddings: the input bound is the bill.
+        usage = Usage(input_tokens=permit.input_tokens)
+        if not out["usage"]["prompt_tokens"]:
+            out["usage"] = {"prompt_tokens": usage.input_tokens, "total_tokens": usage.input_tokens}
+        body = json.dumps(out, separators=(",", ":")).encode()
+        return Answer(body, usage, "counted", passthrough=False)
+
+    return Exchange(
+        path=gemini_path(permit.model, "batchEmbedContents"),
+        payload=json.dumps(translated.body, separators=(",", ":"), ensure_ascii=False).encode(),
+        client=OPENAI,
+        read_answer=read_answer,
+        client_error=_openai_failure(permit.provider),
     )
 
 

@@ -1,24 +1,36 @@
-"""OpenAI's API on the proxy: ``/v1/chat/completions``, ``/v1/responses``, ``/v1/embeddings``,
-``/v1/models``."""
+"""OpenAI's API on the proxy: ``/v1/chat/completions``, ``/v1/responses``, ``/v1/completions``
+(legacy), ``/v1/embeddings``, ``/v1/models`` (the free calls are in
+:mod:`aegis.proxy.free_api`)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import time
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import replace
 from typing import Any, Final
 
 from aiohttp import web
 
-from aegis.adapters.gemini import TranslationError, chat_request_to_gemini
+from aegis.adapters.gemini import (
+    TranslationError,
+    chat_request_to_gemini,
+    embeddings_request_to_gemini,
+    estimate_embed_content,
+)
 from aegis.adapters.openai import (
     InvalidRequestBody,
     count_chat_completion,
+    count_completion,
     count_responses_object,
     estimate_chat_request,
+    estimate_completions_request,
     estimate_embeddings_request,
     estimate_responses_request,
     observe_chat_chunk,
+    observe_completion_chunk,
     observe_responses_event,
     rewrite_chat_request,
     rewrite_responses_request,
@@ -26,16 +38,22 @@ from aegis.adapters.openai import (
     usage_from_embeddings,
     usage_from_responses_object,
 )
-from aegis.core import Gate, Permit, Policy
+from aegis.core import Gate, Permit, Policy, SseEvent, Usage, UsageSource
 from aegis.proxy.calls import IncomingCall, read_call
 from aegis.proxy.errors import BadRequest
-from aegis.proxy.exchange import Exchange
-from aegis.proxy.gemini_wire import estimate_for, translated_exchange
+from aegis.proxy.exchange import Answer, Exchange, StreamObserver
+from aegis.proxy.free_api import gemini_model_list
+from aegis.proxy.gemini_wire import (
+    estimate_for,
+    translated_embeddings_exchange,
+    translated_exchange,
+)
 from aegis.proxy.idempotency import StoredResponse
 from aegis.proxy.openai_wire import Endpoint, openai_exchange
 from aegis.proxy.routing import Attempt
 from aegis.proxy.serve import serve
-from aegis.proxy.state import GATE, IDEMPOTENCY, KEYS, ROUTER, UPSTREAMS
+from aegis.proxy.state import GATE, IDEMPOTENCY, KEYS, RESPONSE_OWNERS, ROUTER, UPSTREAMS
+from aegis.proxy.stored_responses import ResponseOwner, ResponseOwners
 
 __all__ = ["routes"]
 
@@ -57,6 +75,19 @@ RESPONSES: Final = Endpoint(
     usage_from_response=usage_from_responses_object,
     observe=observe_responses_event,
     count=count_responses_object,
+)
+COMPLETIONS: Final = Endpoint(
+    path="/completions",
+    capability="llm:invoke",
+    estimate=estimate_completions_request,
+    # The legacy API knows max_tokens only (and defaults it to 16, which the estimate keeps).
+    rewrite=lambda body, limit: rewrite_chat_request(
+        body, max_output_tokens=limit, limit_field="max_tokens"
+    ),
+    usage_from_response=usage_from_chat_completion,
+    observe=observe_completion_chunk,
+    count=count_completion,
+    ends_with_done=True,
 )
 EMBEDDINGS: Final = Endpoint(
     path="/embeddings",
@@ -122,7 +153,19 @@ async def _governed(
 
     async def prepare(attempt: Attempt, request_id: str) -> tuple[Permit, Exchange]:
         if attempt.provider_type == "gemini":
-            return await _prepare_gemini(gate, call, attempt, request_id, policy, body_sha256)
+            if endpoint is CHAT:
+                return await _prepare_gemini(gate, call, attempt, request_id, policy, body_sha256)
+            if endpoint is EMBEDDINGS:
+                return await _prepare_gemini_embeddings(
+                    gate, call, attempt, request_id, policy, body_sha256
+                )
+            # Refused before anything is reserved; Gemini would answer a misleading 400.
+            raise BadRequest(
+                f"/v1{endpoint.path} is served by OpenAI-compatible providers only; "
+                f"{attempt.model!r} is a Gemini model: use /v1/chat/completions",
+                param="model",
+                code="unsupported_model",
+            )
         price = gate.pricing.get(attempt.model)
         model_max = price.max_output_tokens if price is not None else 0
         permit = await gate.admit(
@@ -160,10 +203,62 @@ async def _governed(
             withhold_usage=withhold_usage,
             input_bound=permit.input_tokens,
         )
+        if endpoint is RESPONSES:
+            owner = ResponseOwner(call.tenant_id, attempt.provider, attempt.model)
+            exchange = _recording(exchange, request.app[RESPONSE_OWNERS], owner)
         return permit, exchange
 
     upstreams = request.app[UPSTREAMS]
     return await serve(request, call, gate, upstreams, plan, prepare)
+
+
+class _RecordingObserver:
+    """Notes the id of a streamed response (its ``response.created`` event), then reads the
+    stream as the wrapped observer does."""
+
+    __slots__ = ("_inner", "_record")
+
+    def __init__(self, inner: StreamObserver, record: Callable[[Any], None]) -> None:
+        self._inner = inner
+        self._record: Callable[[Any], None] | None = record
+
+    def feed(self, event: SseEvent, out: bytearray) -> bool:
+        if self._record is not None and event.data is not None and event.data != b"[DONE]":
+            with suppress(ValueError):
+                data = json.loads(event.data)
+                if isinstance(data, dict) and data.get("type") == "response.created":
+                    self._record(data.get("response"))
+                    self._record = None
+        return self._inner.feed(event, out)
+
+    @property
+    def complete(self) -> str | None:
+        return self._inner.complete
+
+    def usage(self, input_bound: int, completed: bool) -> tuple[Usage, UsageSource]:
+        return self._inner.usage(input_bound, completed)
+
+    def tail(self, error: str | None) -> bytes:
+        return self._inner.tail(error)
+
+
+def _recording(exchange: Exchange, owners: ResponseOwners, owner: ResponseOwner) -> Exchange:
+    """The exchange, noting who made each response it relays (``GET /v1/responses/{id}``
+    serves only the tenant that made it)."""
+
+    def record(response: Any) -> None:
+        response_id = response.get("id") if isinstance(response, dict) else None
+        if isinstance(response_id, str) and response_id:
+            owners.record(response_id, owner)
+
+    def read_answer(raw: bytes) -> Answer:
+        answer = exchange.read_answer(raw)
+        record(json.loads(raw))
+        return answer
+
+    inner = exchange.observer
+    observer = None if inner is None else (lambda: _RecordingObserver(inner(), record))
+    return replace(exchange, read_answer=read_answer, observer=observer)
 
 
 async def _prepare_gemini(
@@ -195,6 +290,37 @@ async def _prepare_gemini(
     return permit, translated_exchange(translated, estimate, permit)
 
 
+async def _prepare_gemini_embeddings(
+    gate: Gate,
+    call: IncomingCall,
+    attempt: Attempt,
+    request_id: str,
+    policy: Policy,
+    body_sha256: str,
+) -> tuple[Permit, Exchange]:
+    """An OpenAI embeddings attempt served by Gemini (``batchEmbedContents``)."""
+    try:
+        translated = embeddings_request_to_gemini(call.body, gemini_model=attempt.model)
+    except TranslationError as exc:
+        raise BadRequest(exc.message, param=exc.param, code=exc.code) from None
+    price = gate.pricing.get(attempt.model)
+    input_tokens = estimate_embed_content(
+        translated.body, context_window=price.context_window if price else 0
+    )
+    permit = await gate.admit(
+        tenant_id=call.tenant_id,
+        request_id=request_id,
+        run_id=call.run_id,
+        provider=attempt.provider,
+        model=attempt.model,
+        input_tokens=input_tokens,
+        capability="embeddings:create",
+        body_sha256=body_sha256,
+        policy=policy,
+    )
+    return permit, translated_embeddings_exchange(translated, permit)
+
+
 def _dumps(body: dict[str, Any]) -> bytes:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -207,12 +333,19 @@ async def responses(request: web.Request) -> web.StreamResponse:
     return await governed(request, RESPONSES)
 
 
+async def completions(request: web.Request) -> web.StreamResponse:
+    return await governed(request, COMPLETIONS)
+
+
 async def embeddings(request: web.Request) -> web.StreamResponse:
     return await governed(request, EMBEDDINGS)
 
 
 async def models(request: web.Request) -> web.Response:
-    """The models the calling tenant may use (priced, allowed, and served by a provider)."""
+    """The models the calling tenant may use (priced, allowed, and served by a provider);
+    google-genai 3.x lists models here too, and gets Google's layout."""
+    if "x-goog-api-key" in request.headers and "authorization" not in request.headers:
+        return await gemini_model_list(request)
     tenant_id = request.app[KEYS].authenticate(request)
     gate = request.app[GATE]
     policy = await gate.policy_provider.get_policy(tenant_id=tenant_id)
@@ -237,6 +370,7 @@ def routes() -> list[web.RouteDef]:
     return [
         web.post("/v1/chat/completions", chat_completions),
         web.post("/v1/responses", responses),
+        web.post("/v1/completions", completions),
         web.post("/v1/embeddings", embeddings),
         web.get("/v1/models", models),
     ]

@@ -11,6 +11,7 @@ from aegis.proxy.auth import KeyIndex
 from aegis.proxy.config import Settings
 from aegis.proxy.idempotency import IdempotencyStore
 from aegis.proxy.routing import Router
+from aegis.proxy.stored_responses import ResponseOwners
 from aegis.proxy.upstream import Upstream
 
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ __all__ = [
     "IDEMPOTENCY",
     "KEYS",
     "POLICIES",
+    "RESPONSE_OWNERS",
     "ROUTER",
     "SETTINGS",
     "TRACER_PROVIDER",
@@ -34,6 +36,7 @@ KEYS = web.AppKey("keys", KeyIndex)
 ROUTER = web.AppKey("router", Router)
 IDEMPOTENCY = web.AppKey("idempotency", IdempotencyStore)
 UPSTREAMS = web.AppKey("upstreams", dict[str, Upstream])
+RESPONSE_OWNERS = web.AppKey("response_owners", ResponseOwners)
 # Typed lazily, so OpenTelemetry is imported only when tracing is configured.
 TRACER_PROVIDER: web.AppKey[TracerProvider] = web.AppKey("tracer_provider")
 """Set before startup to trace into this provider (with ``tracing`` not ``off``)."""

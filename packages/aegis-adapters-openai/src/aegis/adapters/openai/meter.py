@@ -25,9 +25,11 @@ __all__ = [
     "RESPONSES_TERMINAL_EVENTS",
     "OutputMeter",
     "count_chat_completion",
+    "count_completion",
     "count_responses_object",
     "delta_bytes",
     "observe_chat_chunk",
+    "observe_completion_chunk",
     "observe_responses_event",
 ]
 
@@ -229,3 +231,31 @@ def count_responses_object(meter: OutputMeter, response: Any) -> None:
     output = wire_field(response, "output")
     for item in output or ():
         visit(item)
+
+
+def observe_completion_chunk(meter: OutputMeter, chunk: Any) -> bool:
+    """Meter one legacy completions chunk (``choices[].text``, the final usage chunk);
+    ``False`` when it goes beyond the output limit and must not be delivered."""
+    within = True
+    choices = wire_field(chunk, "choices")
+    for choice in choices or ():
+        text = wire_field(choice, "text")
+        if isinstance(text, str) and text:
+            index = wire_field(choice, "index")
+            if not meter.add(index if isinstance(index, int) else 0, text_tokens_upper_bound(text)):
+                within = False
+    raw_usage = wire_field(chunk, "usage")
+    if raw_usage is not None:
+        usage = usage_from_chat(raw_usage)
+        if usage is not None and not meter.report(usage) and choices:
+            within = False
+    return within
+
+
+def count_completion(meter: OutputMeter, completion: Any) -> None:
+    """Count the output of a whole legacy completion (``choices[].text``)."""
+    for choice in wire_field(completion, "choices") or ():
+        text = wire_field(choice, "text")
+        if isinstance(text, str) and text:
+            index = wire_field(choice, "index")
+            meter.add(index if isinstance(index, int) else 0, text_tokens_upper_bound(text))
