@@ -196,7 +196,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     request_id = request[REQUEST_ID] = _request_id(request)
     receipt_id: str | None = None
     try:
-        return await handler(request)
+        answer = await handler(request)
+        if not answer.prepared and "x-request-id" not in answer.headers:
+            answer.headers["x-request-id"] = request_id  # the proxy's own answers too
+        return answer
     except AegisError as exc:
         response = response_for(exc, api_of(request))
         receipt_id = exc.receipt_id
