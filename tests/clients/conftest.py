@@ -1,11 +1,11 @@
 """The client matrix: popular clients against the proxy in front of the local fakes.
 
-One proxy per test, three tenants: ``acme`` may do anything, ``broke`` has a per-run budget no
+One proxy per test, four tenants: ``acme`` may do anything, ``broke`` has a per-run budget no
 call fits (every governed call is a budget stop), ``slow`` may make one request a minute (the
-second is a rate limit), ``narrow`` may use ``*-mini`` models only. The proxy counts every request it receives and keeps every answer's
-headers (:class:`Seen`), so a test asserts how many requests a client really made (a budget
-stop is exactly one, whatever the client's retry rules) and that every answer carried one
-``x-request-id`` and its receipt's id.
+second is a rate limit), ``narrow`` may use ``*-mini`` models only. The proxy counts every
+request it receives and keeps every answer's headers (:class:`Seen`), so a test asserts how
+many requests a client really made (a budget stop is exactly one, whatever the client's retry
+rules) and that every answer carried one ``x-request-id`` and its receipt's id.
 """
 
 from __future__ import annotations
