@@ -12,8 +12,11 @@ from google import genai
 from google.genai import errors, types
 
 
-def _client(matrix: Matrix, key: str = ACME, **options: object) -> genai.Client:
-    return genai.Client(api_key=key, http_options=types.HttpOptions(base_url=matrix.url, **options))
+def _client(
+    matrix: Matrix, key: str = ACME, retry: types.HttpRetryOptions | None = None
+) -> genai.Client:
+    options = types.HttpOptions(base_url=matrix.url, retry_options=retry)
+    return genai.Client(api_key=key, http_options=options)
 
 
 async def test_generate(matrix: Matrix) -> None:
@@ -92,7 +95,7 @@ async def test_embed(matrix: Matrix) -> None:
 
 async def test_budget_stop_is_final_even_with_retries_on(matrix: Matrix) -> None:
     # With retry options google-genai retries 408, 429 and 5xx whatever the headers say.
-    client = _client(matrix, BROKE, retry_options=types.HttpRetryOptions(attempts=5))
+    client = _client(matrix, BROKE, retry=types.HttpRetryOptions(attempts=5))
     with pytest.raises(errors.ClientError) as info:
         await client.aio.models.generate_content(model="gemini-2.5-flash", contents="Hello!")
     assert (info.value.code, info.value.status) == (400, "FAILED_PRECONDITION")
