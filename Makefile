@@ -32,14 +32,20 @@ typecheck: install ## mypy --strict only
 test: install system-deps ## install what the tests need, then run the whole suite
 	$(UV) run pytest $(PYTEST_ARGS)
 
-system-deps: ## Debian's Chromium for the dashboard test (needs root the first time)
-	@command -v chromium >/dev/null 2>&1 || { \
+system-deps: ## Debian's Chromium (dashboard test), nodejs and npm (client matrix), the openai npm package
+	@missing=""; \
+	for tool in chromium node npm; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+		packages=$$(echo "$$missing" | sed 's/ node\b/ nodejs/'); \
 		if [ "$$(id -u)" = 0 ]; then \
 			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$packages >/dev/null; \
 		else \
-			echo "chromium is missing: run 'sudo apt-get install chromium' (the dashboard test needs it)"; exit 1; \
-		fi; }
+			echo "missing:$$missing: run 'sudo apt-get install$$packages' (the dashboard test and the client matrix need them)"; exit 1; \
+		fi; \
+	fi
+	@# The openai Node SDK for tests/clients, at the version package-lock.json pins.
+	@cd tests/clients/node && { node installed.cjs || npm ci --no-audit --no-fund --loglevel=error; }
 
 demo: install ## the interactive terminal demo (no API key, no network)
 	$(UV) run python -m demo

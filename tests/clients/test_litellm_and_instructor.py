@@ -62,7 +62,7 @@ async def test_litellm_gemini_provider(matrix: Matrix) -> None:
 
 
 async def test_litellm_budget_stop_is_one_request(matrix: Matrix) -> None:
-    with pytest.raises(litellm.RateLimitError) as info:
+    with pytest.raises(litellm.exceptions.RateLimitError) as info:
         await litellm.acompletion(
             model="openai/gpt-4o-mini",
             api_base=matrix.openai_url,
