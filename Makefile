@@ -1,6 +1,6 @@
 # Aegis: every target is a thin call to uv. `make help` lists them.
 SHELL := /bin/bash
-PACKAGES := aegis-core aegis-adapters-openai aegis-adapters-gemini aegis-proxy
+PACKAGES := aegis-runtime-core aegis-runtime-adapters-openai aegis-runtime-adapters-gemini aegis-runtime-adapters-anthropic aegis-runtime-proxy
 UV ?= $(shell command -v uv 2>/dev/null)
 ifeq ($(UV),)
 UV := python3 -m uv

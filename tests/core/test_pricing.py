@@ -50,7 +50,7 @@ def test_unknown_model_raises() -> None:
     assert "gpt-17-ultra" not in default_pricing_table()
 
 
-def test_default_table_covers_chat_and_embeddings_of_both_providers() -> None:
+def test_default_table_covers_chat_and_embeddings_of_every_provider() -> None:
     table = default_pricing_table()
     kinds = {(table.price(m).provider, table.price(m).kind) for m in table.models()}
     assert kinds == {
@@ -58,6 +58,7 @@ def test_default_table_covers_chat_and_embeddings_of_both_providers() -> None:
         ("openai", "embedding"),
         ("gemini", "chat"),
         ("gemini", "embedding"),
+        ("anthropic", "chat"),
     }
     for model in table.models():
         price = table.price(model)

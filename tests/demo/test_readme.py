@@ -39,6 +39,11 @@ EXERCISED = {
     "openai-sdk",
     "genai-sdk",
     "core",
+    # Run by tests/packaging/test_install.py, in fresh virtual environments.
+    "install-wheels",
+    "install-index",
+    # `make install`: what `make test` itself runs first; see the make test below.
+    "install-checkout",
 }
 
 
@@ -95,7 +100,18 @@ def test_the_two_make_commands_do_what_the_readme_says() -> None:
     assert "run ruff check" in dry_run("lint")
     assert "run mypy" in dry_run("lint")
     assert dry_run("bench").strip().splitlines()[-1].endswith("run python -m bench")
-    assert "sync --frozen" in dry_run("install")
+    assert block("install-checkout").split("#")[0].strip() == "make install"
+    assert (
+        dry_run("install")
+        .strip()
+        .splitlines()[-1]
+        .endswith("sync --frozen --all-packages --all-groups")
+    )
+    # The Installing section's build line: what tests/packaging runs, in a copy of the checkout.
+    assert block("install-wheels").splitlines()[0].split("#")[0].strip() == "make build"
+    build = dry_run("build")
+    assert "build --package $p --out-dir dist" in build
+    assert "aegis-runtime-proxy" in build  # tests/packaging checks the list is every package
 
 
 def free_port() -> int:
@@ -122,10 +138,10 @@ async def test_the_quick_start_curl_and_both_sdks(tmp_path: Path) -> None:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     env.pop("AEGIS_CONFIG", None)
 
-    # Step 1. `pip install aegis-proxy` is what tests/demo/test_packages.py does from the built
-    # wheel (the proxy installs alone and `aegis-proxy --help` runs); here it is installed.
+    # Step 1. tests/packaging/test_install.py runs `pip install aegis-runtime-proxy` in a fresh
+    # environment (and `aegis-proxy --help` there); here the workspace has it installed.
     keys = block("quickstart-keys").strip().splitlines()
-    assert keys == ["pip install aegis-proxy", "aegis-proxy keys create --tenant my-team"]
+    assert keys == ["pip install aegis-runtime-proxy", "aegis-proxy keys create --tenant my-team"]
     printed = await run(keys[1], tmp_path, env)
     key = re.search(r"^\s+(\S+)$", printed, re.M)
     line = re.search(r'api_keys = \["(sha256:[0-9a-f]{64})"\]', printed)
@@ -250,26 +266,41 @@ def test_every_relative_link_resolves() -> None:
 
 
 def test_the_package_table_says_what_each_package_pulls_in() -> None:
+    # Distribution, import, folder side by side; "Pulls in" is each pyproject's requirements.
     rows = re.findall(
-        r"^\| \[`(aegis-[a-z-]+)`\]\((\S+)\) \| `([\w.]+)` \|[^|]+\| ([^|]+) \|$", README, re.M
+        r"^\| `(aegis-runtime-[a-z-]+)` \| `([\w.]+)` \| (\S+) \| ([^|]+) \| ([^|]*) \|$",
+        README,
+        re.M,
     )
-    assert [r[0] for r in rows] == [
-        "aegis-core",
-        "aegis-adapters-openai",
-        "aegis-adapters-gemini",
-        "aegis-proxy",
+    members = {
+        tomllib.loads(p.read_text())["project"]["name"]: p.parent
+        for p in sorted(ROOT.glob("packages/*/pyproject.toml"))
+    }
+    listed = [r[0] for r in rows]
+    assert listed[: len(members)] == [
+        "aegis-runtime-core",
+        "aegis-runtime-adapters-openai",
+        "aegis-runtime-adapters-gemini",
+        "aegis-runtime-adapters-anthropic",
+        "aegis-runtime-proxy",
     ]
-    for name, readme, module, pulls in rows:
-        project = tomllib.loads((ROOT / "packages" / name / "pyproject.toml").read_text())[
-            "project"
-        ]
-        assert readme == f"packages/{name}/README.md"
-        assert (
-            ROOT / "packages" / name / "src" / module.replace(".", "/") / "__init__.py"
-        ).exists()
+    assert len(set(listed)) == len(listed)
+    for name, module, folder, holds, pulls in rows:
+        if name not in members:
+            # A reserved name: its package is not in this tree (yet). When it lands, its
+            # folder exists and the row must become a real one.
+            assert holds.startswith("reserved"), name
+            assert folder.startswith("`packages/aegis-"), name
+            assert not (ROOT / folder.strip("`")).exists(), f"{name}: {folder} exists now"
+            continue
+        here = members[name]
+        project = tomllib.loads((here / "pyproject.toml").read_text())["project"]
+        assert folder == f"[`packages/{here.name}`](packages/{here.name}/README.md)", name
+        assert (here / "src" / module.replace(".", "/") / "__init__.py").exists(), name
         required, _, extras = pulls.partition("(extra")
         declared = {re.split(r"[<>=!~\[ ;]", d)[0] for d in project["dependencies"]}
         assert set(re.findall(r"`([^`]+)`", required)) == declared, name
         assert set(re.findall(r"`([^`]+)`", extras)) == set(
             project.get("optional-dependencies", {})
         )
+    assert set(members) <= set(listed), "a package missing from the README's table"

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
 import openai
 import pytest
 from fakes.openai_upstream import FakeUpstream, Reply
@@ -273,3 +274,26 @@ def test_check_config_checks_the_price_file(config: Path) -> None:
     bad = check()
     assert bad.returncode == 1
     assert f"pricing.models.{MODEL}.input" in bad.stdout
+
+
+async def test_metrics_label_a_model_that_a_reload_priced(
+    config: Path, start_proxy: Callable[[Settings], Awaitable[Proxy]]
+) -> None:
+    proxy = await start_proxy(load_settings(config))
+    (config.parent / "prices.toml").write_text(
+        price_file_text(
+            "1",
+            "2",
+            '[models.house-model]\nprovider = "openai"\ninput = "1"\noutput = "2"\n'
+            "max_output_tokens = 1000\ncontext_window = 8000\n",
+        )
+    )
+    assert reload_config(proxy.app, config)
+    await proxy.client().chat.completions.create(
+        model="house-model", messages=[{"role": "user", "content": "hi"}], max_tokens=5
+    )
+    async with aiohttp.ClientSession() as http, http.get(proxy.url + "/metrics") as response:
+        text = await response.text()
+    lines = [line for line in text.splitlines() if line.startswith("aegis_requests_total")]
+    assert any('model="house-model"' in line for line in lines), lines
+    assert not any('model="other"' in line for line in lines), lines

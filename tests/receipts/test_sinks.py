@@ -21,6 +21,7 @@ from aegis.core import (
     ReceiptError,
     ReceiptSinkUnavailable,
     SqliteReceiptSink,
+    TrailLocked,
     canonical_bytes,
     verify_trail,
 )
@@ -89,13 +90,19 @@ async def test_a_restarted_writer_continues_the_chain(
     assert verify_trail([tmp_path], Keyring([signer(kit)])).problems == ()
 
 
+@pytest.mark.parametrize("backend", ["file", "sqlite"])
 async def test_a_second_writer_on_the_same_trail_is_refused(
-    tmp_path: Path, kit: Any, clock: ManualClock
+    tmp_path: Path, kit: Any, clock: ManualClock, backend: str
 ) -> None:
-    first = FileReceiptSink(tmp_path)
+    def sink() -> FileReceiptSink | SqliteReceiptSink:
+        if backend == "file":
+            return FileReceiptSink(tmp_path)
+        return SqliteReceiptSink(tmp_path / "receipts.db")
+
+    first = sink()
     await kit.ok_call(kit.make_gate(signer(kit), first, clock), "acme", "r1")
-    second = FileReceiptSink(tmp_path)
-    with pytest.raises(ReceiptSinkUnavailable, match="locked by another writer"):
+    second = sink()
+    with pytest.raises(TrailLocked, match="locked by another writer"):
         await kit.ok_call(kit.make_gate(signer(kit), second, clock), "acme", "r2")
     await second.close()
     await first.close()

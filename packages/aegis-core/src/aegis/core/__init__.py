@@ -24,6 +24,7 @@ from aegis.core.errors import (
     RateLimited,
     ReceiptError,
     ReceiptSinkUnavailable,
+    TrailLocked,
     UnknownModel,
     UnknownModelDenied,
 )
@@ -34,6 +35,7 @@ from aegis.core.estimate import (
 )
 from aegis.core.file_sink import FileReceiptSink
 from aegis.core.gate import Gate, GovernedCall, Permit, UsageSource
+from aegis.core.governed import GovernedResponse
 from aegis.core.ids import new_id
 from aegis.core.keyring import KEYS_ENV, Keyring
 from aegis.core.ledger import (
@@ -58,7 +60,18 @@ from aegis.core.policy import (
     TomlPolicyProvider,
     WindowBudget,
 )
-from aegis.core.pricing import ModelKind, ModelPrice, PricingTable, Usage
+from aegis.core.pricing import (
+    PROVIDERS,
+    SERVICE_TIERS,
+    TOOL_KINDS,
+    BillingTerms,
+    ModelKind,
+    ModelPrice,
+    PricingTable,
+    ServiceTier,
+    TierPrice,
+    Usage,
+)
 from aegis.core.rate_limits import RateLimitStatus
 from aegis.core.receipt_trail import CallSubject, Outcome, ReceiptTrail
 from aegis.core.receipts import (
@@ -74,6 +87,7 @@ from aegis.core.receipts import (
     canonical_bytes,
 )
 from aegis.core.redis_ledger import RedisLedger  # imports redis only when one is made
+from aegis.core.sdk_kwargs import sdk_kwargs
 from aegis.core.signing import HmacSha256Signer, SignatureVerifier
 from aegis.core.sqlite_ledger import SqliteLedger
 from aegis.core.sqlite_sink import SqliteReceiptSink
@@ -90,6 +104,7 @@ from aegis.core.verify import (
     verify_trail,
 )
 from aegis.core.windows import Window, window_span
+from aegis.core.wire import wire_field
 
 __all__ = [
     "CAPABILITIES",
@@ -102,11 +117,15 @@ __all__ = [
     "KEYS_ENV",
     "MESSAGE_OVERHEAD_TOKENS",
     "NANOS_PER_USD",
+    "PROVIDERS",
     "REPLY_OVERHEAD_TOKENS",
+    "SERVICE_TIERS",
+    "TOOL_KINDS",
     "Account",
     "AccountUnit",
     "AegisError",
     "Balance",
+    "BillingTerms",
     "BudgetAlert",
     "BudgetExceeded",
     "CallSubject",
@@ -121,6 +140,7 @@ __all__ = [
     "FileReceiptSink",
     "Gate",
     "GovernedCall",
+    "GovernedResponse",
     "HmacSha256Signer",
     "Hold",
     "HoldAlreadyResolved",
@@ -158,6 +178,7 @@ __all__ = [
     "ReceiptTrail",
     "RedisLedger",
     "Routing",
+    "ServiceTier",
     "Settlement",
     "Signature",
     "SignatureVerifier",
@@ -168,7 +189,9 @@ __all__ = [
     "SseParser",
     "Statement",
     "SystemClock",
+    "TierPrice",
     "TomlPolicyProvider",
+    "TrailLocked",
     "TrailSummary",
     "UnknownModel",
     "UnknownModelDenied",
@@ -183,7 +206,9 @@ __all__ = [
     "nanos_to_usd",
     "new_id",
     "parse_usd",
+    "sdk_kwargs",
     "text_tokens_upper_bound",
     "verify_trail",
     "window_span",
+    "wire_field",
 ]

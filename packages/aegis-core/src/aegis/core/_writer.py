@@ -24,7 +24,7 @@ from typing import Literal, Protocol
 
 from aegis.core.checkpoints import Checkpoint
 from aegis.core.clock import Clock
-from aegis.core.errors import ReceiptError, ReceiptSinkUnavailable
+from aegis.core.errors import ReceiptError, ReceiptSinkUnavailable, TrailLocked
 from aegis.core.receipts import GENESIS_HASH, Receipt, Signer
 
 __all__ = ["BatchWriter", "Durability", "TrailBackend"]
@@ -171,7 +171,7 @@ class BatchWriter:
             # so no receipt is queued after nobody is left to resolve it.
             failed = self._failed
             if failed is not None:
-                raise ReceiptSinkUnavailable(failed.message) from failed.__cause__
+                raise type(failed)(failed.message) from failed.__cause__
             if self._closing:
                 raise ReceiptSinkUnavailable(f"receipt trail {self._backend.name} is closed")
             self._queue.append(item)
@@ -194,7 +194,7 @@ class BatchWriter:
                 with self._cond:
                     self._reopen = True
                     self._cond.notify()
-            raise ReceiptSinkUnavailable(failed.message) from failed.__cause__
+            raise type(failed)(failed.message) from failed.__cause__
         if self._closing:
             raise ReceiptSinkUnavailable(f"receipt trail {self._backend.name} is closed")
 
@@ -220,10 +220,14 @@ class BatchWriter:
                 self._checkpoint_size = last_cp.size
                 self.last_checkpoint = last_cp
         except Exception as exc:
-            error = ReceiptSinkUnavailable(
-                f"receipt trail {self._backend.name} cannot be opened: {_describe(exc)}"
+            error = (
+                exc
+                if isinstance(exc, TrailLocked)
+                else ReceiptSinkUnavailable(
+                    f"receipt trail {self._backend.name} cannot be opened: {_describe(exc)}"
+                )
             )
-            error.__cause__ = exc
+            error.__cause__ = exc if error is not exc else None
             with self._cond:
                 self._failed = error
             self.opened.set_exception(error)

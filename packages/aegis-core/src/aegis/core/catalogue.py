@@ -1,4 +1,4 @@
-"""The built-in price list: OpenAI and Gemini chat and embedding models.
+"""The built-in price list: OpenAI and Gemini chat and embedding models, and Claude models.
 
 Prices are the providers' published standard-tier list prices in USD per million tokens
 (openai.com/api/pricing, ai.google.dev/gemini-api/docs/pricing), text modality, as of
@@ -139,5 +139,74 @@ def _prices() -> list[ModelPrice]:
 
 
 def default_pricing_table() -> PricingTable:
-    """The built-in prices of current OpenAI and Gemini models."""
-    return PricingTable(_prices(), as_of=AS_OF, aliases={**_OPENAI_ALIASES, **_GEMINI_ALIASES})
+    """The built-in prices of current OpenAI, Gemini and Anthropic models."""
+    return PricingTable(
+        [*_prices(), *_anthropic_prices()],
+        as_of=AS_OF,
+        aliases={**_OPENAI_ALIASES, **_GEMINI_ALIASES, **_ANTHROPIC_ALIASES},
+    )
+
+
+# Anthropic (platform.claude.com/docs/en/about-claude/pricing and each model's overview page,
+# checked 2026-12-03). Cache writes: 1.25x input for 5 minutes, 2x for an hour; web search:
+# $10 per 1,000 searches. Claude Haiku 5.5 bills every token of a prompt over 100k tokens
+# (cache reads and writes included) at the long-context rate. Claude Sonnet 4.5 retired on
+# 2026-11-30 (listed so calls to it are refused as retired, not as unpriced).
+_ANTHROPIC: Final = (
+    # model, input, 5m write, 1h write, cache read, output, max out, context,
+    # (long threshold, long input, long cached, long output), retired
+    ("claude-fable-5-2", "8", "10", "16", "0.20", "40", 128_000, 1_000_000, None, None),
+    ("claude-fable-5-1", "10", "12.50", "20", "0.25", "50", 128_000, 1_000_000, None, None),
+    ("claude-fable-5", "10", "12.50", "20", "1", "50", 128_000, 1_000_000, None, None),
+    ("claude-opus-5-5", "4", "5", "8", "0.20", "20", 128_000, 1_000_000, None, None),
+    ("claude-opus-5", "5", "6.25", "10", "0.50", "25", 128_000, 1_000_000, None, None),
+    ("claude-opus-4-8", "5", "6.25", "10", "0.50", "25", 128_000, 1_000_000, None, None),
+    ("claude-opus-4-7", "5", "6.25", "10", "0.50", "25", 128_000, 1_000_000, None, None),
+    ("claude-opus-4-6", "5", "6.25", "10", "0.50", "25", 128_000, 1_000_000, None, None),
+    ("claude-opus-4-5", "5", "6.25", "10", "0.50", "25", 64_000, 200_000, None, None),
+    ("claude-sonnet-5-5", "2", "2.50", "4", "0.10", "10", 128_000, 1_000_000, None, None),
+    ("claude-sonnet-5", "2", "2.50", "4", "0.20", "10", 128_000, 1_000_000, None, None),
+    ("claude-sonnet-4-6", "3", "3.75", "6", "0.30", "15", 64_000, 1_000_000, None, None),
+    (
+        "claude-sonnet-4-5",
+        *("3", "3.75", "6", "0.30", "15", 64_000, 1_000_000),
+        (200_000, "6", "0.60", "22.50"),
+        date(2026, 11, 30),
+    ),
+    (
+        "claude-haiku-5-5",
+        *("0.10", "0.125", "0.20", "0.01", "0.50", 128_000, 1_000_000),
+        (100_000, "0.50", "0.05", "2.50"),
+        None,
+    ),
+    ("claude-haiku-4-5", "1", "1.25", "2", "0.10", "5", 64_000, 200_000, None, None),
+)
+
+_ANTHROPIC_ALIASES: Final = {
+    "claude-opus-4-5-20251101": "claude-opus-4-5",
+    "claude-sonnet-4-5-20250929": "claude-sonnet-4-5",
+    "claude-haiku-4-5-20251001": "claude-haiku-4-5",
+}
+
+
+def _anthropic_prices() -> list[ModelPrice]:
+    return [
+        ModelPrice(
+            model=m,
+            provider="anthropic",
+            input_per_mtok=D(i),
+            cache_write_per_mtok=D(w5),
+            cache_write_1h_per_mtok=D(w1),
+            cached_input_per_mtok=D(c),
+            output_per_mtok=D(o),
+            max_output_tokens=max_out,
+            context_window=ctx,
+            long_context_threshold=None if long is None else long[0],
+            long_input_per_mtok=None if long is None else D(long[1]),
+            long_cached_input_per_mtok=None if long is None else D(long[2]),
+            long_output_per_mtok=None if long is None else D(long[3]),
+            tool_calls_per_1k=(("web_search", D("10")),),
+            retired=retired,
+        )
+        for m, i, w5, w1, c, o, max_out, ctx, long, retired in _ANTHROPIC
+    ]

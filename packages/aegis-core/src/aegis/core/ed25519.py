@@ -1,4 +1,5 @@
-"""Ed25519 receipt and checkpoint signatures (``EdDSA``), behind the ``aegis-core[ed25519]`` extra.
+"""Ed25519 receipt and checkpoint signatures (``EdDSA``), behind the extra
+``aegis-runtime-core[ed25519]``.
 
 The writer holds an :class:`Ed25519Signer`; an auditor holds only an :class:`Ed25519Verifier`
 made from the 32-byte public key, and can check every signature without being able to forge
@@ -26,7 +27,7 @@ def _ed25519() -> Any:
         from cryptography.hazmat.primitives.asymmetric import ed25519
     except ImportError:  # pragma: no cover - the extra is installed in this workspace
         raise ConfigError(
-            "Ed25519 receipts need the 'cryptography' package: install aegis-core[ed25519]"
+            "Ed25519 receipts need the 'cryptography' package: install aegis-runtime-core[ed25519]"
         ) from None
     return ed25519
 

@@ -20,6 +20,7 @@ Every error subclasses :class:`AegisError` and, where one fits, the nearest buil
     │   └── UnknownModel(PricingError, KeyError) .model
     └── ReceiptError(AegisError)
         └── ReceiptSinkUnavailable               receipts cannot be written: fail closed
+            └── TrailLocked                      another process writes this trail
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ __all__ = [
     "RateLimited",
     "ReceiptError",
     "ReceiptSinkUnavailable",
+    "TrailLocked",
     "UnknownModel",
     "UnknownModelDenied",
 ]
@@ -224,3 +226,7 @@ class ReceiptError(AegisError):
 
 class ReceiptSinkUnavailable(ReceiptError):
     """Receipts cannot be written; governed calls must be refused until they can."""
+
+
+class TrailLocked(ReceiptSinkUnavailable):
+    """Another process holds this trail's writer lock (one writer per chain)."""

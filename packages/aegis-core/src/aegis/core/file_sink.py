@@ -38,7 +38,8 @@ from typing import Literal
 from aegis.core._writer import BatchWriter, Durability, Item, WriterSink
 from aegis.core.checkpoints import Checkpoint
 from aegis.core.clock import Clock, SystemClock
-from aegis.core.errors import ReceiptSinkUnavailable
+from aegis.core.errors import TrailLocked
+from aegis.core.files import exclusive_lock
 from aegis.core.receipts import Signer
 from aegis.core.trail import (
     checkpoint_file_name,
@@ -136,15 +137,12 @@ class _FileBackend:
 
     def open(self) -> bytes | None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        import fcntl  # POSIX only; imported here so aegis.core still imports elsewhere
-
-        self._lock_fd = os.open(self.directory / f"{self.prefix}.lock", os.O_RDWR | os.O_CREAT)
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ReceiptSinkUnavailable(
+        lock = exclusive_lock(self.directory / f"{self.prefix}.lock")
+        if lock is None:
+            raise TrailLocked(
                 f"receipt trail {self.directory} ({self.prefix}) is locked by another writer"
-            ) from None
+            )
+        self._lock_fd = lock
         segments = list_segments(self.directory, self.prefix)
         last_line: bytes | None = None
         for position, path in enumerate(reversed(segments)):

@@ -1,4 +1,4 @@
-"""A ledger in Redis, shared exactly by any number of proxy replicas (``aegis-core[redis]``).
+"""A ledger in Redis, shared exactly by any number of proxy replicas (extra ``[redis]``).
 
 Each operation is one Lua script (see ``_redis_scripts``), so reserving checks and holds every
 budget of a call at once, and settling posts and frees at once: one round trip each. A tenant's
@@ -41,6 +41,7 @@ from aegis.core.errors import (
     LedgerError,
     LedgerUnavailable,
 )
+from aegis.core.files import write_atomic
 from aegis.core.ledger import Account, Balance, Hold, Settlement, Statement, check_admission
 
 if TYPE_CHECKING:
@@ -174,7 +175,7 @@ class RedisLedger:
             from redis.asyncio.retry import Retry
             from redis.backoff import ExponentialBackoff
         except ImportError as exc:
-            raise ImportError("RedisLedger needs redis: install aegis-core[redis]") from exc
+            raise ImportError("RedisLedger needs redis: install aegis-runtime-core[redis]") from exc
 
         self._clock = clock
         self._prefix = prefix
@@ -229,13 +230,8 @@ class RedisLedger:
     def _record(self, epoch: str) -> None:
         self._epoch = epoch
         if self._epoch_file is not None:
-            self._epoch_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self._epoch_file.with_suffix(".tmp")
-            with tmp.open("w") as f:
-                f.write(epoch + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            tmp.replace(self._epoch_file)
+            # Replicas started from one folder share this file: each writes its own temporary.
+            write_atomic(self._epoch_file, epoch + "\n")
 
     async def _sync_epoch(self) -> str:
         """Agree with Redis on the epoch, or raise LedgerUnavailable if its data was lost."""

@@ -24,6 +24,8 @@ from typing import Final
 from aegis.core._writer import BatchWriter, Durability, Item, WriterSink
 from aegis.core.checkpoints import Checkpoint
 from aegis.core.clock import Clock, SystemClock
+from aegis.core.errors import TrailLocked
+from aegis.core.files import exclusive_lock
 from aegis.core.receipts import Signer
 
 __all__ = ["SqliteReceiptSink"]
@@ -89,6 +91,7 @@ class _SqliteBackend:
         self.name = str(path)
         self._durability = durability
         self._db: sqlite3.Connection | None = None
+        self._lock_fd = -1
         self._rows: list[tuple[str, int, bytes]] = []
 
     @property
@@ -98,6 +101,11 @@ class _SqliteBackend:
 
     def open(self) -> bytes | None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # One writer per chain: a second process appending to it would fork the chain.
+        lock = exclusive_lock(self.path.with_name(self.path.name + ".lock"))
+        if lock is None:
+            raise TrailLocked(f"receipt trail {self.path} is locked by another writer")
+        self._lock_fd = lock
         # Opened on the writer thread and used only there.
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -155,6 +163,11 @@ class _SqliteBackend:
         self.sync()
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        try:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+        finally:
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)
+                self._lock_fd = -1

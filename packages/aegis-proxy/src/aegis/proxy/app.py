@@ -27,7 +27,7 @@ from aegis.proxy.errors import error_middleware
 from aegis.proxy.governance import (
     build_pricing,
     open_ledger,
-    open_sink,
+    open_trail,
     receipt_signer,
 )
 from aegis.proxy.idempotency import IdempotencyStore
@@ -69,17 +69,19 @@ async def _governance(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     signer = receipt_signer(settings)
     ledger = open_ledger(settings)
-    sink = open_sink(settings, signer)
     try:
         # Opening the trail now (and reading its tail) means a trail that cannot be written
         # stops the proxy at startup, before it could serve a single unaudited call.
-        await sink.tail()
+        sink, trail = await open_trail(settings, signer)
     except Exception:
         await ledger.close()
         logger.critical(
             "receipt trail %s cannot be used; refusing to start", settings.receipts.path
         )
         raise
+    operator = app.get(OPERATOR)
+    if operator is not None:
+        operator.receipts_path = trail  # this replica's own trail (verify, dashboard)
     app[GATE] = Gate(
         policy_provider=app[POLICIES],
         ledger=ledger,

@@ -26,7 +26,6 @@ layout, any other OpenAI's.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -34,7 +33,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from aegis.core import Gate, ModelPrice, Permit, Policy, Usage
+from aegis.core import ModelPrice, Permit, Policy, Usage
 from aegis.proxy.apis import API, GOOGLE, OPENAI, ClientApi
 from aegis.proxy.calls import IncomingCall, read_call, request_id_of
 from aegis.proxy.errors import BadRequest, NotFound
@@ -42,7 +41,7 @@ from aegis.proxy.exchange import Answer, Exchange
 from aegis.proxy.gemini_wire import gemini_path
 from aegis.proxy.openai_wire import json_object, passthrough_error
 from aegis.proxy.routing import Attempt
-from aegis.proxy.serve import serve
+from aegis.proxy.serve import CallScope, serve
 from aegis.proxy.state import GATE, KEYS, RESPONSE_OWNERS, ROUTER, UPSTREAMS
 
 __all__ = [
@@ -167,19 +166,11 @@ async def serve_free(
 ) -> web.StreamResponse:
     """Serve a call the provider does not bill: governed (policy, admission with a worst case
     of zero, receipt) through the one attempt loop, answered as the provider answered."""
-    gate = request.app[GATE]
-    body_sha256 = hashlib.sha256(call.raw).hexdigest()
-    policy = await gate.policy_for(
-        tenant_id=call.tenant_id,
-        request_id=call.request_id,
-        run_id=call.run_id,
-        model=model,
-        body_sha256=body_sha256,
-    )
+    scope = await CallScope.open(request.app[GATE], call, model, "llm:invoke")
     if plan is None:
         plan = [
             a
-            for a in request.app[ROUTER].plan(model, policy, cross_type=False)
+            for a in request.app[ROUTER].plan(model, scope.policy, cross_type=False)
             if a.provider_type == provider_type
         ]
     if not plan:
@@ -190,7 +181,8 @@ async def serve_free(
         )
 
     async def prepare(attempt: Attempt, request_id: str) -> tuple[Permit, Exchange]:
-        permit = await _admit_free(gate, call, attempt, request_id, policy, body_sha256)
+        # Nothing is generated: the worst case is zero tokens, the receipt says $0.
+        permit = await scope.admit(attempt, request_id, input_tokens=0, max_output_tokens=0)
 
         def read_answer(raw: bytes) -> Answer:
             data = json_object(raw)
@@ -210,28 +202,7 @@ async def serve_free(
         return permit, exchange
 
     upstreams = request.app[UPSTREAMS]
-    return await serve(request, call, gate, upstreams, plan, prepare)
-
-
-async def _admit_free(
-    gate: Gate,
-    call: IncomingCall,
-    attempt: Attempt,
-    request_id: str,
-    policy: Policy,
-    body_sha256: str,
-) -> Permit:
-    return await gate.admit(
-        tenant_id=call.tenant_id,
-        request_id=request_id,
-        run_id=call.run_id,
-        provider=attempt.provider,
-        model=attempt.model,
-        input_tokens=0,
-        max_output_tokens=0,
-        body_sha256=body_sha256,
-        policy=policy,
-    )
+    return await serve(request, scope, upstreams, plan, prepare)
 
 
 def _model_of(call: IncomingCall, default: str | None = None) -> str:

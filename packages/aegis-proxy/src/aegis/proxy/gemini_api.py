@@ -5,7 +5,6 @@ with ``alt=sse``, else one JSON array as Google answers), ``:embedContent`` /
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Final
 
@@ -20,7 +19,7 @@ from aegis.proxy.exchange import Exchange
 from aegis.proxy.free_api import count_tokens
 from aegis.proxy.gemini_wire import embed_exchange, estimate_for, native_exchange
 from aegis.proxy.routing import Attempt
-from aegis.proxy.serve import serve
+from aegis.proxy.serve import CallScope, serve
 from aegis.proxy.state import GATE, ROUTER, UPSTREAMS
 
 __all__ = ["routes"]
@@ -47,18 +46,10 @@ async def model_action(request: web.Request) -> web.StreamResponse:
         capability = "embeddings:create"
     else:
         capability = "llm:stream" if action == "streamGenerateContent" else "llm:invoke"
-    body_sha256 = hashlib.sha256(call.raw).hexdigest()
-    policy = await gate.policy_for(
-        tenant_id=call.tenant_id,
-        request_id=call.request_id,
-        run_id=call.run_id,
-        model=model,
-        capability=capability,
-        body_sha256=body_sha256,
-    )
+    scope = await CallScope.open(gate, call, model, capability)
     plan = [
         a
-        for a in request.app[ROUTER].plan(model, policy, cross_type=False)
+        for a in request.app[ROUTER].plan(model, scope.policy, cross_type=False)
         if a.provider_type == "gemini"
     ]
     if not plan:
@@ -74,17 +65,8 @@ async def model_action(request: web.Request) -> web.StreamResponse:
         else:
             estimate = estimate_for(gate, call.body, attempt.model)
             input_tokens, output_tokens = estimate.input_tokens, estimate.output_tokens
-        permit = await gate.admit(
-            tenant_id=call.tenant_id,
-            request_id=request_id,
-            run_id=call.run_id,
-            provider=attempt.provider,
-            model=attempt.model,
-            input_tokens=input_tokens,
-            max_output_tokens=output_tokens,
-            capability=capability,
-            body_sha256=body_sha256,
-            policy=policy,
+        permit = await scope.admit(
+            attempt, request_id, input_tokens=input_tokens, max_output_tokens=output_tokens
         )
         if action in _EMBED:
             return permit, embed_exchange(call.raw, permit, version=version, action=action)
@@ -99,7 +81,7 @@ async def model_action(request: web.Request) -> web.StreamResponse:
         return permit, exchange
 
     upstreams = request.app[UPSTREAMS]
-    return await serve(request, call, gate, upstreams, plan, prepare)
+    return await serve(request, scope, upstreams, plan, prepare)
 
 
 def routes() -> list[web.RouteDef]:

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -38,7 +37,7 @@ from aegis.adapters.openai import (
     usage_from_embeddings,
     usage_from_responses_object,
 )
-from aegis.core import Gate, Permit, Policy, SseEvent, Usage, UsageSource
+from aegis.core import Permit, SseEvent, Usage, UsageSource
 from aegis.proxy.calls import IncomingCall, read_call
 from aegis.proxy.errors import BadRequest
 from aegis.proxy.exchange import Answer, Exchange, StreamObserver
@@ -51,7 +50,7 @@ from aegis.proxy.gemini_wire import (
 from aegis.proxy.idempotency import StoredResponse
 from aegis.proxy.openai_wire import Endpoint, openai_exchange
 from aegis.proxy.routing import Attempt
-from aegis.proxy.serve import serve
+from aegis.proxy.serve import CallScope, serve
 from aegis.proxy.state import GATE, IDEMPOTENCY, KEYS, RESPONSE_OWNERS, ROUTER, UPSTREAMS
 from aegis.proxy.stored_responses import ResponseOwner, ResponseOwners
 
@@ -139,26 +138,15 @@ async def _governed(
         estimate = endpoint.estimate(call.body)
     except InvalidRequestBody as exc:
         raise BadRequest(exc.message, param=exc.param) from None
-    capability = "llm:stream" if stream else endpoint.capability
-    body_sha256 = hashlib.sha256(call.raw).hexdigest()
-    policy = await gate.policy_for(
-        tenant_id=call.tenant_id,
-        request_id=call.request_id,
-        run_id=call.run_id,
-        model=model,
-        capability=capability,
-        body_sha256=body_sha256,
-    )
-    plan = request.app[ROUTER].plan(model, policy, cross_type=endpoint is CHAT)
+    scope = await CallScope.open(gate, call, model, "llm:stream" if stream else endpoint.capability)
+    plan = request.app[ROUTER].plan(model, scope.policy, cross_type=endpoint is CHAT)
 
     async def prepare(attempt: Attempt, request_id: str) -> tuple[Permit, Exchange]:
         if attempt.provider_type == "gemini":
             if endpoint is CHAT:
-                return await _prepare_gemini(gate, call, attempt, request_id, policy, body_sha256)
+                return await _prepare_gemini(scope, attempt, request_id)
             if endpoint is EMBEDDINGS:
-                return await _prepare_gemini_embeddings(
-                    gate, call, attempt, request_id, policy, body_sha256
-                )
+                return await _prepare_gemini_embeddings(scope, attempt, request_id)
             # Refused before anything is reserved; Gemini would answer a misleading 400.
             raise BadRequest(
                 f"/v1{endpoint.path} is served by OpenAI-compatible providers only; "
@@ -168,19 +156,13 @@ async def _governed(
             )
         price = gate.pricing.get(attempt.model)
         model_max = price.max_output_tokens if price is not None else 0
-        permit = await gate.admit(
-            tenant_id=call.tenant_id,
-            request_id=request_id,
-            run_id=call.run_id,
-            provider=attempt.provider,
-            model=attempt.model,
+        permit = await scope.admit(
+            attempt,
+            request_id,
             input_tokens=estimate.input_tokens,
             max_output_tokens=None
             if endpoint.rewrite is None
             else estimate.output_tokens(model_max),
-            capability=capability,
-            body_sha256=body_sha256,
-            policy=policy,
         )
         same_model = attempt.model == model
         body = call.body if same_model else {**call.body, "model": attempt.model}
@@ -209,7 +191,7 @@ async def _governed(
         return permit, exchange
 
     upstreams = request.app[UPSTREAMS]
-    return await serve(request, call, gate, upstreams, plan, prepare)
+    return await serve(request, scope, upstreams, plan, prepare)
 
 
 class _RecordingObserver:
@@ -262,61 +244,38 @@ def _recording(exchange: Exchange, owners: ResponseOwners, owner: ResponseOwner)
 
 
 async def _prepare_gemini(
-    gate: Gate,
-    call: IncomingCall,
-    attempt: Attempt,
-    request_id: str,
-    policy: Policy,
-    body_sha256: str,
+    scope: CallScope, attempt: Attempt, request_id: str
 ) -> tuple[Permit, Exchange]:
     """An OpenAI chat attempt served by Gemini, translated both ways."""
     try:
-        translated = chat_request_to_gemini(call.body)
+        translated = chat_request_to_gemini(scope.call.body)
     except TranslationError as exc:
         raise BadRequest(exc.message, param=exc.param, code=exc.code) from None
-    estimate = estimate_for(gate, translated.body, attempt.model)
-    permit = await gate.admit(
-        tenant_id=call.tenant_id,
-        request_id=request_id,
-        run_id=call.run_id,
-        provider=attempt.provider,
-        model=attempt.model,
+    estimate = estimate_for(scope.gate, translated.body, attempt.model)
+    permit = await scope.admit(
+        attempt,
+        request_id,
         input_tokens=estimate.input_tokens,
         max_output_tokens=estimate.output_tokens,
         capability="llm:stream" if translated.stream else "llm:invoke",
-        body_sha256=body_sha256,
-        policy=policy,
     )
     return permit, translated_exchange(translated, estimate, permit)
 
 
 async def _prepare_gemini_embeddings(
-    gate: Gate,
-    call: IncomingCall,
-    attempt: Attempt,
-    request_id: str,
-    policy: Policy,
-    body_sha256: str,
+    scope: CallScope, attempt: Attempt, request_id: str
 ) -> tuple[Permit, Exchange]:
     """An OpenAI embeddings attempt served by Gemini (``batchEmbedContents``)."""
     try:
-        translated = embeddings_request_to_gemini(call.body, gemini_model=attempt.model)
+        translated = embeddings_request_to_gemini(scope.call.body, gemini_model=attempt.model)
     except TranslationError as exc:
         raise BadRequest(exc.message, param=exc.param, code=exc.code) from None
-    price = gate.pricing.get(attempt.model)
+    price = scope.gate.pricing.get(attempt.model)
     input_tokens = estimate_embed_content(
         translated.body, context_window=price.context_window if price else 0
     )
-    permit = await gate.admit(
-        tenant_id=call.tenant_id,
-        request_id=request_id,
-        run_id=call.run_id,
-        provider=attempt.provider,
-        model=attempt.model,
-        input_tokens=input_tokens,
-        capability="embeddings:create",
-        body_sha256=body_sha256,
-        policy=policy,
+    permit = await scope.admit(
+        attempt, request_id, input_tokens=input_tokens, max_output_tokens=None
     )
     return permit, translated_embeddings_exchange(translated, permit)
 

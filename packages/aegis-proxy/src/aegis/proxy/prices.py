@@ -18,6 +18,7 @@ from aiohttp import web
 
 from aegis.core import ConfigError, PricingTable, default_pricing_table
 from aegis.proxy.config import Settings
+from aegis.proxy.operator import OPERATOR
 from aegis.proxy.state import GATE, ROUTER
 
 __all__ = ["PriceRow", "apply_pricing", "format_prices", "load_pricing", "price_rows"]
@@ -67,6 +68,9 @@ def apply_pricing(app: web.Application, table: PricingTable) -> None:
     gate = app.get(GATE)
     if gate is not None:
         gate.pricing = table
+    operator = app.get(OPERATOR)
+    if operator is not None:
+        operator.stats.pricing = table  # metrics label the newly priced models too
 
 
 def price_rows(table: PricingTable, overrides: Mapping[str, Any]) -> list[PriceRow]:

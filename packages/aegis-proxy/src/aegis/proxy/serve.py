@@ -10,11 +10,13 @@ the proxy in the client's API.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 
 from aiohttp import web
 
-from aegis.core import Gate, Permit, Receipt
+from aegis.core import Gate, Permit, Policy, Receipt
 from aegis.proxy.attempt import Failure, UpstreamAttempt
 from aegis.proxy.calls import IncomingCall
 from aegis.proxy.errors import UpstreamUnavailable
@@ -24,7 +26,57 @@ from aegis.proxy.ratelimit_headers import RATE_LIMITS
 from aegis.proxy.routing import Attempt
 from aegis.proxy.upstream import Upstream
 
-__all__ = ["Prepare", "serve"]
+__all__ = ["CallScope", "Prepare", "serve"]
+
+
+@dataclass(frozen=True, slots=True)
+class CallScope:
+    """One client call as governance sees it across its attempts: who, under which policy."""
+
+    gate: Gate
+    call: IncomingCall
+    policy: Policy
+    """Read once: routing and every attempt's admission use this one, even across a reload."""
+    capability: str
+    body_sha256: str
+
+    @classmethod
+    async def open(cls, gate: Gate, call: IncomingCall, model: str, capability: str) -> CallScope:
+        """The caller's policy (an unknown tenant is denied here, with its receipt)."""
+        body_sha256 = hashlib.sha256(call.raw).hexdigest()
+        policy = await gate.policy_for(
+            tenant_id=call.tenant_id,
+            request_id=call.request_id,
+            run_id=call.run_id,
+            model=model,
+            capability=capability,
+            body_sha256=body_sha256,
+        )
+        return cls(gate, call, policy, capability, body_sha256)
+
+    async def admit(
+        self,
+        attempt: Attempt,
+        request_id: str,
+        *,
+        input_tokens: int,
+        max_output_tokens: int | None,
+        capability: str | None = None,
+    ) -> Permit:
+        """Reserve one attempt (the first keeps the client's request id)."""
+        return await self.gate.admit(
+            tenant_id=self.call.tenant_id,
+            request_id=request_id,
+            run_id=self.call.run_id,
+            provider=attempt.provider,
+            model=attempt.model,
+            input_tokens=input_tokens,
+            max_output_tokens=max_output_tokens,
+            capability=capability or self.capability,
+            body_sha256=self.body_sha256,
+            policy=self.policy,
+        )
+
 
 Prepare = Callable[[Attempt, str], Awaitable[tuple[Permit, Exchange]]]
 """Admits one attempt (with its own request id) and builds its wire."""
@@ -32,13 +84,13 @@ Prepare = Callable[[Attempt, str], Awaitable[tuple[Permit, Exchange]]]
 
 async def serve(
     request: web.Request,
-    call: IncomingCall,
-    gate: Gate,
+    scope: CallScope,
     upstreams: Mapping[str, Upstream],
     plan: list[Attempt],
     prepare: Prepare,
 ) -> web.StreamResponse:
-    """Serve ``call`` with the first provider of ``plan`` that answers."""
+    """Serve the call with the first provider of ``plan`` that answers."""
+    call, gate = scope.call, scope.gate
     last: Failure | None = None
     receipt: Receipt | None = None
     for number, attempt in enumerate(plan):

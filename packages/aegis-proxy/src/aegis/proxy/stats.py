@@ -108,6 +108,16 @@ class ReceiptStats:
         self.listeners: list[Callable[[Receipt], None]] = []
         """Also called with every receipt (tracing, the access log's request record)."""
 
+    @property
+    def pricing(self) -> PricingTable:
+        return self._pricing
+
+    @pricing.setter
+    def pricing(self, table: PricingTable) -> None:
+        """Take up a reloaded price list: its models get labels of their own from now on."""
+        self._pricing = table
+        self._model_labels = {m: m for m in table.models()}
+
     def model_label(self, model: str | None) -> str:
         """The model as a label: a priced model's name, else ``other``."""
         if model is None:

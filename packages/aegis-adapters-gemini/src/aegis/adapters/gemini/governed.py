@@ -20,14 +20,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Final, Generic, TypeVar
+from typing import Final
 
 from google import genai
 from google.genai import errors as genai_errors, types
 
-from aegis.core import Gate, GovernedCall, Permit, Receipt
+from aegis.core import Gate, GovernedCall, GovernedResponse, Permit, Receipt
 
 from ._sdk_wire import embed_body, generate_body, to_wire
 from .estimate import (
@@ -51,15 +50,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PROVIDER: Final = "gemini"
-T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class GovernedResponse(Generic[T]):
-    """An SDK response and the receipt of the governed call that produced it."""
-
-    response: T
-    receipt: Receipt
 
 
 def _config(

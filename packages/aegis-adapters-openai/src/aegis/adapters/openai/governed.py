@@ -19,8 +19,7 @@ request is sent.
 from __future__ import annotations
 
 import asyncio
-import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 import openai
@@ -52,9 +51,8 @@ from aegis.adapters.openai.usage import (
     usage_from_chat_completion,
     usage_from_embeddings,
     usage_from_responses_object,
-    wire_field,
 )
-from aegis.core import ConfigError, Gate, Permit, text_tokens_upper_bound
+from aegis.core import ConfigError, Gate, Permit, sdk_kwargs, text_tokens_upper_bound, wire_field
 from openai.types import CreateEmbeddingResponse
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response, ResponseStreamEvent
@@ -62,26 +60,6 @@ from openai.types.responses import Response, ResponseStreamEvent
 __all__ = ["chat_completions_via_gate", "embeddings_via_gate", "responses_via_gate"]
 
 PROVIDER: Final = "openai"
-_REQUEST_OPTIONS: Final = frozenset({"extra_headers", "extra_query", "extra_body", "timeout"})
-_PARAMS: dict[Any, frozenset[str]] = {}
-
-
-def _sdk_kwargs(method: Callable[..., Any], body: Mapping[str, Any]) -> dict[str, Any]:
-    function = getattr(method, "__func__", method)
-    known = _PARAMS.get(function)
-    if known is None:
-        names = set(inspect.signature(function).parameters) - _REQUEST_OPTIONS - {"self"}
-        known = _PARAMS[function] = frozenset(names)
-    kwargs: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
-    for key, value in body.items():
-        if key in known:
-            kwargs[key] = value
-        else:
-            extra[key] = value
-    if extra:
-        kwargs["extra_body"] = extra
-    return kwargs
 
 
 async def _admit(
@@ -226,7 +204,7 @@ async def chat_completions_via_gate(
         rewrite = rewrite_chat_request(body, max_output_tokens=per_choice, limit_field=limit_field)
         create = client.chat.completions.create
         result: ChatCompletion | openai.AsyncStream[ChatCompletionChunk] = await create(
-            **_sdk_kwargs(create, rewrite.body)
+            **sdk_kwargs(create, rewrite.body)
         )
     except BaseException as exc:
         await _fail(gate, permit, exc)
@@ -269,7 +247,7 @@ async def responses_via_gate(
         rewrite = rewrite_responses_request(body, max_output_tokens=limit)
         create = client.responses.create
         result: Response | openai.AsyncStream[ResponseStreamEvent] = await create(
-            **_sdk_kwargs(create, rewrite.body)
+            **sdk_kwargs(create, rewrite.body)
         )
     except BaseException as exc:
         await _fail(gate, permit, exc)
@@ -317,7 +295,7 @@ async def embeddings_via_gate(
     )
     try:
         create = client.embeddings.create
-        result: CreateEmbeddingResponse = await create(**_sdk_kwargs(create, body))
+        result: CreateEmbeddingResponse = await create(**sdk_kwargs(create, body))
     except BaseException as exc:
         await _fail(gate, permit, exc)
         raise

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from aegis.adapters.openai.usage import usage_from_chat, usage_from_responses, wire_field
-from aegis.core import Usage, text_tokens_upper_bound
+from aegis.adapters.openai.usage import usage_from_chat, usage_from_responses
+from aegis.core import Usage, text_tokens_upper_bound, wire_field
 
 __all__ = [
     "RESPONSES_TERMINAL_EVENTS",

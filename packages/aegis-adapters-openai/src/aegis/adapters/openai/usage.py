@@ -8,10 +8,9 @@ report a cached or reasoning count above its total are clamped to the total rath
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any
 
-from aegis.core import Usage
+from aegis.core import Usage, wire_field
 
 __all__ = [
     "usage_from_chat",
@@ -20,28 +19,6 @@ __all__ = [
     "usage_from_responses",
     "usage_from_responses_object",
 ]
-
-
-_MISSING: Final[Any] = object()
-
-
-def wire_field(obj: Any, key: str) -> Any:
-    """``obj[key]`` of a mapping, ``obj.key`` of anything else; ``None`` when missing."""
-    if isinstance(obj, dict):
-        return obj.get(key)
-    if obj is None:
-        return None
-    extra: Any = getattr(obj, "__pydantic_extra__", _MISSING)
-    if extra is not _MISSING:
-        # The SDK's pydantic models keep fields in __dict__ and unknown ones in
-        # __pydantic_extra__; reading those directly avoids a raised AttributeError per miss.
-        value = obj.__dict__.get(key)
-        if value is None and extra:
-            value = extra.get(key)
-        return value
-    if isinstance(obj, Mapping):
-        return obj.get(key)
-    return getattr(obj, key, None)
 
 
 def _tokens(obj: Any, key: str) -> int:
