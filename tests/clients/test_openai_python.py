@@ -7,8 +7,13 @@ from collections.abc import AsyncIterator
 import openai
 import pytest
 from clients.conftest import ACME, BROKE, NARROW, Matrix
+from fakes.gemini_upstream import Reply as GeminiReply
 from fakes.openai_upstream import Reply
-from openai.types.chat import ChatCompletionMessageFunctionToolCall
+from openai.types.chat import (
+    ChatCompletionMessageFunctionToolCall,
+    ChatCompletionMessageParam,
+    ChatCompletionToolParam,
+)
 from pydantic import BaseModel
 
 
@@ -202,3 +207,31 @@ async def test_answer_without_usage_is_billed_as_counted(
     assert receipt.usage_source == "counted"
     # Counted: cents of a cent, not the whole reservation (16,384 output tokens of gpt-4o).
     assert float(receipt.actual_usd) < 0.001 < float(receipt.estimated_usd)
+
+
+async def test_parallel_tool_calls_false_is_honoured_for_gemini(
+    matrix: Matrix, client: openai.AsyncOpenAI
+) -> None:
+    calls = [
+        {"functionCall": {"name": "get_weather", "args": {"city": city}}}
+        for city in ("Oslo", "Rome")
+    ]
+    matrix.gemini.fake.script(GeminiReply(parts=calls), GeminiReply(parts=calls))
+    tools: list[ChatCompletionToolParam] = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ]
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Oslo and Rome?"}]
+    both = await client.chat.completions.create(
+        model="gemini-2.5-flash", messages=messages, tools=tools
+    )
+    assert len(both.choices[0].message.tool_calls or []) == 2
+    one = await client.chat.completions.create(
+        model="gemini-2.5-flash", messages=messages, tools=tools, parallel_tool_calls=False
+    )
+    assert len(one.choices[0].message.tool_calls or []) == 1
