@@ -8,7 +8,7 @@ import openai
 import pytest
 from clients.conftest import ACME, BROKE, NARROW, Matrix
 from fakes.gemini_upstream import Reply as GeminiReply
-from fakes.openai_upstream import Reply
+from fakes.openai_upstream import Fault, Reply
 from openai.types.chat import (
     ChatCompletionMessageFunctionToolCall,
     ChatCompletionMessageParam,
@@ -235,3 +235,25 @@ async def test_parallel_tool_calls_false_is_honoured_for_gemini(
         model="gemini-2.5-flash", messages=messages, tools=tools, parallel_tool_calls=False
     )
     assert len(one.choices[0].message.tool_calls or []) == 1
+
+
+async def test_provider_failures_carry_ids(matrix: Matrix) -> None:
+    matrix.openai.fake.enqueue(Fault.server_error())
+    async with openai.AsyncOpenAI(
+        base_url=matrix.openai_url, api_key=ACME, max_retries=0
+    ) as client:
+        with pytest.raises(openai.InternalServerError) as info:
+            await client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+            )
+        assert info.value.request_id == matrix.seen.answers[-1].headers["x-request-id"]
+        await matrix.openai.close()  # the provider is gone: the proxy's own 502
+        with pytest.raises(openai.InternalServerError) as gone:
+            await client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+            )
+    assert gone.value.status_code == 502
+    matrix.seen.assert_ids()
+    assert [a.headers["x-aegis-receipt-id"] for a in matrix.seen.answers] == [
+        r.receipt_id for r in matrix.receipts
+    ]
