@@ -123,13 +123,56 @@ async def test_embeddings_of_a_gemini_model(matrix: Matrix, client: openai.Async
     assert matrix.gemini.fake.requests[-1].action == "batchEmbedContents"
 
 
-async def test_responses_of_a_gemini_model_is_refused_clearly(
+async def test_responses_served_by_gemini(matrix: Matrix, client: openai.AsyncOpenAI) -> None:
+    response = await client.responses.create(
+        model="gemini-2.5-flash", input="Hello!", instructions="be brief", max_output_tokens=50
+    )
+    assert response.output_text == "Hello from the fake Gemini."
+    assert response.usage is not None
+    assert response.usage.output_tokens > 0
+    sent = matrix.gemini.fake.requests[-1].body
+    assert sent["systemInstruction"]["parts"][0]["text"] == "be brief"
+    assert sent["generationConfig"]["maxOutputTokens"] == 50
+    async with client.responses.stream(model="gemini-2.5-flash", input="Hello!") as stream:
+        deltas = [e.delta async for e in stream if e.type == "response.output_text.delta"]
+        final = await stream.get_final_response()
+    assert "".join(deltas) == final.output_text == "Hello from the fake Gemini."
+    assert final.usage is not None
+    assert matrix.receipts[-1].usage_source == "reported"
+    matrix.seen.assert_ids()
+
+
+async def test_responses_tools_served_by_gemini(matrix: Matrix, client: openai.AsyncOpenAI) -> None:
+    call = {"functionCall": {"name": "get_weather", "args": {"city": "Oslo"}}}
+    matrix.gemini.fake.script(GeminiReply(parts=[call]))
+    response = await client.responses.create(
+        model="gemini-2.5-flash",
+        input="Weather in Oslo?",
+        tools=[
+            {
+                "type": "function",
+                "name": "get_weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+                "strict": False,
+            }
+        ],
+    )
+    item = response.output[0]
+    assert item.type == "function_call"
+    assert (item.name, item.arguments) == ("get_weather", '{"city": "Oslo"}')
+
+
+async def test_what_gemini_cannot_serve_is_refused_naming_the_field(
     matrix: Matrix, client: openai.AsyncOpenAI
 ) -> None:
     with pytest.raises(openai.BadRequestError) as info:
-        await client.responses.create(model="gemini-2.5-flash", input="Hello!")
-    assert info.value.param == "model"
-    assert "use /v1/chat/completions" in info.value.message
+        await client.responses.create(
+            model="gemini-2.5-flash", input="Hello!", previous_response_id="resp_1"
+        )
+    assert info.value.param == "previous_response_id"
+    with pytest.raises(openai.BadRequestError) as legacy:
+        await client.completions.create(model="gemini-2.5-flash", prompt="Hello")
+    assert "use /v1/chat/completions" in legacy.value.message
     assert matrix.gemini.fake.requests == []
 
 

@@ -14,14 +14,17 @@ from aegis.adapters.gemini import (
     GeminiChatRequest,
     GeminiEmbeddingsRequest,
     GenerateEstimate,
+    ResponsesStreamFromChat,
     ResponseTranslationError,
     StreamUsage,
+    chat_completion_to_response,
     estimate_generate_content,
     gemini_embeddings_to_openai,
     gemini_response_to_chat,
     openai_error_body,
     output_limits,
     parse_error_body,
+    responses_sse_event,
     sse_event,
     usage_from_response,
     with_output_limits,
@@ -40,6 +43,7 @@ __all__ = [
     "native_exchange",
     "translated_embeddings_exchange",
     "translated_exchange",
+    "translated_responses_exchange",
 ]
 
 
@@ -179,6 +183,90 @@ def embed_exchange(raw: bytes, permit: Permit, *, version: str, action: str) -> 
         client=GOOGLE,
         read_answer=read_answer,
         client_error=passthrough_error(permit.provider),
+    )
+
+
+class _ResponsesStreamReader:
+    """A Gemini stream read as chat chunks (the chat translation), sent to the client as a
+    Responses event stream."""
+
+    __slots__ = ("_chat", "_responses")
+
+    def __init__(self, chat: ChatStreamTranslator, responses: ResponsesStreamFromChat) -> None:
+        self._chat = chat
+        self._responses = responses
+
+    def feed(self, event: SseEvent, out: bytearray) -> bool:
+        if event.data is None:
+            return True
+        for chunk in self._chat.feed(json.loads(event.data)):
+            for piece in self._responses.feed(chunk):
+                out += responses_sse_event(piece)
+        return True
+
+    @property
+    def complete(self) -> str | None:
+        return None if self._chat.is_finished else "before the response finished"
+
+    def usage(self, input_bound: int, completed: bool) -> tuple[Usage, UsageSource]:
+        reported = self._chat.usage.reported
+        if completed and reported is not None:
+            return reported, "reported"
+        return self._chat.usage.upper_bound(input_bound), "counted"
+
+    def tail(self, error: str | None) -> bytes:
+        if error is not None:
+            return b""  # the pump sends the error event the SDK raises
+        out = bytearray()
+        for chunk in self._chat.finish():
+            for piece in self._responses.feed(chunk):
+                out += responses_sse_event(piece)
+        for piece in self._responses.finish():
+            out += responses_sse_event(piece)
+        return bytes(out)
+
+
+def translated_responses_exchange(
+    translated: GeminiChatRequest,
+    estimate: GenerateEstimate,
+    permit: Permit,
+    request: Mapping[str, Any],
+) -> Exchange:
+    """An OpenAI Responses call served by Gemini, through the chat translation both ways."""
+
+    def read_answer(raw: bytes) -> Answer:
+        data = json_object(raw)
+        try:
+            completion = gemini_response_to_chat(
+                data,
+                model=translated.model,
+                n=1,
+                parallel_tool_calls=translated.parallel_tool_calls,
+            )
+        except ResponseTranslationError as exc:
+            raise ValueError(exc.message) from exc
+        response = chat_completion_to_response(completion, request)
+        body = json.dumps(response, separators=(",", ":"), ensure_ascii=False).encode()
+        usage, source = _answer_usage(data, permit.input_tokens)
+        return Answer(body, usage, source, passthrough=False)
+
+    def observer() -> _ResponsesStreamReader:
+        chat = ChatStreamTranslator(
+            model=translated.model,
+            include_usage=True,
+            parallel_tool_calls=translated.parallel_tool_calls,
+        )
+        return _ResponsesStreamReader(chat, ResponsesStreamFromChat(request))
+
+    stream = translated.stream
+    action = "streamGenerateContent" if stream else "generateContent"
+    return Exchange(
+        path=gemini_path(permit.model, action),
+        payload=_limited_body(translated.body, estimate, permit),
+        client=OPENAI,
+        read_answer=read_answer,
+        client_error=_openai_failure(permit.provider),
+        observer=observer if stream else None,
     )
 
 

@@ -18,6 +18,7 @@ from aegis.adapters.gemini import (
     chat_request_to_gemini,
     embeddings_request_to_gemini,
     estimate_embed_content,
+    responses_request_to_chat,
 )
 from aegis.adapters.openai import (
     InvalidRequestBody,
@@ -46,6 +47,7 @@ from aegis.proxy.gemini_wire import (
     estimate_for,
     translated_embeddings_exchange,
     translated_exchange,
+    translated_responses_exchange,
 )
 from aegis.proxy.idempotency import StoredResponse
 from aegis.proxy.openai_wire import Endpoint, openai_exchange
@@ -147,6 +149,8 @@ async def _governed(
                 return await _prepare_gemini(scope, attempt, request_id)
             if endpoint is EMBEDDINGS:
                 return await _prepare_gemini_embeddings(scope, attempt, request_id)
+            if endpoint is RESPONSES:
+                return await _prepare_gemini_responses(scope, attempt, request_id)
             # Refused before anything is reserved; Gemini would answer a misleading 400.
             raise BadRequest(
                 f"/v1{endpoint.path} is served by OpenAI-compatible providers only; "
@@ -260,6 +264,25 @@ async def _prepare_gemini(
         capability="llm:stream" if translated.stream else "llm:invoke",
     )
     return permit, translated_exchange(translated, estimate, permit)
+
+
+async def _prepare_gemini_responses(
+    scope: CallScope, attempt: Attempt, request_id: str
+) -> tuple[Permit, Exchange]:
+    """An OpenAI Responses attempt served by Gemini: Responses → chat → Gemini, and back."""
+    try:
+        translated = chat_request_to_gemini(responses_request_to_chat(scope.call.body))
+    except TranslationError as exc:
+        raise BadRequest(exc.message, param=exc.param, code=exc.code) from None
+    estimate = estimate_for(scope.gate, translated.body, attempt.model)
+    permit = await scope.admit(
+        attempt,
+        request_id,
+        input_tokens=estimate.input_tokens,
+        max_output_tokens=estimate.output_tokens,
+    )
+    exchange = translated_responses_exchange(translated, estimate, permit, scope.call.body)
+    return permit, exchange
 
 
 async def _prepare_gemini_embeddings(

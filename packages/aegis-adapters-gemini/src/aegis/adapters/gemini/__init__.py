@@ -39,6 +39,12 @@ from .estimate import (
     output_limits,
     with_output_limits,
 )
+from .responses import (
+    ResponsesStreamFromChat,
+    chat_completion_to_response,
+    responses_request_to_chat,
+    responses_sse_event,
+)
 from .sse import SseParser
 from .upstream_errors import GOOGLE_STATUS, GeminiError, openai_error_body, parse_error_body
 from .usage import StreamUsage, usage_from_metadata, usage_from_response
@@ -90,10 +96,12 @@ __all__ = [
     "GovernedStream",
     "OutputLimits",
     "ResponseTranslationError",
+    "ResponsesStreamFromChat",
     "SseParser",
     "StreamUsage",
     "TranslationError",
     "WireError",
+    "chat_completion_to_response",
     "chat_request_to_gemini",
     "embed_content_via_gate",
     "embeddings_request_to_gemini",
@@ -110,6 +118,8 @@ __all__ = [
     "openai_usage",
     "output_limits",
     "parse_error_body",
+    "responses_request_to_chat",
+    "responses_sse_event",
     "sse_event",
     "stream_error_event",
     "usage_from_metadata",
