@@ -229,6 +229,7 @@ def write_config(
         ledger = f'backend = "redis"\nurl = "{redis_url}"\nepoch_path = "{path.stem}-epoch"\n'
     parts = [
         f"[server]\nport = {port}\ndrain_timeout_s = 5\n"
+        f'event_loop = "{os.environ.get("BENCH_EVENT_LOOP", "auto")}"\n'
         f"[ledger]\n{ledger}"
         f'[receipts]\nsink = "file"\npath = "{path.stem}-receipts"\nkey_id = "bench"\n'
         f'durability = "group"\ngroup_commit_ms = 50\n'

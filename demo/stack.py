@@ -61,7 +61,7 @@ per_window = [
 [tenants.acme.routing]
 primary_provider = "openai"
 fallback_providers = ["gemini"]
-fallback_models = {{ "gpt-4o-mini" = "gemini-2.0-flash", "gpt-4o" = "gemini-2.0-flash" }}
+fallback_models = {{ "gpt-4o-mini" = "gemini-2.5-flash-lite", "gpt-4o" = "gemini-2.5-flash-lite" }}
 [tenants.acme.model]
 allow_models = ["gpt-4o*", "gemini-*"]
 

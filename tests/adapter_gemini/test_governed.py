@@ -88,13 +88,14 @@ async def test_reservation_covers_output_plus_thinking_budget_and_is_sent(
     estimate = estimate_generate_content(
         sent, model=FLASH, model_max_output_tokens=65_536, context_window=1_048_576
     )
-    # 100 visible + 50 thinking tokens, all billed at the output rate in the worst case.
-    assert estimate.output_tokens == 150
-    expected = price.worst_case_nanos(estimate.input_tokens, 150)
+    # 100 visible + 50 thinking tokens (and the 1/32 margin thinking may run past a budget),
+    # all billed at the output rate in the worst case.
+    assert estimate.output_tokens == 152
+    expected = price.worst_case_nanos(estimate.input_tokens, 152)
     assert result.receipt.reserved_usd == format_usd(expected)
 
 
-async def test_unset_limits_reserve_the_models_maximum_twice_for_a_thinking_model(
+async def test_unset_limits_reserve_the_maximum_output_and_the_largest_thinking_budget_sent(
     make_gate: GateFactory, client: genai.Client, upstream: FakeGeminiServer
 ) -> None:
     g = make_gate()
@@ -102,13 +103,15 @@ async def test_unset_limits_reserve_the_models_maximum_twice_for_a_thinking_mode
         gate=g.gate, client=client, tenant_id=TENANT, request_id="q1", model=FLASH, contents="hi"
     )
     sent = upstream.fake.last_body()
-    # The model's maximum output is sent explicitly, and thinking may add as much again.
+    # The model's maximum output is sent explicitly, and so is its largest thinking budget
+    # (24,576 on 2.5 Flash), which is reserved with its 1/32 margin.
     assert sent["generationConfig"]["maxOutputTokens"] == 65_536
+    assert sent["generationConfig"]["thinkingConfig"] == {"thinking_budget": 24_576}
     estimate = estimate_generate_content(
         sent, model=FLASH, model_max_output_tokens=65_536, context_window=1_048_576
     )
-    assert estimate.output_tokens == 2 * 65_536
-    expected = g.gate.pricing.price(FLASH).worst_case_nanos(estimate.input_tokens, 2 * 65_536)
+    assert estimate.output_tokens == 65_536 + 24_576 + 768
+    expected = g.gate.pricing.price(FLASH).worst_case_nanos(estimate.input_tokens, 90_880)
     assert result.receipt.reserved_usd == format_usd(expected)
 
 
@@ -328,7 +331,7 @@ async def test_stream_closed_before_reading_sends_nothing_and_releases(
     stream = await generate_content_stream_via_gate(
         gate=g.gate, client=client, tenant_id=TENANT, request_id="q1", model=FLASH, contents="x"
     )
-    assert stream.permit.max_output_tokens == 2 * 65_536
+    assert stream.permit.max_output_tokens == 65_536 + 24_576 + 768
     await stream.aclose()
     receipt = stream.receipt
     assert receipt is not None

@@ -45,10 +45,13 @@ def test_estimate_bounds_text_and_uses_request_limits() -> None:
 @pytest.mark.parametrize(
     ("model", "thinking", "allowance"),
     [
-        ("gemini-2.5-flash", None, 65_536),
+        # No budget on a 2.5 model: what the request sends (maxOutputTokens 10), fitted to the
+        # model's budget range, plus the 1/32 overshoot margin; the body then carries it.
+        ("gemini-2.5-flash", None, 10 + 1),
+        ("gemini-2.5-flash-lite", None, 512 + 16),
         ("models/gemini-2.5-pro", {"thinkingBudget": -1}, 65_536),
         ("gemini-2.5-flash", {"thinkingBudget": 0}, 0),
-        ("gemini-2.5-flash", {"thinking_budget": 512}, 512),
+        ("gemini-2.5-flash", {"thinking_budget": 512}, 512 + 16),
         ("gemini-3-pro-preview", {"thinkingLevel": "low"}, 65_536),
         ("gemini-2.0-flash", None, 0),
         ("gemini-2.0-flash-thinking-exp", None, 65_536),
@@ -66,17 +69,24 @@ def test_thinking_allowance(model: str, thinking: dict[str, Any] | None, allowan
     assert is_thinking_model(model) == (model != "gemini-2.0-flash")
 
 
-def test_unseen_inputs_are_bounded_by_the_context_window() -> None:
+def test_unseen_inputs_are_bounded_by_the_context_window_or_marked_for_the_gate() -> None:
     image = {"inlineData": {"mimeType": "image/png", "data": "AAAA"}}
     small = estimate_generate_content({"contents": [{"parts": [image]}]}, model="m", **LIMITS)
     assert small.input_tokens >= MEDIA_PART_MIN_TOKENS
+    assert small.input_is_bounded
+    file_part = {"fileData": {"fileUri": "gs://b/o", "mimeType": "video/mp4"}}
+    whole = estimate_generate_content({"contents": [{"parts": [file_part]}]}, model="m", **LIMITS)
+    assert whole.input_tokens == 1_048_576
+    # What the body makes the model read without holding it: the Gate adds the policy's
+    # allowance for it (at most up to the input limit).
     for body in (
-        {"contents": [{"parts": [{"fileData": {"fileUri": "gs://b/o", "mimeType": "video/mp4"}}]}]},
         {"contents": [{"parts": [{"text": "x"}]}], "cachedContent": "cachedContents/abc"},
         {"contents": [{"parts": [{"text": "x"}]}], "tools": [{"googleSearch": {}}]},
         {"contents": [{"parts": [{"text": "x"}]}], "tools": [{"code_execution": {}}]},
     ):
-        assert estimate_generate_content(body, model="m", **LIMITS).input_tokens == 1_048_576
+        estimate = estimate_generate_content(body, model="m", **LIMITS)
+        assert not estimate.input_is_bounded
+        assert estimate.input_tokens < 1_000
 
 
 def test_estimate_tolerates_any_json() -> None:
@@ -268,3 +278,21 @@ def test_openai_error_body(status: int, openai_status: int, kind: str) -> None:
     assert body["error"]["type"] == kind
     assert body["error"]["message"] == "m"
     assert set(body["error"]) == {"message", "type", "param", "code"}
+
+
+def test_a_1024_token_call_reserves_its_own_bound_and_sends_it_as_the_thinking_budget() -> None:
+    body = {"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"maxOutputTokens": 1024}}
+    estimate = estimate_generate_content(body, model="gemini-2.5-flash", **LIMITS)
+    # Was 1,024 + 65,536; now the thinking the request is held to (1,024) plus its margin.
+    assert estimate.output_tokens == 1024 + 1024 + 32
+    limits = output_limits(estimate, estimate.output_tokens)
+    sent = with_output_limits(body, limits)
+    assert sent["generationConfig"] == {
+        "maxOutputTokens": 1024,
+        "thinkingConfig": {"thinkingBudget": 1024},
+    }
+    # Clamped: the thinking budget sent leaves the margin inside the grant.
+    clamped = output_limits(estimate, 1_000)
+    assert clamped.thinking_budget is not None
+    margin = -(-clamped.thinking_budget // 32)
+    assert clamped.max_output_tokens + clamped.thinking_budget + margin <= 1_000

@@ -7,7 +7,11 @@ from typing import Any
 
 from hypothesis import given, strategies as st
 
-from aegis.adapters.openai import rewrite_chat_request, rewrite_responses_request
+from aegis.adapters.openai import (
+    SEARCH_CALLS_RESERVED,
+    rewrite_chat_request,
+    rewrite_responses_request,
+)
 
 MSG = [{"role": "user", "content": "hi"}]
 
@@ -127,3 +131,13 @@ def test_to_bytes_always_encodes_the_rewritten_body(
     out = rewrite_chat_request(body, max_output_tokens=limit)
     assert json.loads(out.to_bytes(original)) == out.body
     assert json.loads(out.to_bytes()) == out.body
+
+
+def test_a_search_tool_without_max_tool_calls_is_sent_with_the_reserved_count() -> None:
+    body = {"model": "o3", "input": "news", "tools": [{"type": "web_search"}]}
+    sent = rewrite_responses_request(body, max_output_tokens=100).body
+    assert sent["max_tool_calls"] == SEARCH_CALLS_RESERVED
+    own = rewrite_responses_request({**body, "max_tool_calls": 2}, max_output_tokens=100).body
+    assert own["max_tool_calls"] == 2
+    plain = rewrite_responses_request({"model": "o3", "input": "x"}, max_output_tokens=100).body
+    assert "max_tool_calls" not in plain

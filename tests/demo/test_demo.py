@@ -71,7 +71,7 @@ def assert_tour(out: str, workdir: Path) -> None:
     # Gemini reached through the OpenAI SDK.
     assert "served by gemini/gemini-2.5-flash" in out
     # Fallback from the failing primary.
-    assert "FALLBACK openai/gpt-4o (503) failed -> served by gemini/gemini-2.0-flash" in out
+    assert "FALLBACK openai/gpt-4o (503) failed -> served by gemini/gemini-2.5-flash-lite" in out
     # The hard stop, its reason and its reset time.
     stop = re.search(r"HARD STOP 429 budget hour of tenant acme is spent \(budget_exceeded\)", out)
     assert stop, out

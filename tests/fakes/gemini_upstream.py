@@ -8,9 +8,13 @@ answers errors as ``{"error": {"code", "message", "status"}}``.
 
 Tokens are counted by a fake tokenizer, one token per whitespace-separated word (at least one
 per part), unless a :class:`Reply` fixes the counts. ``usageMetadata`` carries
-``promptTokenCount``, ``cachedContentTokenCount``, ``candidatesTokenCount``,
-``thoughtsTokenCount``, ``toolUsePromptTokenCount`` and ``totalTokenCount``; a stream repeats it
-on every chunk as running totals.
+``promptTokenCount`` (with ``promptTokensDetails`` when some of it is audio),
+``cachedContentTokenCount``, ``candidatesTokenCount``, ``thoughtsTokenCount``,
+``toolUsePromptTokenCount`` and ``totalTokenCount``; a stream repeats it on every chunk as
+running totals. Embedding answers carry ``usageMetadata.promptTokenCount`` too. A grounded
+reply carries ``groundingMetadata`` (``webSearchQueries``...) on its candidates, and every
+generate answer names its tier in ``x-gemini-service-tier`` (a request may set
+``serviceTier``).
 
 Scripting: :meth:`FakeGemini.script` queues :class:`Reply` objects, used one per request in
 order (then the default reply): text or parts, usage, finish reason, an error status, delays,
@@ -77,6 +81,7 @@ _TOP_FIELDS: Final = {
         "safetySettings",
         "generationConfig",
         "cachedContent",
+        "serviceTier",
     },
     "embedContent": {"model", "content", "taskType", "title", "outputDimensionality"},
     "batchEmbedContents": {"requests"},
@@ -185,6 +190,14 @@ class Reply:
     partial_tail: str = ""
     """Stream: bytes written just before the cut (half an event, say)."""
     embedding_dims: int = 8
+    grounding_queries: list[str] | None = None
+    """Answer as grounded by Google Search: ``groundingMetadata`` with these
+    ``webSearchQueries`` on each candidate (the last chunk of a stream)."""
+    audio_prompt_tokens: int = 0
+    """Of the prompt tokens, this many are AUDIO in ``promptTokensDetails``."""
+    served_tier: str | None = None
+    """The tier named in ``x-gemini-service-tier`` (default: the one asked for, else
+    standard); a priority request over its limit is served, and billed, at standard."""
 
     @classmethod
     def error(cls, status: int, message: str = "scripted failure", **kw: Any) -> Reply:
@@ -265,6 +278,12 @@ def _error_reply(reply: Reply) -> web.Response:
 def _usage(reply: Reply, prompt: int, candidates: int) -> dict[str, Any]:
     prompt_tokens = prompt if reply.prompt_tokens is None else reply.prompt_tokens
     meta: dict[str, Any] = {"promptTokenCount": prompt_tokens}
+    if reply.audio_prompt_tokens:
+        audio = min(reply.audio_prompt_tokens, prompt_tokens)
+        meta["promptTokensDetails"] = [
+            {"modality": "TEXT", "tokenCount": prompt_tokens - audio},
+            {"modality": "AUDIO", "tokenCount": audio},
+        ]
     if reply.cached_tokens:
         meta["cachedContentTokenCount"] = reply.cached_tokens
     meta["candidatesTokenCount"] = candidates
@@ -323,6 +342,18 @@ def _output_tokens(reply: Reply, parts: Sequence[dict[str, Any]]) -> int:
     return sum(_part_tokens(p) for p in parts)
 
 
+def _grounding(reply: Reply) -> dict[str, Any]:
+    queries = reply.grounding_queries or []
+    return {
+        "webSearchQueries": list(queries),
+        "searchEntryPoint": {"renderedContent": '<div class="container"></div>'},
+        "groundingChunks": [
+            {"web": {"uri": f"https://search.example/{i}", "title": q}}
+            for i, q in enumerate(queries)
+        ],
+    }
+
+
 def _response(reply: Reply, prompt: int, model: str, n: int) -> dict[str, Any]:
     parts = _candidate_parts(reply)
     out: dict[str, Any] = {}
@@ -332,6 +363,8 @@ def _response(reply: Reply, prompt: int, model: str, n: int) -> dict[str, Any]:
         candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}}
         if reply.finish_reason is not None:
             candidate["finishReason"] = reply.finish_reason
+        if reply.grounding_queries is not None:
+            candidate["groundingMetadata"] = _grounding(reply)
         out["candidates"] = [{**candidate, "index": i} for i in range(n)]
     if reply.usage:
         out["usageMetadata"] = _usage(
@@ -365,6 +398,8 @@ def _stream_chunks(reply: Reply, prompt: int, model: str) -> list[dict[str, Any]
         candidate: dict[str, Any] = {"content": {"parts": cparts, "role": "model"}, "index": 0}
         if last and reply.finish_reason is not None:
             candidate["finishReason"] = reply.finish_reason
+        if last and reply.grounding_queries is not None:
+            candidate["groundingMetadata"] = _grounding(reply)
         chunk: dict[str, Any] = {"candidates": [candidate]}
         if reply.usage:
             chunk["usageMetadata"] = _usage(reply, prompt, total * (i + 1) // len(chunk_parts))
@@ -372,6 +407,12 @@ def _stream_chunks(reply: Reply, prompt: int, model: str) -> list[dict[str, Any]
         chunk["responseId"] = "fake-stream"
         chunks.append(chunk)
     return chunks
+
+
+def _tier_header(reply: Reply, top: Mapping[str, Any]) -> dict[str, str]:
+    """``x-gemini-service-tier``: the tier the answer was served (and billed) at."""
+    asked = str(top.get("serviceTier") or "standard").lower()
+    return {"x-gemini-service-tier": reply.served_tier or asked}
 
 
 def _embedding(text: str, dims: int) -> dict[str, Any]:
@@ -416,10 +457,13 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         if action == "generateContent":
             top, prompt = validate_generate_request(body)
             n = top["generationConfig"].get("candidateCount") or 1
-            return web.json_response(_response(reply, prompt, model, n))
+            return web.json_response(
+                _response(reply, prompt, model, n), headers=_tier_header(reply, top)
+            )
         if action == "streamGenerateContent":
-            _, prompt = validate_generate_request(body)
-            return await _stream(request, reply, _stream_chunks(reply, prompt, model))
+            top, prompt = validate_generate_request(body)
+            chunks = _stream_chunks(reply, prompt, model)
+            return await _stream(request, reply, chunks, _tier_header(reply, top))
         if action == "embedContent":
             item = _fields(body, _TOP_FIELDS["embedContent"], "")
             return web.json_response(_embed([item], reply, single=True))
@@ -457,11 +501,17 @@ def _embed(items: list[dict[str, Any]], reply: Reply, *, single: bool) -> dict[s
 
 
 async def _stream(
-    request: web.Request, reply: Reply, chunks: list[dict[str, Any]]
+    request: web.Request,
+    reply: Reply,
+    chunks: list[dict[str, Any]],
+    headers: Mapping[str, str] | None = None,
 ) -> web.StreamResponse:
     sse = request.query.get("alt") == "sse"
     response = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream" if sse else "application/json"}
+        headers={
+            "Content-Type": "text/event-stream" if sse else "application/json",
+            **(headers or {}),
+        }
     )
     await response.prepare(request)
     if not sse:

@@ -97,6 +97,12 @@ class Reply:
     chunk_delay_s: float = 0.0
     """Stream: wait between events."""
     status: int = 200
+    web_searches: int = 0
+    """Responses: run this many web searches (``web_search_call`` output items) when the
+    request offers a web search tool."""
+    served_tier: str | None = None
+    """The ``service_tier`` the answer names; default: the one asked for when it is
+    ``priority`` or ``flex``, else ``default`` (as the API resolves ``auto``)."""
 
 
 @dataclass
@@ -462,6 +468,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         "created": int(time.time()),
         "model": body["model"],
         "system_fingerprint": "fp_fake",
+        "service_tier": _served_tier(body, action),
     }
     if body.get("stream") is True:
         options = body.get("stream_options") or {}
@@ -488,7 +495,6 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             {"index": i, "message": message, "logprobs": None, "finish_reason": plan.finish_reason}
             for i in range(n)
         ],
-        "service_tier": "default",
     }
     if action.report_usage:
         out["usage"] = plan.chat_usage()
@@ -554,10 +560,31 @@ async def _stream_chat(
     return await writer.finish()
 
 
+def _served_tier(body: dict[str, Any], reply: Reply) -> str:
+    if reply.served_tier is not None:
+        return reply.served_tier
+    asked = body.get("service_tier")
+    return asked if asked in ("priority", "flex") else "default"
+
+
+_WEB_SEARCH_TOOLS: Final = frozenset({"web_search", "web_search_preview", "web_search_2025_08_26"})
+
+
 def _response_object(
-    body: dict[str, Any], plan: _Plan, rid: str, status: str, usage: bool
+    body: dict[str, Any], plan: _Plan, rid: str, status: str, usage: bool, reply: Reply
 ) -> dict[str, Any]:
     output: list[dict[str, Any]] = []
+    tools = body.get("tools") or []
+    if any(isinstance(t, dict) and t.get("type") in _WEB_SEARCH_TOOLS for t in tools):
+        output.extend(
+            {
+                "type": "web_search_call",
+                "id": f"ws_{rid}_{i}",
+                "status": "completed",
+                "action": {"type": "search", "query": f"query {i}"},
+            }
+            for i in range(reply.web_searches)
+        )
     if plan.pieces:
         output.append(
             {
@@ -598,6 +625,7 @@ def _response_object(
         "top_p": 1.0,
         "text": body.get("text", {"format": {"type": "text"}}),
         "truncation": "disabled",
+        "service_tier": _served_tier(body, reply),
         "usage": plan.responses_usage() if usage and status != "in_progress" else None,
     }
 
@@ -611,28 +639,49 @@ async def responses(request: web.Request) -> web.StreamResponse:
     plan = _plan(action, prompt_words=prompt, limit=_limit(body, "max_output_tokens"))
     rid = request.app[FAKE].next_id("resp")
     status = "incomplete" if plan.finish_reason == "length" else "completed"
-    request.app[FAKE].stored[rid] = _response_object(body, plan, rid, status, action.report_usage)
+    stored = _response_object(body, plan, rid, status, action.report_usage, action)
+    request.app[FAKE].stored[rid] = stored
     if body.get("stream") is not True:
-        out = _response_object(body, plan, rid, status, action.report_usage)
-        return web.json_response(out, status=action.status)
+        return web.json_response(stored, status=action.status)
     writer = _SseWriter(request, action)
     await writer.start()
-    for event in _response_events(body, plan, rid, status, action.report_usage):
+    for event in _response_events(body, plan, rid, status, action.report_usage, action):
         if not await writer.send(event, event=event["type"]):
             break
     return await writer.finish()
 
 
 def _response_events(
-    body: dict[str, Any], plan: _Plan, rid: str, status: str, usage: bool
+    body: dict[str, Any], plan: _Plan, rid: str, status: str, usage: bool, reply: Reply
 ) -> Iterator[dict[str, Any]]:
     seq = itertools.count()
-    pending = _response_object(body, plan, rid, "in_progress", usage)
+    pending = _response_object(body, plan, rid, "in_progress", usage, reply)
     yield {"type": "response.created", "sequence_number": next(seq), "response": pending}
     yield {"type": "response.in_progress", "sequence_number": next(seq), "response": pending}
-    final = _response_object(body, plan, rid, status, usage)
+    final = _response_object(body, plan, rid, status, usage, reply)
     for index, item in enumerate(final["output"]):
         started = {**item, "status": "in_progress"}
+        if item["type"] == "web_search_call":
+            yield {
+                "type": "response.output_item.added",
+                "sequence_number": next(seq),
+                "output_index": index,
+                "item": started,
+            }
+            for stage in ("in_progress", "searching", "completed"):
+                yield {
+                    "type": f"response.web_search_call.{stage}",
+                    "sequence_number": next(seq),
+                    "output_index": index,
+                    "item_id": item["id"],
+                }
+            yield {
+                "type": "response.output_item.done",
+                "sequence_number": next(seq),
+                "output_index": index,
+                "item": item,
+            }
+            continue
         if item["type"] == "message":
             started["content"] = []
         else:

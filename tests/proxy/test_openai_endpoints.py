@@ -291,7 +291,13 @@ async def test_models_lists_what_the_tenant_may_use(
     )
     page = await proxy.client().models.list()
     ids = {m.id async for m in page}
-    assert ids == {"gpt-4o", "gpt-4o-mini", "gpt-4o-2024-05-13"}
+    assert ids == {
+        "gpt-4o",
+        "gpt-4o-mini",
+        "gpt-4o-2024-05-13",
+        "gpt-4o-audio-preview",
+        "gpt-4o-mini-audio-preview",
+    }
 
 
 async def test_idempotency_key_replays_without_a_second_charge(

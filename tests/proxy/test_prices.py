@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -297,3 +299,41 @@ async def test_metrics_label_a_model_that_a_reload_priced(
     lines = [line for line in text.splitlines() if line.startswith("aegis_requests_total")]
     assert any('model="house-model"' in line for line in lines), lines
     assert not any('model="other"' in line for line in lines), lines
+
+
+async def test_a_trail_written_across_a_reload_reprices_offline_with_zero_differences(
+    tmp_path: Path,
+    openai_upstream: FakeUpstream,
+    start_proxy: Callable[[Settings], Awaitable[Proxy]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AEGIS_TEST_REPRICE_SECRET", "r" * 32)
+    (tmp_path / "prices.toml").write_text(price_file_text("1", "2"))
+    config = tmp_path / "aegis.toml"
+    write_config(config, openai_upstream, tmp_path / "prices.toml")
+    trail = tmp_path / "trail"
+    receipts_toml = (
+        f'sink = "file"\nkey_id = "k1"\nsecret_env = "AEGIS_TEST_REPRICE_SECRET"\n'
+        f'path = "{trail}"\n'
+    )
+    memory = f'sink = "memory"\npath = "{tmp_path / "receipts"}"\n'
+    assert memory in config.read_text()
+    config.write_text(config.read_text().replace(memory, receipts_toml))
+    proxy = await start_proxy(load_settings(config))
+    client = proxy.client()
+    await chat(client)
+    await chat(client)
+    (tmp_path / "prices.toml").write_text(price_file_text("3", "7"))
+    assert reload_config(proxy.app, config)
+    await chat(client)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AEGIS_RECEIPT")}
+    env["AEGIS_RECEIPT_KEYS"] = "k1:env:AEGIS_TEST_REPRICE_SECRET"
+    cli = Path(sys.executable).with_name("aegis-receipts")
+    done = subprocess.run(
+        [str(cli), "reprice", "--json", str(trail)], capture_output=True, text=True, env=env
+    )
+    doc = json.loads(done.stdout)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert doc["receipts"] == 3
+    assert doc["differences"] == []
+    assert len(doc["tables"]) == 2  # both tables in force are carried by the trail

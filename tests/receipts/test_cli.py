@@ -6,6 +6,8 @@ import json
 from decimal import Decimal
 from typing import Any
 
+from aegis.core import FileReceiptSink
+
 
 def records(trail: Any) -> list[dict[str, Any]]:
     return [json.loads(line) for seg in range(2) for line in trail.lines(seg)]
@@ -75,3 +77,26 @@ def test_a_missing_path_is_a_usage_error(kit: Any, tmp_path: Any) -> None:
     result = kit.run_cli("verify", str(tmp_path / "nope"))
     assert result.returncode == 2
     assert "no such file or directory" in result.stderr
+
+
+async def test_verify_trails_checks_each_chain_and_the_worst_verdict_decides(
+    trail: Any, tmp_path: Any, clock: Any
+) -> None:
+    # A second writer's chain beside the first, as a second worker or replica writes it.
+    other = tmp_path / "trail.2"
+    sink = FileReceiptSink(other, checkpoint_signer=trail.signer, checkpoint_every=4)
+    gate = trail.kit.make_gate(trail.signer, sink, clock)
+    for i in range(3):
+        await trail.kit.ok_call(gate, "acme", f"second-{i}")
+    await sink.close()
+    both = trail.cli("verify", "--trails", str(trail.directory), str(other))
+    assert both.returncode == 0, both.stdout
+    assert both.stdout.count("result:      INTACT") == 2
+    # As one trail, two chains are not one chain.
+    assert trail.cli("verify", str(trail.directory), str(other)).returncode == 1
+    # One tampered trail makes the whole answer tampered.
+    segment = sorted(other.glob("receipts-*.jsonl"))[0]
+    lines = segment.read_bytes().splitlines()
+    segment.write_bytes(b"\n".join([lines[0].replace(b"acme", b"acmf"), *lines[1:]]) + b"\n")
+    tampered = trail.cli("verify", "--trails", str(trail.directory), str(other))
+    assert tampered.returncode == 1, tampered.stdout

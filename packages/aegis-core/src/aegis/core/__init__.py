@@ -18,6 +18,7 @@ from aegis.core.errors import (
     InvalidRequest,
     LedgerError,
     LedgerUnavailable,
+    ModelRetiredDenied,
     PolicyDenied,
     PolicyError,
     PricingError,
@@ -60,9 +61,11 @@ from aegis.core.policy import (
     TomlPolicyProvider,
     WindowBudget,
 )
+from aegis.core.price_check import PriceDifference, compare_price_file
 from aegis.core.pricing import (
     PROVIDERS,
     SERVICE_TIERS,
+    STANDARD_TERMS,
     TOOL_KINDS,
     BillingTerms,
     ModelKind,
@@ -76,6 +79,8 @@ from aegis.core.rate_limits import RateLimitStatus
 from aegis.core.receipt_trail import CallSubject, Outcome, ReceiptTrail
 from aegis.core.receipts import (
     GENESIS_HASH,
+    RECEIPT_VERSION,
+    Bound,
     Decision,
     MemoryReceiptSink,
     Receipt,
@@ -87,6 +92,7 @@ from aegis.core.receipts import (
     canonical_bytes,
 )
 from aegis.core.redis_ledger import RedisLedger  # imports redis only when one is made
+from aegis.core.reprice import Difference, RepriceReport, reprice_trail
 from aegis.core.sdk_kwargs import sdk_kwargs
 from aegis.core.signing import HmacSha256Signer, SignatureVerifier
 from aegis.core.sqlite_ledger import SqliteLedger
@@ -118,14 +124,17 @@ __all__ = [
     "MESSAGE_OVERHEAD_TOKENS",
     "NANOS_PER_USD",
     "PROVIDERS",
+    "RECEIPT_VERSION",
     "REPLY_OVERHEAD_TOKENS",
     "SERVICE_TIERS",
+    "STANDARD_TERMS",
     "TOOL_KINDS",
     "Account",
     "AccountUnit",
     "AegisError",
     "Balance",
     "BillingTerms",
+    "Bound",
     "BudgetAlert",
     "BudgetExceeded",
     "CallSubject",
@@ -134,6 +143,7 @@ __all__ = [
     "ConfigError",
     "Decision",
     "Denied",
+    "Difference",
     "DuplicateRequest",
     "Ed25519Signer",
     "Ed25519Verifier",
@@ -157,12 +167,14 @@ __all__ = [
     "MemoryReceiptSink",
     "ModelKind",
     "ModelPrice",
+    "ModelRetiredDenied",
     "Outcome",
     "Permit",
     "Policy",
     "PolicyDenied",
     "PolicyError",
     "PolicyProvider",
+    "PriceDifference",
     "PricingError",
     "PricingTable",
     "Problem",
@@ -177,6 +189,7 @@ __all__ = [
     "ReceiptStatus",
     "ReceiptTrail",
     "RedisLedger",
+    "RepriceReport",
     "Routing",
     "ServiceTier",
     "Settlement",
@@ -201,11 +214,13 @@ __all__ = [
     "Window",
     "WindowBudget",
     "canonical_bytes",
+    "compare_price_file",
     "default_pricing_table",
     "format_usd",
     "nanos_to_usd",
     "new_id",
     "parse_usd",
+    "reprice_trail",
     "sdk_kwargs",
     "text_tokens_upper_bound",
     "verify_trail",

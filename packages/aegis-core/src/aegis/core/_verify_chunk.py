@@ -24,10 +24,18 @@ from aegis.core.keyring import Keyring
 from aegis.core.receipts import encode_dict
 from aegis.core.signing import SignatureVerifier
 
-__all__ = ["ChunkResult", "ChunkTask", "Link", "RawProblem", "verify_chunk"]
+__all__ = [
+    "RECEIPT_KEYS",
+    "RECEIPT_KEYS_V1",
+    "ChunkResult",
+    "ChunkTask",
+    "Link",
+    "RawProblem",
+    "verify_chunk",
+]
 
 
-RECEIPT_KEYS: Final = frozenset(
+RECEIPT_KEYS_V1: Final = frozenset(
     {
         "v", "receipt_id", "request_id", "tenant_id", "run_id", "provider", "model",
         "capability", "decision", "status", "usage", "usage_source", "estimated_usd",
@@ -36,6 +44,8 @@ RECEIPT_KEYS: Final = frozenset(
         "body_sha256", "chain_id", "seq", "prev_hash", "signature",
     }
 )  # fmt: skip
+RECEIPT_KEYS: Final = RECEIPT_KEYS_V1 | {"bound", "record"}
+"""The members of a version 2 receipt (version 1 has the others only)."""
 _SIG_KEYS: Final = frozenset({"alg", "key_id", "sig"})
 _MAX_SEQ: Final = 2**53 - 1
 
@@ -187,6 +197,7 @@ def _check_lines(task: ChunkTask, lines: list[bytes], out: ChunkResult) -> None:
     backslash = b"\\"
     scan = _SCAN
     receipt_keys = RECEIPT_KEYS
+    receipt_keys_v1 = RECEIPT_KEYS_V1
     sig_keys = _SIG_KEYS
     sig_mark = _SIG_MARK
     next_mark = _NEXT_MARK
@@ -209,7 +220,10 @@ def _check_lines(task: ChunkTask, lines: list[bytes], out: ChunkResult) -> None:
             msg = "empty line" if not raw else f"not valid JSON ({_json_error(exc)})"
             add(RawProblem("parse", number, f"{msg}; not a receipt"))
             continue
-        if type(d) is not dict or d.keys() != receipt_keys:
+        if type(d) is not dict or not (
+            (d.keys() == receipt_keys and d["v"] == 2)
+            or (d.keys() == receipt_keys_v1 and d["v"] == 1)
+        ):
             add(RawProblem("parse", number, _shape_problem(d)))
             continue
         sig = d["signature"]
@@ -363,14 +377,18 @@ def _shape_problem(d: object) -> str:
         return f"a JSON {type(d).__name__}, not a receipt object"
     if d.get("kind") == "checkpoint":
         return "a checkpoint record in a receipt file"
-    missing = sorted(RECEIPT_KEYS - d.keys())
-    extra = sorted(d.keys() - RECEIPT_KEYS)
+    version = d.get("v")
+    keys = RECEIPT_KEYS_V1 if version == 1 else RECEIPT_KEYS
+    missing = sorted(keys - d.keys())
+    extra = sorted(d.keys() - keys)
     parts = []
     if missing:
         parts.append(f"missing {', '.join(missing)}")
     if extra:
         parts.append(f"unexpected {', '.join(map(str, extra))}")
-    return f"not a version-1 receipt: {'; '.join(parts)}"
+    if not parts:
+        return f"not a receipt: version {version!r} is not 1 or 2"
+    return f"not a version-{1 if version == 1 else 2} receipt: {'; '.join(parts)}"
 
 
 def _canonical_problem(raw: bytes, canon: bytes) -> str:

@@ -9,6 +9,7 @@ of any error a check or the ledger raised. The Gate then has one refusal site.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Final
 
 from aegis.core.errors import (
@@ -18,6 +19,7 @@ from aegis.core.errors import (
     DuplicateRequest,
     InvalidRequest,
     LedgerError,
+    ModelRetiredDenied,
     PolicyDenied,
     RateLimited,
     UnknownModelDenied,
@@ -25,7 +27,7 @@ from aegis.core.errors import (
 from aegis.core.ledger import Account
 from aegis.core.money import format_usd
 from aegis.core.policy import Policy
-from aegis.core.pricing import ModelPrice, PricingTable
+from aegis.core.pricing import STANDARD_TERMS, BillingTerms, ModelPrice, PricingTable
 from aegis.core.rate_limits import limit_accounts
 from aegis.core.windows import window_span
 
@@ -60,6 +62,10 @@ class Reservation:
     limits: tuple[Account, ...]
     """Rate-limit accounts (their units are requests and tokens, not money)."""
     clamped: bool = False
+    terms: BillingTerms = STANDARD_TERMS
+    """The tier, tool calls and modalities the worst case is priced under."""
+    unseen_input_tokens: int = 0
+    """The part of ``input_tokens`` allowed for input the request does not show."""
 
     @property
     def accounts(self) -> list[Account]:
@@ -70,7 +76,9 @@ class Reservation:
     ) -> Reservation | None:
         """The same call with its output lowered to fit ``available_nanos``, or ``None`` when
         the policy does not clamp or what would be left is below its minimum."""
-        affordable = self.price.output_tokens_affordable(self.input_tokens, available_nanos)
+        affordable = self.price.output_tokens_affordable(
+            self.input_tokens, available_nanos, self.terms
+        )
         if (
             not policy.clamp_max_tokens
             or capability == "embeddings:create"
@@ -81,7 +89,7 @@ class Reservation:
         return replace(
             self,
             output_tokens=output,
-            estimated_nanos=self.price.worst_case_nanos(self.input_tokens, output),
+            estimated_nanos=self.price.worst_case_nanos(self.input_tokens, output, self.terms),
             limits=tuple(limit_accounts(policy, self.price.model, self.input_tokens + output, now)),
             clamped=True,
         )
@@ -104,8 +112,14 @@ def plan(
     input_tokens: int,
     max_output_tokens: int | None,
     now: float,
+    terms: BillingTerms = STANDARD_TERMS,
+    input_is_bounded: bool = True,
 ) -> Reservation:
-    """The reservation a call needs, or the error that refuses it (no ledger involved)."""
+    """The reservation a call needs, or the error that refuses it (no ledger involved).
+
+    ``terms`` price the worst case (tier, tool calls, audio); ``input_is_bounded=False`` adds
+    the policy's allowance for input the request does not show (at most up to the model's
+    input limit)."""
     for name, value in (("input_tokens", input_tokens), ("max_output_tokens", max_output_tokens)):
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TOKENS
@@ -130,8 +144,26 @@ def plan(
             tenant_id=tenant_id,
             reason="unknown_model",
         )
+    if price.is_retired(datetime.fromtimestamp(now, UTC).date()):
+        successor = f"; use {price.successor!r}" if price.successor else ""
+        raise ModelRetiredDenied(
+            f"model {model!r} was shut down by its provider on {price.retired}{successor}",
+            tenant_id=tenant_id,
+            reason="model_retired",
+            successor=price.successor,
+        )
+    unseen = 0
+    if not input_is_bounded:
+        limit = price.input_limit
+        allowance = policy.unseen_input_tokens
+        unseen = limit if allowance is None else allowance
+        if limit > 0:
+            # The provider refuses a prompt over its input limit, so the unseen part never
+            # needs to reach beyond it.
+            unseen = max(0, min(unseen, limit - input_tokens))
+        input_tokens += unseen
     output_tokens = price.max_output_tokens if max_output_tokens is None else max_output_tokens
-    estimated = price.worst_case_nanos(input_tokens, output_tokens)
+    estimated = price.worst_case_nanos(input_tokens, output_tokens, terms)
     if estimated > MAX_RESERVATION_NANOS:
         raise InvalidRequest(
             f"the call's worst case (${format_usd(estimated)}) is too large to budget",
@@ -144,6 +176,8 @@ def plan(
         estimated_nanos=estimated,
         budgets=tuple(budget_accounts(policy, run_key, now)),
         limits=tuple(limit_accounts(policy, model, input_tokens + output_tokens, now)),
+        terms=terms,
+        unseen_input_tokens=unseen,
     )
 
 

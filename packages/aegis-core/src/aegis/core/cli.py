@@ -1,9 +1,10 @@
-"""``aegis-receipts``: verify, show and summarize receipt trails.
+"""``aegis-receipts``: verify, show, summarize and re-price receipt trails.
 
 ``verify PATH...`` exits 0 only when the trail is intact (see :mod:`aegis.core.verify` for the
 other exit codes). Verification keys come from ``AEGIS_RECEIPT_KEYS`` and ``--key-file``
 (see :mod:`aegis.core.keyring`), never from the command line. ``show`` and ``summarize`` read
-without verifying, and say so.
+without verifying, and say so. ``reprice PATH... [--prices FILE]`` verifies, then recomputes
+every charge from the price tables the trail carries (or from FILE) and lists differences.
 """
 
 from __future__ import annotations
@@ -12,16 +13,29 @@ import argparse
 import json
 import os
 import sys
+import tomllib
 from collections import defaultdict
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from aegis.core.errors import ConfigError
 from aegis.core.keyring import KEYS_ENV, Keyring
+from aegis.core.money import format_usd
+from aegis.core.pricing import PricingTable
+from aegis.core.reprice import reprice_trail
 from aegis.core.trail import find_trail_files, iter_records
-from aegis.core.verify import EXIT_INTACT, EXIT_USAGE, VerifyReport, plain_usd, verify_trail
+from aegis.core.verify import (
+    EXIT_INTACT,
+    EXIT_TAMPERED,
+    EXIT_TORN,
+    EXIT_TRUNCATED,
+    EXIT_USAGE,
+    VerifyReport,
+    plain_usd,
+    verify_trail,
+)
 
 __all__ = ["main"]
 
@@ -56,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
         help="do not check receipt signatures (holding only the checkpoint key): receipts are"
         " then authenticated only by the signed checkpoints that cover them",
     )
+    verify.add_argument(
+        "--trails",
+        action="store_true",
+        help="each PATH is a trail of its own (one per worker or replica), verified on its own;"
+        " the exit status is the worst of them",
+    )
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     verify.add_argument(
         "--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: CPUs)"
@@ -72,6 +92,23 @@ def _parser() -> argparse.ArgumentParser:
         "--by", default="tenant,model,day", help="grouping columns from tenant, model, day"
     )
     summarize.add_argument("--json", action="store_true")
+    reprice = sub.add_parser(
+        "reprice",
+        help="recompute every charge from the price tables the trail carries",
+        description="Exit status: 0 intact and every charge reproduced (with --prices: intact),"
+        " 1 tampered, a table that does not match its version, or a charge that differs,"
+        " 2 usage error.",
+    )
+    reprice.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    reprice.add_argument("--key-file", action="append", type=Path, default=[])
+    reprice.add_argument(
+        "--prices",
+        type=Path,
+        help="re-price against this table instead (a JSON or TOML file in the price-override"
+        " shape with as_of and models, as `aegis-proxy prices --json` prints)",
+    )
+    reprice.add_argument("--json", action="store_true", help="print the report as JSON")
+    reprice.add_argument("--max-differences", type=int, default=50)
     return parser
 
 
@@ -86,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _verify(args)
         if args.command == "show":
             return _show(args)
+        if args.command == "reprice":
+            return _reprice(args)
         return _summarize(args)
     except ConfigError as exc:
         print(f"aegis-receipts: {exc.message}", file=sys.stderr)
@@ -106,18 +145,64 @@ def _keyring(key_files: list[Path]) -> Keyring:
 
 def _verify(args: argparse.Namespace) -> int:
     keyring = _keyring(args.key_file)
-    report = verify_trail(
-        args.paths,
-        keyring,
-        checkpoints=args.checkpoints,
-        allow_torn=args.allow_torn,
-        jobs=args.jobs,
-        receipt_signatures=not args.chain_only,
-    )
+    trails = [[path] for path in args.paths] if args.trails else [args.paths]
+    reports = []
+    for paths in trails:
+        report = verify_trail(
+            paths,
+            keyring,
+            checkpoints=args.checkpoints,
+            allow_torn=args.allow_torn,
+            jobs=args.jobs,
+            receipt_signatures=not args.chain_only,
+        )
+        reports.append((paths, report))
+        if not args.json:
+            if args.trails:
+                print(f"== {paths[0]}")
+            _print_report(report, args.max_problems)
+    if args.json:
+        out: Any = [r.to_dict() for _, r in reports] if args.trails else reports[0][1].to_dict()
+        print(json.dumps(out, indent=2))
+    # The worst verdict decides: any tampered trail makes the whole answer tampered.
+    return max((r.exit_code for _, r in reports), key=_SEVERITY.index)
+
+
+_SEVERITY: Final = (EXIT_INTACT, EXIT_TORN, EXIT_TRUNCATED, EXIT_TAMPERED)
+"""Exit codes from best to worst: intact, torn only, tail cut, tampered."""
+
+
+def _reprice(args: argparse.Namespace) -> int:
+    keyring = _keyring(args.key_file)
+    prices = None
+    if args.prices is not None:
+        with args.prices.open("rb") as f:
+            data = json.load(f) if args.prices.suffix == ".json" else tomllib.load(f)
+        prices = PricingTable.from_dict(data)
+    report = reprice_trail(args.paths, keyring, prices=prices)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
-    else:
-        _print_report(report, args.max_problems)
+        return report.exit_code
+    for problem in report.verify.problems[: args.max_differences]:
+        print(f"{problem.where}: [{problem.kind}] {problem.message}")
+    for message in report.problems:
+        print(f"price table: {message}")
+    for d in report.differences[: args.max_differences]:
+        repriced = "-" if d.repriced_usd is None else f"${d.repriced_usd}"
+        why = f" ({d.reason})" if d.reason else ""
+        print(f"{d.where}: {d.model}: recorded ${d.recorded_usd}, re-priced {repriced}{why}")
+    hidden = len(report.differences) - args.max_differences
+    if hidden > 0:
+        print(f"... and {hidden} more difference(s) (--json)")
+    for version, as_of in report.tables.items():
+        print(f"table:       {version} (as of {as_of})")
+    if report.against is not None:
+        print(f"against:     {report.against}")
+    print(f"receipts:    {report.receipts} re-priced")
+    print(f"recorded:    ${format_usd(report.recorded_nanos)}")
+    print(f"re-priced:   ${format_usd(report.repriced_nanos)}")
+    verdict = "INTACT" if report.verify.exit_code == EXIT_INTACT else "NOT VERIFIED"
+    print(f"result:      {verdict}, {len(report.differences)} difference(s)")
     return report.exit_code
 
 

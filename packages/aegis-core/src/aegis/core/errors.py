@@ -110,6 +110,18 @@ class UnknownModelDenied(Denied):
     code = "unknown_model"
 
 
+class ModelRetiredDenied(Denied):
+    """The provider no longer serves the model; the message names its successor."""
+
+    code = "model_retired"
+
+    def __init__(
+        self, message: str, *, tenant_id: str, reason: str, successor: str | None = None
+    ) -> None:
+        super().__init__(message, tenant_id=tenant_id, reason=reason)
+        self.successor = successor
+
+
 class BudgetExceeded(Denied):
     """A hard-stop budget cannot hold the worst-case cost of the call."""
 

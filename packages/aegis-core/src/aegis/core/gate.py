@@ -30,7 +30,7 @@ from aegis.core.errors import (
 from aegis.core.ledger import Hold, Ledger, Settlement
 from aegis.core.permit import GovernedCall, Permit
 from aegis.core.policy import Policy, PolicyProvider
-from aegis.core.pricing import PricingTable, Usage
+from aegis.core.pricing import STANDARD_TERMS, BillingTerms, PricingTable, Usage
 from aegis.core.rate_limits import limit_statuses
 from aegis.core.receipt_trail import CallSubject, Outcome, ReceiptTrail, UsageSource
 from aegis.core.receipts import (
@@ -128,10 +128,15 @@ class Gate:
         capability: str = "llm:invoke",
         body_sha256: str | None = None,
         policy: Policy | None = None,
+        terms: BillingTerms = STANDARD_TERMS,
+        input_is_bounded: bool = True,
     ) -> Permit:
         """Check policy and reserve the worst-case cost, or deny with a receipt.
 
         ``policy``: the one :meth:`policy_for` returned, when the caller routed by it.
+        ``terms``: the tier, tool calls and modalities the request asks for (the worst case is
+        priced under them); ``input_is_bounded=False``: the model reads input the request does
+        not show, reserved by the policy's ``unseen_input_tokens``.
         Raises :class:`Denied` (``PolicyDenied``, ``UnknownModelDenied``, ``BudgetExceeded``,
         ``RateLimited``), :class:`InvalidRequest`, :class:`DuplicateRequest`,
         :class:`LedgerUnavailable` or :class:`ReceiptSinkUnavailable`; every refusal is
@@ -166,6 +171,8 @@ class Gate:
                 input_tokens=input_tokens,
                 max_output_tokens=max_output_tokens,
                 now=now,
+                terms=terms,
+                input_is_bounded=input_is_bounded,
             )
             estimated = plan.estimated_nanos
             try:
@@ -194,7 +201,7 @@ class Gate:
             provider=provider,
             model=model,
             capability=capability,
-            input_tokens=input_tokens,
+            input_tokens=plan.input_tokens,
             max_output_tokens=plan.output_tokens,
             clamped=plan.clamped,
             estimated_nanos=plan.estimated_nanos,
@@ -209,6 +216,8 @@ class Gate:
             if limits
             else (),
             limited=bool(limits),
+            terms=plan.terms,
+            unseen_input_tokens=plan.unseen_input_tokens,
         )
 
     async def _reserve(
@@ -324,6 +333,7 @@ class Gate:
             upstream_status=upstream_status,
             error=error,
             late=settlement is not None and settlement.late,
+            bound=permit.bound(usage),
         )
         receipt = self.trail.receipt(permit.subject, outcome, permit.policy, permit.pricing)
         sealed = await self.trail.write(receipt)
@@ -344,6 +354,8 @@ class Gate:
         run_id: str | None = None,
         capability: str = "llm:invoke",
         body_sha256: str | None = None,
+        terms: BillingTerms = STANDARD_TERMS,
+        input_is_bounded: bool = True,
     ) -> AsyncIterator[GovernedCall]:
         """Admit, run the block, settle: an exception or cancellation releases the reservation
         (or charges the usage recorded so far) and propagates unchanged."""
@@ -357,6 +369,8 @@ class Gate:
             run_id=run_id,
             capability=capability,
             body_sha256=body_sha256,
+            terms=terms,
+            input_is_bounded=input_is_bounded,
         )
         call = GovernedCall(permit)
         try:

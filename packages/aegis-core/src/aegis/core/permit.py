@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aegis.core.policy import Policy
-from aegis.core.pricing import ModelPrice, PricingTable, Usage
+from aegis.core.pricing import STANDARD_TERMS, BillingTerms, ModelPrice, PricingTable, Usage
 from aegis.core.rate_limits import RateLimitStatus
 from aegis.core.receipt_trail import CallSubject, UsageSource
-from aegis.core.receipts import Receipt, ReceiptStatus
+from aegis.core.receipts import Bound, Receipt, ReceiptStatus
 
 __all__ = ["GovernedCall", "Permit"]
 
@@ -44,11 +44,37 @@ class Permit:
     """The tightest per-minute request and token limits after this call's reservation."""
     limited: bool = False
     """The hold includes rate-limit accounts (the commit reports the real token count)."""
+    terms: BillingTerms = STANDARD_TERMS
+    """The tier, tool calls and modalities the reservation was priced under."""
+    unseen_input_tokens: int = 0
+    """The part of ``input_tokens`` allowed for input the request does not show."""
 
     @property
     def worst_case(self) -> Usage:
         """The usage the reservation is the price of: what a call of unknown usage is charged."""
-        return Usage(input_tokens=self.input_tokens, output_tokens=self.max_output_tokens)
+        return Usage(
+            input_tokens=self.input_tokens,
+            output_tokens=self.max_output_tokens,
+            tool_calls=self.terms.tool_calls,
+            service_tier=self.terms.service_tier,
+        )
+
+    def bound(self, usage: Usage | None) -> Bound:
+        """What the reservation was computed from, and whether ``usage`` went beyond it (more
+        tokens, or more tool calls of a kind than the reservation held fees for)."""
+        allowed = dict(self.terms.tool_calls)
+        exceeded = usage is not None and (
+            usage.input_tokens > self.input_tokens
+            or usage.output_tokens > self.max_output_tokens
+            or any(n > allowed.get(kind, 0) for kind, n in usage.tool_calls)
+        )
+        return Bound(
+            self.input_tokens,
+            self.max_output_tokens,
+            self.unseen_input_tokens,
+            exceeded,
+            self.terms,
+        )
 
     @property
     def subject(self) -> CallSubject:

@@ -114,6 +114,14 @@ class Policy:
     """How long a reservation outlives a holder that died before settling it."""
     limits: tuple[RateLimit, ...] = ()
     """Rate limits; a call counts against every one whose pattern matches its model."""
+    default_max_output_tokens: tuple[tuple[str, int], ...] = ()
+    """``(model pattern, tokens)``: the output bound of a call that sets none (the first
+    matching pattern; reasoning or thinking included), instead of the model's maximum. The
+    request is rewritten to carry it, so the provider cannot exceed it."""
+    unseen_input_tokens: int | None = None
+    """Input reserved for what a request makes the model read without holding it
+    (``previous_response_id``, search results, ``cachedContent``); ``None``: the model's whole
+    input limit. Real usage beyond the bound is charged and flagged on the receipt."""
     version: str = ""
     """``sha256:`` of the normalized policy; computed when loaded."""
     _model_cache: dict[str, bool] = field(
@@ -131,6 +139,13 @@ class Policy:
             allowed = any(fnmatchcase(model, pattern) for pattern in self.allow_models)
             self._model_cache[model] = allowed
         return allowed
+
+    def default_output_tokens(self, model: str) -> int | None:
+        """The policy's output bound for ``model`` when a request sets none, if any."""
+        for pattern, tokens in self.default_max_output_tokens:
+            if fnmatchcase(model, pattern):
+                return tokens
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         """The normalized dict form (amounts as decimal strings); loads back to an equal policy."""
@@ -170,11 +185,16 @@ class Policy:
         ]
         # Absent when unset, so policies without limits keep their version.
         extra: dict[str, Any] = {"limits": limits} if limits else {}
+        model: dict[str, Any] = {"allow_models": list(self.allow_models)}
+        if self.default_max_output_tokens:
+            model["default_max_output_tokens"] = dict(self.default_max_output_tokens)
+        if self.unseen_input_tokens is not None:
+            model["unseen_input_tokens"] = self.unseen_input_tokens
         return {
             **extra,
             "budgets": budgets,
             "routing": routing,
-            "model": {"allow_models": list(self.allow_models)},
+            "model": model,
             "capabilities": sorted(self.capabilities),
             "clamp_max_tokens": self.clamp_max_tokens,
             "min_output_tokens": self.min_output_tokens,
@@ -321,8 +341,26 @@ class _PolicyParser:
             raise self.fail("tenant_id", f"does not match {self.tenant_id!r}")
         per_run, per_run_alerts, windows = self.budgets(top.get("budgets", {}))
         routing = self.routing(top.get("routing", {}))
-        model = self.table(top.get("model", {}), "model", frozenset({"allow_models"}))
+        model = self.table(
+            top.get("model", {}),
+            "model",
+            frozenset({"allow_models", "default_max_output_tokens", "unseen_input_tokens"}),
+        )
         allow = self.strings(model.get("allow_models", ["*"]), "model.allow_models")
+        defaults = self.table(
+            model.get("default_max_output_tokens", {}), "model.default_max_output_tokens", _ANY_KEY
+        )
+        default_output = tuple(
+            (
+                self.string(pattern, "model.default_max_output_tokens"),
+                self.integer(tokens, f"model.default_max_output_tokens.{pattern}", minimum=1),
+            )
+            for pattern, tokens in defaults.items()
+        )
+        unseen = model.get("unseen_input_tokens")
+        unseen_input = (
+            None if unseen is None else self.integer(unseen, "model.unseen_input_tokens", minimum=0)
+        )
         caps = self.strings(top.get("capabilities", sorted(CAPABILITIES)), "capabilities")
         for i, cap in enumerate(caps):
             if cap not in CAPABILITIES:
@@ -348,6 +386,8 @@ class _PolicyParser:
                 minimum=1,
             ),
             limits=self.limits(top.get("limits", [])),
+            default_max_output_tokens=default_output,
+            unseen_input_tokens=unseen_input,
         )
         object.__setattr__(policy, "version", _policy_version(policy))
         return policy

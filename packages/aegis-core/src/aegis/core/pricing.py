@@ -25,6 +25,7 @@ from aegis.core.money import FEMTOS_PER_NANO, ceil_div, parse_price_per_mtok
 __all__ = [
     "PROVIDERS",
     "SERVICE_TIERS",
+    "STANDARD_TERMS",
     "TOOL_KINDS",
     "BillingTerms",
     "ModelKind",
@@ -440,6 +441,10 @@ class ModelPrice:
             return self.max_output_tokens
         return spare // rate_out
 
+    def is_retired(self, day: date) -> bool:
+        """Whether the provider has stopped serving the model by ``day``."""
+        return self.retired is not None and day >= self.retired
+
     @property
     def input_limit(self) -> int:
         """The most input tokens a request to this model can carry (0: unknown)."""
@@ -645,7 +650,9 @@ class PricingTable:
             "models": {m: p.to_dict() for m, p in self._prices.items()},
             "aliases": self._aliases,
         }
-        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+        # The receipts' canonical form (sorted keys, no white space, UTF-8): the version is
+        # then the SHA-256 of exactly the bytes a trail's price record signs.
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
     def get(self, model: str) -> ModelPrice | None:
         """The price of ``model`` (or of the model it aliases), or ``None``."""
@@ -672,6 +679,13 @@ class PricingTable:
     def to_dict(self) -> dict[str, Any]:
         """The table as override-file data."""
         return json.loads(self._canonical())  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PricingTable:
+        """A table from its :meth:`to_dict` form (a trail's price record, a price file)."""
+        if "as_of" not in data:
+            raise ConfigError("pricing.as_of: is required", field="as_of")
+        return cls([], as_of=date(1970, 1, 1)).with_overrides(data)
 
     def with_overrides(self, data: Mapping[str, Any]) -> PricingTable:
         """A new table with ``data`` (the override-file shape) applied over this one.

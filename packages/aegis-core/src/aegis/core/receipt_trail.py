@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -22,6 +22,7 @@ from aegis.core.money import format_usd
 from aegis.core.policy import Policy
 from aegis.core.pricing import PricingTable, Usage
 from aegis.core.receipts import (
+    Bound,
     Decision,
     Receipt,
     ReceiptChain,
@@ -73,6 +74,8 @@ class Outcome:
     upstream_status: int | None = None
     error: str | None = None
     late: bool = False
+    bound: Bound | None = None
+    """The input bound and output limit the reservation was computed from."""
 
 
 class ReceiptTrail:
@@ -96,6 +99,10 @@ class ReceiptTrail:
         self._ready = False
         self._broken = False
         self._lock = asyncio.Lock()
+        self._recorded: set[str] = set()
+        """Price tables (by version) already written into this trail by this process."""
+        self._tables: dict[str, PricingTable] = {}
+        """Tables named by a receipt and not yet recorded."""
 
     def check(self) -> None:
         """Raise :class:`ReceiptSinkUnavailable` when a receipt could not be written now."""
@@ -106,6 +113,8 @@ class ReceiptTrail:
     ) -> Receipt:
         """The unsealed receipt of ``subject``'s ``outcome``, finished now."""
         decision = outcome.decision
+        if pricing.version not in self._recorded:
+            self._tables[pricing.version] = pricing
         return Receipt(
             receipt_id=subject.receipt_id,
             request_id=subject.request_id,
@@ -132,6 +141,7 @@ class ReceiptTrail:
             upstream_status=outcome.upstream_status,
             error=outcome.error,
             body_sha256=subject.body_sha256,
+            bound=outcome.bound,
         )
 
     def subject(
@@ -157,6 +167,15 @@ class ReceiptTrail:
         """
         if not self._ready:
             await self._resume()
+        version = receipt.pricing_version
+        if version is not None and version not in self._recorded:
+            table = self._tables.pop(version, None)
+            if table is not None and table.version == version:
+                # The first receipt under a table carries it, so the trail holds every table
+                # in force, signed and chained, before or with the first receipt naming it
+                # (and no record of its own changes the trail's receipt count).
+                self._recorded.add(version)
+                receipt = replace(receipt, record=table.to_dict())
         sealed = self._chain.seal(receipt)
         try:
             await self.sink.write(sealed)
@@ -179,6 +198,9 @@ class ReceiptTrail:
             if self._ready:
                 return
             sealed_up_to = self._chain.next_seq if self._broken else 0
+            if self._broken:
+                # The lost receipts may have carried price tables: record them again.
+                self._recorded.clear()
             last = await self.sink.tail()
             if last is not None:
                 self._chain.resume(last)

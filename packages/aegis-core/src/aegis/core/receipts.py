@@ -17,10 +17,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal, Protocol
 
 from aegis.core.ids import new_id
-from aegis.core.pricing import Usage
+from aegis.core.pricing import STANDARD_TERMS, BillingTerms, Usage
 
 __all__ = [
     "GENESIS_HASH",
+    "RECEIPT_VERSION",
+    "Bound",
     "Decision",
     "MemoryReceiptSink",
     "Receipt",
@@ -37,7 +39,9 @@ ReceiptStatus = Literal["ok", "upstream_error", "cancelled", "denied", "alert"]
 """``alert``: not a call but a budget alert (see :mod:`aegis.core.alerts`)."""
 GENESIS_HASH: Final = "0" * 64
 """``prev_hash`` of the first receipt of a chain (``seq`` 0)."""
-RECEIPT_VERSION: Final = 1
+RECEIPT_VERSION: Final = 2
+"""Version 2 adds ``bound`` and ``record`` and the billed dimensions of ``usage``; version 1
+receipts keep their exact bytes (they are read and re-serialized in their own shape)."""
 _STARTED_AT_MARK: Final = b',"started_at":'
 
 
@@ -90,6 +94,96 @@ class Decision:
     """Why a call was denied: ``budget_exceeded``, ``model_not_allowed`` ..."""
     budget: str | None = None
     """The budget that denied it (``per_run``, ``day`` ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """What a call's reservation was computed from, so it can be re-priced offline."""
+
+    input_tokens: int
+    """The input bound (tokens the request can carry, the unseen-input allowance included)."""
+    output_tokens: int
+    """The output limit the call was sent with (reasoning/thinking included)."""
+    unseen_input_tokens: int = 0
+    """The part of ``input_tokens`` allowed for input the body does not show
+    (``previous_response_id``, search results, ``cachedContent``)."""
+    exceeded: bool = False
+    """The real usage went beyond the bound (flagged, and charged in full)."""
+    terms: BillingTerms = STANDARD_TERMS
+    """The tier, tool calls, audio and cache writes the worst case was priced under."""
+
+    def to_dict(self) -> dict[str, Any]:
+        terms = self.terms
+        return {
+            "input": self.input_tokens,
+            "output": self.output_tokens,
+            "unseen_input": self.unseen_input_tokens,
+            "exceeded": self.exceeded,
+            "terms": {
+                "service_tier": terms.service_tier,
+                "tool_calls": dict(terms.tool_calls),
+                "audio_input": terms.audio_input,
+                "audio_output": terms.audio_output,
+                "cache_writes": terms.cache_writes,
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Bound:
+        terms = data["terms"]
+        return cls(
+            data["input"],
+            data["output"],
+            data["unseen_input"],
+            data["exceeded"],
+            BillingTerms(
+                service_tier=terms["service_tier"],
+                tool_calls=tuple(terms["tool_calls"].items()),
+                audio_input=terms["audio_input"],
+                audio_output=terms["audio_output"],
+                cache_writes=terms["cache_writes"],
+            ),
+        )
+
+
+def usage_to_dict(usage: Usage, version: int = RECEIPT_VERSION) -> dict[str, Any]:
+    """A receipt's ``usage`` member (version 1: the four token counts only)."""
+    out: dict[str, Any] = {
+        "input": usage.input_tokens,
+        "cached_input": usage.cached_input_tokens,
+        "output": usage.output_tokens,
+        "reasoning": usage.reasoning_tokens,
+    }
+    if version >= 2:
+        out.update(
+            {
+                "cache_write": usage.cache_write_tokens,
+                "cache_write_1h": usage.cache_write_1h_tokens,
+                "audio_input": usage.audio_input_tokens,
+                "cached_audio_input": usage.cached_audio_input_tokens,
+                "audio_output": usage.audio_output_tokens,
+                "tool_calls": dict(usage.tool_calls),
+                "service_tier": usage.service_tier,
+            }
+        )
+    return out
+
+
+def usage_from_dict(data: dict[str, Any]) -> Usage:
+    """The :class:`Usage` of a receipt's ``usage`` member (either version)."""
+    return Usage(
+        input_tokens=data["input"],
+        cached_input_tokens=data["cached_input"],
+        output_tokens=data["output"],
+        reasoning_tokens=data["reasoning"],
+        cache_write_tokens=data.get("cache_write", 0),
+        cache_write_1h_tokens=data.get("cache_write_1h", 0),
+        audio_input_tokens=data.get("audio_input", 0),
+        cached_audio_input_tokens=data.get("cached_audio_input", 0),
+        audio_output_tokens=data.get("audio_output", 0),
+        tool_calls=tuple((data.get("tool_calls") or {}).items()),
+        service_tier=data.get("service_tier", "standard"),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +253,11 @@ class Receipt:
     seq: int = -1
     prev_hash: str = ""
     signature: Signature | None = None
+    bound: Bound | None = None
+    """What the reservation was computed from (``None`` when nothing was admitted)."""
+    record: dict[str, Any] | None = None
+    """The price table named by ``pricing_version``, on the first receipt of the trail (since
+    the writer started) that names it: ``sha256:`` of its canonical bytes is the version."""
     v: int = RECEIPT_VERSION
     _line: bytes | None = field(default=None, init=False, repr=False, compare=False)
     """The canonical bytes of the sealed receipt, kept by :meth:`ReceiptChain.seal` so a sink
@@ -182,14 +281,7 @@ class Receipt:
                 "budget": self.decision.budget,
             },
             "status": self.status,
-            "usage": None
-            if usage is None
-            else {
-                "input": usage.input_tokens,
-                "cached_input": usage.cached_input_tokens,
-                "output": usage.output_tokens,
-                "reasoning": usage.reasoning_tokens,
-            },
+            "usage": None if usage is None else usage_to_dict(usage, self.v),
             "usage_source": self.usage_source,
             "estimated_usd": self.estimated_usd,
             "reserved_usd": self.reserved_usd,
@@ -209,6 +301,9 @@ class Receipt:
             "seq": self.seq,
             "prev_hash": self.prev_hash,
         }
+        if self.v >= 2:
+            data["bound"] = None if self.bound is None else self.bound.to_dict()
+            data["record"] = self.record
         if signed:
             sig = self.signature
             data["signature"] = (
@@ -221,19 +316,16 @@ class Receipt:
         """Load a receipt from its plain data (as read back from a sink)."""
         usage = data["usage"]
         sig = data.get("signature")
-        fields = {k: v for k, v in data.items() if k not in ("decision", "usage", "signature")}
+        bound = data.get("bound")
+        fields = {
+            k: v for k, v in data.items() if k not in ("decision", "usage", "signature", "bound")
+        }
         return cls(
             **fields,
             decision=Decision(**data["decision"]),
-            usage=None
-            if usage is None
-            else Usage(
-                input_tokens=usage["input"],
-                cached_input_tokens=usage["cached_input"],
-                output_tokens=usage["output"],
-                reasoning_tokens=usage["reasoning"],
-            ),
+            usage=None if usage is None else usage_from_dict(usage),
             signature=None if sig is None else Signature(**sig),
+            bound=None if bound is None else Bound.from_dict(bound),
         )
 
     def signing_bytes(self) -> bytes:

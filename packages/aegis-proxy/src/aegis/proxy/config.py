@@ -47,6 +47,10 @@ class ServerSettings:
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 600.0
     drain_timeout_s: float = 30.0
+    workers: int = 1
+    """Processes serving the port (``0``: one per core); see :mod:`aegis.proxy.workers`."""
+    event_loop: str = "auto"
+    """``auto`` (uvloop when installed), ``uvloop`` or ``asyncio``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,9 +277,13 @@ def parse_settings(
         connect_timeout_s=float(r.typed(s, "connect_timeout_s", "server", (int, float), 5.0)),
         read_timeout_s=float(r.typed(s, "read_timeout_s", "server", (int, float), 600.0)),
         drain_timeout_s=float(r.typed(s, "drain_timeout_s", "server", (int, float), 30.0)),
+        workers=r.typed(s, "workers", "server", int, 1),
+        event_loop=r.choice(s, "event_loop", "server", ("auto", "uvloop", "asyncio"), "auto"),
     )
     if not 0 <= server.port <= 65535:
         r.problem("server.port", f"must be 0-65535, got {server.port}")
+    if not 0 <= server.workers <= 256:
+        r.problem("server.workers", f"must be 0-256 (0: one per core), got {server.workers}")
 
     a = r.table(data, "auth")
     auth = AuthSettings(trust_tenant_header=r.typed(a, "trust_tenant_header", "auth", bool, False))

@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from aiohttp import web
@@ -71,10 +72,16 @@ async def _visible_models(request: web.Request) -> tuple[Policy | None, list[Mod
     if policy is None:
         return None, []
     router = request.app[ROUTER]
+    today = datetime.fromtimestamp(gate.clock.time(), UTC).date()
     prices = []
     for model in gate.pricing.models():
         price = gate.pricing.get(model)
-        if price is not None and policy.allows_model(model) and router.owner(model, policy):
+        if (
+            price is not None
+            and policy.allows_model(model)
+            and router.owner(model, policy)
+            and not price.is_retired(today)  # refused: not offered
+        ):
             prices.append(price)
     return policy, prices
 

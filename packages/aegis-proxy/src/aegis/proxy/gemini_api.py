@@ -10,8 +10,8 @@ from typing import Final
 
 from aiohttp import web
 
-from aegis.adapters.gemini import estimate_embed_content
-from aegis.core import Permit
+from aegis.adapters.gemini import billing_terms, estimate_embed_content
+from aegis.core import STANDARD_TERMS, Permit
 from aegis.proxy.apis import API, GOOGLE
 from aegis.proxy.calls import read_call
 from aegis.proxy.errors import BadRequest, NotFound
@@ -57,16 +57,24 @@ async def model_action(request: web.Request) -> web.StreamResponse:
 
     async def prepare(attempt: Attempt, request_id: str) -> tuple[Permit, Exchange]:
         price = gate.pricing.get(attempt.model)
+        terms = STANDARD_TERMS
+        bounded = True
         if action in _EMBED:
             input_tokens = estimate_embed_content(
                 call.body, context_window=price.context_window if price else 0
             )
             output_tokens: int | None = None
         else:
-            estimate = estimate_for(gate, call.body, attempt.model)
+            estimate = estimate_for(gate, call.body, attempt.model, scope.policy)
             input_tokens, output_tokens = estimate.input_tokens, estimate.output_tokens
+            terms, bounded = billing_terms(call.body), estimate.input_is_bounded
         permit = await scope.admit(
-            attempt, request_id, input_tokens=input_tokens, max_output_tokens=output_tokens
+            attempt,
+            request_id,
+            input_tokens=input_tokens,
+            max_output_tokens=output_tokens,
+            terms=terms,
+            input_is_bounded=bounded,
         )
         if action in _EMBED:
             return permit, embed_exchange(call.raw, permit, version=version, action=action)

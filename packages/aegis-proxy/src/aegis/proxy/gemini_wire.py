@@ -29,7 +29,7 @@ from aegis.adapters.gemini import (
     usage_from_response,
     with_output_limits,
 )
-from aegis.core import Gate, Permit, SseEvent, Usage, UsageSource
+from aegis.core import Gate, Permit, Policy, SseEvent, Usage, UsageSource
 from aegis.proxy.apis import GOOGLE, OPENAI
 from aegis.proxy.attempt import Failure
 from aegis.proxy.exchange import Answer, ErrorReader, Exchange
@@ -47,14 +47,21 @@ __all__ = [
 ]
 
 
-def estimate_for(gate: Gate, body: Mapping[str, Any], model: str) -> GenerateEstimate:
-    """The worst case of a generate body for ``model``, from the model's catalogue limits."""
+def estimate_for(
+    gate: Gate, body: Mapping[str, Any], model: str, policy: Policy | None = None
+) -> GenerateEstimate:
+    """The worst case of a generate body for ``model``, from the model's catalogue limits and
+    the policy's default output bound (which the limited body then carries)."""
     price = gate.pricing.get(model)
+    model_max = price.max_output_tokens if price else 0
+    default = None if policy is None else policy.default_output_tokens(model)
+    if default is not None:
+        model_max = default if model_max <= 0 else min(default, model_max)
     return estimate_generate_content(
         body,
         model=model,
-        model_max_output_tokens=price.max_output_tokens if price else 0,
-        context_window=price.context_window if price else 0,
+        model_max_output_tokens=model_max,
+        context_window=price.input_limit if price else 0,
     )
 
 
@@ -78,9 +85,14 @@ class _StreamReader:
 
     __slots__ = ("_array", "_sent", "_translator", "_usage")
 
-    def __init__(self, translator: ChatStreamTranslator | None, *, array: bool = False) -> None:
+    def __init__(
+        self, translator: ChatStreamTranslator | None, permit: Permit, *, array: bool = False
+    ) -> None:
         self._translator = translator
         self._usage = StreamUsage() if translator is None else translator.usage
+        # The answer names its tier in a header this reader does not see; the tier asked for
+        # is charged (a downgraded priority call is over-charged, never under).
+        self._usage.service_tier = permit.terms.service_tier
         self._array = array
         self._sent = 0
 
@@ -111,7 +123,7 @@ class _StreamReader:
 
     def usage(self, input_bound: int, completed: bool) -> tuple[Usage, UsageSource]:
         # Gemini reports usage cumulatively in every chunk: only a finished stream's is final.
-        reported = self._usage.reported
+        reported = self._usage.usage()
         if completed and reported is not None:
             return reported, "reported"
         return self._usage.upper_bound(input_bound), "counted"
@@ -129,15 +141,17 @@ class _StreamReader:
         return b"".join(sse_event(c) for c in self._translator.finish()) + SSE_DONE
 
 
-def _answer_usage(data: Mapping[str, Any], input_bound: int) -> tuple[Usage, UsageSource]:
+def _answer_usage(data: Mapping[str, Any], permit: Permit) -> tuple[Usage, UsageSource]:
     """An answer's reported usage; without ``usageMetadata``, the input bound and the
     counted output (as a stream that ended early is billed), never the whole reservation."""
-    usage = usage_from_response(data)
+    tier = permit.terms.service_tier
+    usage = usage_from_response(data, tier)
     if usage is not None:
         return usage, "reported"
     meter = StreamUsage()
+    meter.service_tier = tier
     meter.observe(data)
-    return meter.upper_bound(input_bound), "counted"
+    return meter.upper_bound(permit.input_tokens), "counted"
 
 
 def native_exchange(
@@ -153,7 +167,7 @@ def native_exchange(
     reads as one JSON array; upstream it is SSE all the same, so usage is read as it comes)."""
 
     def read_answer(raw: bytes) -> Answer:
-        usage, source = _answer_usage(json_object(raw), permit.input_tokens)
+        usage, source = _answer_usage(json_object(raw), permit)
         return Answer(raw, usage, source)
 
     return Exchange(
@@ -162,7 +176,7 @@ def native_exchange(
         client=GOOGLE,
         read_answer=read_answer,
         client_error=passthrough_error(permit.provider),
-        observer=(lambda: _StreamReader(None, array=not sse))
+        observer=(lambda: _StreamReader(None, permit, array=not sse))
         if action == "streamGenerateContent"
         else None,
         stream_content_type="text/event-stream" if sse else "application/json",
@@ -173,9 +187,13 @@ def embed_exchange(raw: bytes, permit: Permit, *, version: str, action: str) -> 
     """A Gemini embedding call, forwarded as sent."""
 
     def read_answer(body: bytes) -> Answer:
-        json_object(body)
-        # Gemini's embedding answers carry no usage: the input bound is the bill.
-        return Answer(body, Usage(input_tokens=permit.input_tokens), "counted")
+        # The Gemini API answers an embedding call with usageMetadata.promptTokenCount (the
+        # google-genai SDK reads it as EmbedContentResponse.usage_metadata): that count is the
+        # bill. An answer without it is charged the input's byte bound, which always holds.
+        usage = usage_from_response(json_object(body))
+        if usage is None:
+            return Answer(body, Usage(input_tokens=permit.input_tokens), "counted")
+        return Answer(body, usage)
 
     return Exchange(
         path=gemini_path(permit.model, action, version),
@@ -247,7 +265,7 @@ def translated_responses_exchange(
             raise ValueError(exc.message) from exc
         response = chat_completion_to_response(completion, request)
         body = json.dumps(response, separators=(",", ":"), ensure_ascii=False).encode()
-        usage, source = _answer_usage(data, permit.input_tokens)
+        usage, source = _answer_usage(data, permit)
         return Answer(body, usage, source, passthrough=False)
 
     def observer() -> _ResponsesStreamReader:
@@ -256,6 +274,7 @@ def translated_responses_exchange(
             include_usage=True,
             parallel_tool_calls=translated.parallel_tool_calls,
         )
+        chat.usage.service_tier = permit.terms.service_tier  # as the chat stream reader does
         return _ResponsesStreamReader(chat, ResponsesStreamFromChat(request))
 
     stream = translated.stream
@@ -274,18 +293,21 @@ def translated_embeddings_exchange(translated: GeminiEmbeddingsRequest, permit: 
     """An OpenAI embeddings call served by Gemini's ``batchEmbedContents``."""
 
     def read_answer(raw: bytes) -> Answer:
+        data = json_object(raw)
         try:
             out = gemini_embeddings_to_openai(
-                json_object(raw), model=translated.model, encoding_format=translated.encoding_format
+                data, model=translated.model, encoding_format=translated.encoding_format
             )
         except ResponseTranslationError as exc:
             raise ValueError(exc.message) from exc
-        # Gemini reports no usage for embeddings: the input bound is the bill.
-        usage = Usage(input_tokens=permit.input_tokens)
-        if not out["usage"]["prompt_tokens"]:
+        # As the native embedding call: the reported prompt count, else the input's bound.
+        usage = usage_from_response(data)
+        source: UsageSource = "reported"
+        if usage is None:
+            usage, source = Usage(input_tokens=permit.input_tokens), "counted"
             out["usage"] = {"prompt_tokens": usage.input_tokens, "total_tokens": usage.input_tokens}
         body = json.dumps(out, separators=(",", ":")).encode()
-        return Answer(body, usage, "counted", passthrough=False)
+        return Answer(body, usage, source, passthrough=False)
 
     return Exchange(
         path=gemini_path(permit.model, "batchEmbedContents"),
@@ -329,7 +351,7 @@ def translated_exchange(
         except ResponseTranslationError as exc:
             raise ValueError(exc.message) from exc
         body = json.dumps(completion, separators=(",", ":"), ensure_ascii=False).encode()
-        usage, source = _answer_usage(data, permit.input_tokens)
+        usage, source = _answer_usage(data, permit)
         return Answer(body, usage, source, passthrough=False)
 
     def observer() -> _StreamReader:
@@ -339,7 +361,8 @@ def translated_exchange(
                 include_usage=translated.include_usage,
                 parallel_tool_calls=translated.parallel_tool_calls,
                 n=translated.n,
-            )
+            ),
+            permit,
         )
 
     action = "streamGenerateContent" if stream else "generateContent"

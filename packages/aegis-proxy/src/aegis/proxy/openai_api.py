@@ -9,12 +9,14 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from aiohttp import web
 
 from aegis.adapters.gemini import (
     TranslationError,
+    billing_terms as gemini_billing_terms,
     chat_request_to_gemini,
     embeddings_request_to_gemini,
     estimate_embed_content,
@@ -22,6 +24,7 @@ from aegis.adapters.gemini import (
 )
 from aegis.adapters.openai import (
     InvalidRequestBody,
+    billing_terms,
     count_chat_completion,
     count_completion,
     count_responses_object,
@@ -160,13 +163,20 @@ async def _governed(
             )
         price = gate.pricing.get(attempt.model)
         model_max = price.max_output_tokens if price is not None else 0
+        # A request without an output limit gets the policy's default for the model (the
+        # rewrite below sends it), rather than the model's whole maximum.
+        default = scope.policy.default_output_tokens(attempt.model)
+        if default is not None and model_max > 0:
+            default = min(default, model_max)
         permit = await scope.admit(
             attempt,
             request_id,
             input_tokens=estimate.input_tokens,
             max_output_tokens=None
             if endpoint.rewrite is None
-            else estimate.output_tokens(model_max),
+            else estimate.output_tokens(model_max if default is None else default),
+            terms=billing_terms(call.body),
+            input_is_bounded=estimate.input_is_bounded,
         )
         same_model = attempt.model == model
         body = call.body if same_model else {**call.body, "model": attempt.model}
@@ -255,13 +265,15 @@ async def _prepare_gemini(
         translated = chat_request_to_gemini(scope.call.body)
     except TranslationError as exc:
         raise BadRequest(exc.message, param=exc.param, code=exc.code) from None
-    estimate = estimate_for(scope.gate, translated.body, attempt.model)
+    estimate = estimate_for(scope.gate, translated.body, attempt.model, scope.policy)
     permit = await scope.admit(
         attempt,
         request_id,
         input_tokens=estimate.input_tokens,
         max_output_tokens=estimate.output_tokens,
         capability="llm:stream" if translated.stream else "llm:invoke",
+        terms=gemini_billing_terms(translated.body),
+        input_is_bounded=estimate.input_is_bounded,
     )
     return permit, translated_exchange(translated, estimate, permit)
 
@@ -274,12 +286,14 @@ async def _prepare_gemini_responses(
         translated = chat_request_to_gemini(responses_request_to_chat(scope.call.body))
     except TranslationError as exc:
         raise BadRequest(exc.message, param=exc.param, code=exc.code) from None
-    estimate = estimate_for(scope.gate, translated.body, attempt.model)
+    estimate = estimate_for(scope.gate, translated.body, attempt.model, scope.policy)
     permit = await scope.admit(
         attempt,
         request_id,
         input_tokens=estimate.input_tokens,
         max_output_tokens=estimate.output_tokens,
+        terms=gemini_billing_terms(translated.body),
+        input_is_bounded=estimate.input_is_bounded,
     )
     exchange = translated_responses_exchange(translated, estimate, permit, scope.call.body)
     return permit, exchange
@@ -335,6 +349,7 @@ async def models(request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": []})
     router = request.app[ROUTER]
     created = int(time.time())
+    today = datetime.fromtimestamp(gate.clock.time(), UTC).date()
     data = [
         {
             "id": model,
@@ -343,7 +358,9 @@ async def models(request: web.Request) -> web.Response:
             "owned_by": router.owner(model, policy) or "aegis",
         }
         for model in gate.pricing.models()
-        if policy.allows_model(model) and router.owner(model, policy) is not None
+        if policy.allows_model(model)
+        and router.owner(model, policy) is not None
+        and not gate.pricing.price(model).is_retired(today)  # refused: not offered
     ]
     return web.json_response({"object": "list", "data": data})
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from aegis.core import Gate, Permit, Policy, Receipt
+from aegis.core import STANDARD_TERMS, BillingTerms, Gate, Permit, Policy, Receipt
 from aegis.proxy.attempt import Failure, UpstreamAttempt
 from aegis.proxy.calls import IncomingCall
 from aegis.proxy.errors import UpstreamUnavailable
@@ -62,8 +62,12 @@ class CallScope:
         input_tokens: int,
         max_output_tokens: int | None,
         capability: str | None = None,
+        terms: BillingTerms = STANDARD_TERMS,
+        input_is_bounded: bool = True,
     ) -> Permit:
-        """Reserve one attempt (the first keeps the client's request id)."""
+        """Reserve one attempt (the first keeps the client's request id), its worst case
+        priced under the request's billing ``terms``; ``input_is_bounded=False`` adds the
+        policy's allowance for input the request does not show."""
         return await self.gate.admit(
             tenant_id=self.call.tenant_id,
             request_id=request_id,
@@ -75,6 +79,8 @@ class CallScope:
             capability=capability or self.capability,
             body_sha256=self.body_sha256,
             policy=self.policy,
+            terms=terms,
+            input_is_bounded=input_is_bounded,
         )
 
 

@@ -46,8 +46,15 @@ from .responses import (
     responses_sse_event,
 )
 from .sse import SseParser
+from .terms import SEARCH_QUERIES_RESERVED, billing_terms
 from .upstream_errors import GOOGLE_STATUS, GeminiError, openai_error_body, parse_error_body
-from .usage import StreamUsage, usage_from_metadata, usage_from_response
+from .usage import (
+    StreamUsage,
+    grounding_calls,
+    service_tier_from_header,
+    usage_from_metadata,
+    usage_from_response,
+)
 
 if TYPE_CHECKING:
     from .governed import (
@@ -85,6 +92,7 @@ __all__ = [
     "GOOGLE_STATUS",
     "MEDIA_PART_MIN_TOKENS",
     "PROVIDER",
+    "SEARCH_QUERIES_RESERVED",
     "SSE_DONE",
     "ChatStreamTranslator",
     "GeminiAdapterError",
@@ -101,6 +109,7 @@ __all__ = [
     "StreamUsage",
     "TranslationError",
     "WireError",
+    "billing_terms",
     "chat_completion_to_response",
     "chat_request_to_gemini",
     "embed_content_via_gate",
@@ -112,6 +121,7 @@ __all__ = [
     "gemini_response_to_chat",
     "generate_content_stream_via_gate",
     "generate_content_via_gate",
+    "grounding_calls",
     "is_thinking_model",
     "new_completion_id",
     "openai_error_body",
@@ -120,6 +130,7 @@ __all__ = [
     "parse_error_body",
     "responses_request_to_chat",
     "responses_sse_event",
+    "service_tier_from_header",
     "sse_event",
     "stream_error_event",
     "usage_from_metadata",

@@ -4,16 +4,22 @@ Input: every text, function call/response and tool declaration is bounded by its
 (:func:`aegis.core.text_tokens_upper_bound`); inline media by its base64 length (Gemini bills
 258 tokens per image tile, 32 per second of audio, 263 per second of video, 258 per PDF page:
 each far fewer than the bytes that encode them), with a floor of :data:`MEDIA_PART_MIN_TOKENS`
-per part. What cannot be seen from the request (``fileData`` URIs, ``cachedContent``, search or
-code-execution results fed back into the prompt) is bounded by the model's context window, and
-so is the total, since Gemini rejects longer prompts.
+per part. A ``fileData`` URI is bounded by the model's context window, and so is the total,
+since Gemini rejects longer prompts. Input the request makes the model read without holding it
+(``cachedContent``, search or code-execution results) marks the estimate unbounded
+(:attr:`GenerateEstimate.input_is_bounded`): the Gate adds the policy's allowance for it.
 
 Output: ``candidateCount`` * (``maxOutputTokens`` + thinking allowance). Thinking tokens are
 billed as output and are not bounded by ``maxOutputTokens`` on every model, so a thinking
 model's allowance is ``thinkingConfig.thinkingBudget`` when the request sets a positive one,
-nothing when it sets ``0``, and otherwise (unset, ``-1`` for dynamic, or a ``thinkingLevel``)
-the model's maximum output, a conservative default. Every model is assumed to think except the
-families known not to (:func:`is_thinking_model`).
+nothing when it sets ``0``. Otherwise, on the Gemini 2.5 models (whose thinking budget range is
+published) the allowance is what the request itself sends, its ``maxOutputTokens`` (or the
+output bound it is given), fitted to the model's budget range, and the limited request then
+carries it as ``thinkingBudget``, so the provider is held to it; on other models (unset, ``-1``
+for dynamic, or a ``thinkingLevel``) it is the model's maximum output, a conservative default.
+Gemini may think a little past a budget, so a budget is reserved with a margin of
+:data:`THINKING_OVERSHOOT_DIVISOR`. Every model is assumed to think except the families known
+not to (:func:`is_thinking_model`).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from ._fields import field, snake
 
 __all__ = [
     "MEDIA_PART_MIN_TOKENS",
+    "THINKING_OVERSHOOT_DIVISOR",
     "GenerateEstimate",
     "OutputLimits",
     "estimate_embed_content",
@@ -45,6 +52,16 @@ UNBOUNDED_TOOLS: Final = frozenset(
 )
 """Built-in tools whose results enter the prompt (``toolUsePromptTokenCount``) unseen."""
 _NON_THINKING_PREFIXES: Final = ("gemini-1.", "gemini-2.0-", "gemma-", "learnlm-")
+# The thinkingBudget each Gemini 2.5 model accepts (ai.google.dev thinking guide), longest
+# prefix first so flash-lite is not read as flash.
+_THINKING_BUDGET_RANGES: Final = (
+    ("gemini-2.5-flash-lite", 512, 24_576),
+    ("gemini-2.5-flash", 1, 24_576),
+    ("gemini-2.5-pro", 128, 32_768),
+)
+THINKING_OVERSHOOT_DIVISOR: Final = 32
+"""A thinking budget is reserved with 1/32 more: thinking has been seen to run past a budget
+(10 clamped calls committed 0.8% over their reservations)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +73,14 @@ class GenerateEstimate:
     max_output_tokens: int
     """``maxOutputTokens`` per candidate: the request's, else the model's maximum."""
     thinking_tokens: int
-    """Thinking allowance per candidate, on top of ``max_output_tokens``."""
+    """Thinking allowance per candidate, on top of ``max_output_tokens`` (its margin included)."""
     candidate_count: int = 1
+    thinking_budget: int | None = None
+    """The ``thinkingBudget`` the limited request must carry (the request set none, and the
+    allowance was bounded by what it does send), or ``None``."""
+    input_is_bounded: bool = True
+    """``False`` when the model also reads input the body does not hold (``cachedContent``,
+    search results): the Gate then adds the policy's allowance for it."""
 
     @property
     def output_tokens(self) -> int:
@@ -113,17 +136,38 @@ def _content_tokens(content: Any, context_window: int) -> int:
     return total
 
 
-def _thinking_allowance(model: str, config: Mapping[str, Any], model_max_output: int) -> int:
+def _with_margin(budget: int) -> int:
+    return budget + -(-budget // THINKING_OVERSHOOT_DIVISOR)
+
+
+def _budget_range(model: str) -> tuple[int, int] | None:
+    name = model.rsplit("/", 1)[-1]
+    for prefix, low, high in _THINKING_BUDGET_RANGES:
+        if name.startswith(prefix):
+            return low, high
+    return None
+
+
+def _thinking_allowance(
+    model: str, config: Mapping[str, Any], model_max_output: int, max_output: int
+) -> tuple[int, int | None]:
+    """``(allowance, budget to send)``: see the module docstring."""
     thinking = field(config, "thinkingConfig")
     budget = field(thinking, "thinkingBudget") if isinstance(thinking, Mapping) else None
     if isinstance(budget, int) and not isinstance(budget, bool):
         if budget == 0:
-            return 0
+            return 0, None
         if budget > 0:
-            return budget
+            return _with_margin(budget), None
+    level = field(thinking, "thinkingLevel") if isinstance(thinking, Mapping) else None
+    limits = _budget_range(model)
+    if budget is None and level is None and limits is not None:
+        low, high = limits
+        chosen = max(low, min(max_output, high))
+        return _with_margin(chosen), chosen
     if is_thinking_model(model) or isinstance(thinking, Mapping):
-        return model_max_output
-    return 0
+        return model_max_output, None
+    return 0, None
 
 
 def _positive_int(value: Any) -> int | None:
@@ -146,6 +190,7 @@ def estimate_generate_content(
     """
     window = context_window if context_window > 0 else 1 << 62
     total = REPLY_OVERHEAD_TOKENS
+    bounded = True
     contents = body.get("contents")
     if isinstance(contents, Sequence) and not isinstance(contents, str):
         for content in contents:
@@ -161,21 +206,24 @@ def estimate_generate_content(
             and any(field(tool, name) is not None for name in UNBOUNDED_TOOLS)
             for tool in tools
         ):
-            total += window
+            bounded = False
     tool_config = field(body, "toolConfig")
     if tool_config is not None:
         total += _json_len(tool_config)
     if field(body, "cachedContent"):
-        total += window
+        bounded = False
     config = field(body, "generationConfig")
     if not isinstance(config, Mapping):
         config = {}
+    max_output = _positive_int(field(config, "maxOutputTokens")) or model_max_output_tokens
+    thinking, budget = _thinking_allowance(model, config, model_max_output_tokens, max_output)
     return GenerateEstimate(
         input_tokens=min(total, window),
-        max_output_tokens=_positive_int(field(config, "maxOutputTokens"))
-        or model_max_output_tokens,
-        thinking_tokens=_thinking_allowance(model, config, model_max_output_tokens),
+        max_output_tokens=max_output,
+        thinking_tokens=thinking,
         candidate_count=_positive_int(field(config, "candidateCount")) or 1,
+        input_is_bounded=bounded,
+        thinking_budget=budget,
     )
 
 
@@ -210,13 +258,15 @@ def output_limits(estimate: GenerateEstimate, granted_output_tokens: int) -> Out
     whether or not the model counts thinking inside ``maxOutputTokens``.
     """
     if granted_output_tokens >= estimate.output_tokens:
-        return OutputLimits(estimate.max_output_tokens, None)
+        return OutputLimits(estimate.max_output_tokens, estimate.thinking_budget)
     share = max(1, granted_output_tokens // estimate.candidate_count)
     if estimate.thinking_tokens == 0:
         return OutputLimits(share, None)
     whole = estimate.max_output_tokens + estimate.thinking_tokens
     thinking = min(share * estimate.thinking_tokens // whole, share - 1)
-    return OutputLimits(share - thinking, thinking)
+    # The budget sent leaves room for the overshoot margin inside the thinking share.
+    budget = thinking * THINKING_OVERSHOOT_DIVISOR // (THINKING_OVERSHOOT_DIVISOR + 1)
+    return OutputLimits(share - thinking, budget)
 
 
 def with_output_limits(body: Mapping[str, Any], limits: OutputLimits) -> dict[str, Any]:

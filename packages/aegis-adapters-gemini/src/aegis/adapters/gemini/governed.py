@@ -26,7 +26,7 @@ from typing import Final
 from google import genai
 from google.genai import errors as genai_errors, types
 
-from aegis.core import Gate, GovernedCall, GovernedResponse, Permit, Receipt
+from aegis.core import BillingTerms, Gate, GovernedCall, GovernedResponse, Permit, Receipt
 
 from ._sdk_wire import embed_body, generate_body, to_wire
 from .estimate import (
@@ -36,7 +36,8 @@ from .estimate import (
     estimate_generate_content,
     output_limits,
 )
-from .usage import StreamUsage, usage_from_metadata
+from .terms import billing_terms
+from .usage import StreamUsage, usage_from_metadata, usage_from_response
 
 __all__ = [
     "PROVIDER",
@@ -87,14 +88,16 @@ def _estimate(
     model: str,
     contents: types.ContentListUnion | types.ContentListUnionDict,
     config: types.GenerateContentConfig,
-) -> GenerateEstimate:
+) -> tuple[GenerateEstimate, BillingTerms]:
     price = gate.pricing.get(model)
-    return estimate_generate_content(
-        generate_body(client, model, contents, config),
+    body = generate_body(client, model, contents, config)
+    estimate = estimate_generate_content(
+        body,
         model=model,
         model_max_output_tokens=0 if price is None else price.max_output_tokens,
         context_window=0 if price is None else price.context_window,
     )
+    return estimate, billing_terms(body)
 
 
 @asynccontextmanager
@@ -127,7 +130,7 @@ async def generate_content_via_gate(
     errors unchanged after settling.
     """
     cfg = _config(config)
-    estimate = _estimate(gate, client, model, contents, cfg)
+    estimate, terms = _estimate(gate, client, model, contents, cfg)
     async with gate.call(
         tenant_id=tenant_id,
         request_id=request_id,
@@ -137,14 +140,17 @@ async def generate_content_via_gate(
         max_output_tokens=estimate.output_tokens,
         run_id=run_id,
         capability="llm:invoke",
+        terms=terms,
+        input_is_bounded=estimate.input_is_bounded,
     ) as call:
         sent = _limited(cfg, output_limits(estimate, call.permit.max_output_tokens))
         async with _upstream(call):
             response = await client.aio.models.generate_content(
                 model=model, contents=contents, config=sent
             )
-        if response.usage_metadata is not None:
-            call.record(usage_from_metadata(to_wire(response.usage_metadata)))
+        usage = usage_from_response(to_wire(response), terms.service_tier)
+        if usage is not None:
+            call.record(usage)
     assert call.receipt is not None  # set by Gate.call on exit
     return GovernedResponse(response, call.receipt)
 
@@ -220,6 +226,7 @@ async def _stream(
     contents: types.ContentListUnion | types.ContentListUnionDict,
     cfg: types.GenerateContentConfig,
     estimate: GenerateEstimate,
+    terms: BillingTerms,
     run_id: str | None,
 ) -> AsyncGenerator[types.GenerateContentResponse | None, None]:
     async with gate.call(
@@ -231,11 +238,13 @@ async def _stream(
         max_output_tokens=estimate.output_tokens,
         run_id=run_id,
         capability="llm:stream",
+        terms=terms,
+        input_is_bounded=estimate.input_is_bounded,
     ) as call:
         state.call = call
         yield None  # admitted; nothing has been sent yet
         sent = _limited(cfg, output_limits(estimate, call.permit.max_output_tokens))
-        tracker = StreamUsage()
+        tracker = StreamUsage(terms.service_tier)
         async with _upstream(call):
             upstream = await client.aio.models.generate_content_stream(
                 model=model, contents=contents, config=sent
@@ -250,8 +259,9 @@ async def _stream(
                 aclose = getattr(upstream, "aclose", None)
                 if aclose is not None:
                     await aclose()
-        if tracker.reported is not None:
-            call.record(tracker.reported, source="reported")
+        reported = tracker.usage()
+        if reported is not None:
+            call.record(reported, source="reported")
 
 
 async def generate_content_stream_via_gate(
@@ -271,7 +281,7 @@ async def generate_content_stream_via_gate(
     out when the stream is first read. The charge is the last cumulative ``usage_metadata``.
     """
     cfg = _config(config)
-    estimate = _estimate(gate, client, model, contents, cfg)
+    estimate, terms = _estimate(gate, client, model, contents, cfg)
     state = _StreamState()
     agen = _stream(
         state,
@@ -283,6 +293,7 @@ async def generate_content_stream_via_gate(
         contents=contents,
         cfg=cfg,
         estimate=estimate,
+        terms=terms,
         run_id=run_id,
     )
     await agen.__anext__()

@@ -6,7 +6,15 @@ Mapping onto :class:`aegis.core.Usage`:
   (search or code-execution results, billed as input);
 - cached input = ``cachedContentTokenCount``;
 - output = ``candidatesTokenCount`` + ``thoughtsTokenCount`` (thinking is billed as output);
-- reasoning = ``thoughtsTokenCount``.
+- reasoning = ``thoughtsTokenCount``;
+- audio input = the ``AUDIO`` entries of ``promptTokensDetails`` and
+  ``toolUsePromptTokensDetails``, of which cached = the ``AUDIO`` entry of
+  ``cacheTokensDetails``; audio output = the ``AUDIO`` entry of ``candidatesTokensDetails``;
+- tool calls: a candidate with ``groundingMetadata`` is one grounded prompt (``grounding``,
+  what Gemini 2.x bills per) and each of its ``webSearchQueries`` one search (``web_search``,
+  what Gemini 3 bills per); each model's price lists the one it bills;
+- the service tier is not in the body: the API answers it in the ``x-gemini-service-tier``
+  header, which the caller passes in.
 
 A stream repeats ``usageMetadata`` on its chunks as running totals: the last one seen is the
 usage, chunks are never summed, and a chunk without it changes nothing.
@@ -16,14 +24,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import replace
+from typing import Any, Final
 
-from aegis.core import Usage, text_tokens_upper_bound
+from aegis.core import ServiceTier, Usage, text_tokens_upper_bound
 
 from ._fields import field
 from .errors import WireError
 
-__all__ = ["StreamUsage", "usage_from_metadata", "usage_from_response"]
+__all__ = [
+    "StreamUsage",
+    "grounding_calls",
+    "service_tier_from_header",
+    "usage_from_metadata",
+    "usage_from_response",
+]
 
 
 def _count(meta: Mapping[str, Any], key: str) -> int:
@@ -35,26 +50,98 @@ def _count(meta: Mapping[str, Any], key: str) -> int:
     return value
 
 
-def usage_from_metadata(meta: Mapping[str, Any]) -> Usage:
+def _modality(meta: Mapping[str, Any], key: str, modality: str) -> int:
+    details = field(meta, key)
+    if details is None:
+        return 0
+    if not isinstance(details, Sequence) or isinstance(details, str):
+        raise WireError(f"usageMetadata.{key} is not a list")
+    total = 0
+    for entry in details:
+        if isinstance(entry, Mapping) and entry.get("modality") == modality:
+            total += _count(entry, "tokenCount")
+    return total
+
+
+_TIERS: Final[dict[str, ServiceTier]] = {
+    "standard": "standard",
+    "priority": "priority",
+    "flex": "flex",
+    "batch": "batch",
+}
+
+
+def service_tier_from_header(value: str | None) -> ServiceTier:
+    """The billed tier of an ``x-gemini-service-tier`` answer header (absent: standard; a name
+    this table does not know bills as priority, the dearest tier)."""
+    if value is None or not value.strip():
+        return "standard"
+    return _TIERS.get(value.strip().lower(), "priority")
+
+
+def grounding_calls(response: Mapping[str, Any]) -> tuple[tuple[str, int], ...]:
+    """Billed grounding of a response (or stream chunk): grounded prompts and search queries."""
+    candidates = field(response, "candidates")
+    if not isinstance(candidates, Sequence) or isinstance(candidates, str):
+        return ()
+    grounded = 0
+    queries: set[str] = set()
+    for candidate in candidates:
+        meta = field(candidate, "groundingMetadata") if isinstance(candidate, Mapping) else None
+        if not isinstance(meta, Mapping):
+            continue
+        grounded = 1  # one prompt, however many candidates cite searches
+        asked = field(meta, "webSearchQueries")
+        if isinstance(asked, Sequence) and not isinstance(asked, str):
+            queries.update(q for q in asked if isinstance(q, str))
+    calls = [("grounding", grounded), ("web_search", len(queries))]
+    return tuple((k, n) for k, n in calls if n)
+
+
+def usage_from_metadata(
+    meta: Mapping[str, Any],
+    *,
+    tool_calls: tuple[tuple[str, int], ...] = (),
+    service_tier: ServiceTier = "standard",
+) -> Usage:
     """The usage one ``usageMetadata`` object reports; missing counts are zero."""
     prompt = _count(meta, "promptTokenCount") + _count(meta, "toolUsePromptTokenCount")
     thoughts = _count(meta, "thoughtsTokenCount")
+    candidates = _count(meta, "candidatesTokenCount")
+    cached = min(_count(meta, "cachedContentTokenCount"), prompt)
+    audio = min(
+        _modality(meta, "promptTokensDetails", "AUDIO")
+        + _modality(meta, "toolUsePromptTokensDetails", "AUDIO"),
+        prompt,
+    )
+    cached_audio = min(_modality(meta, "cacheTokensDetails", "AUDIO"), cached, audio)
+    # Uncached audio cannot be more than the uncached input.
+    audio = min(audio, prompt - cached + cached_audio)
     return Usage(
         input_tokens=prompt,
-        cached_input_tokens=min(_count(meta, "cachedContentTokenCount"), prompt),
-        output_tokens=_count(meta, "candidatesTokenCount") + thoughts,
+        cached_input_tokens=cached,
+        output_tokens=candidates + thoughts,
         reasoning_tokens=thoughts,
+        audio_input_tokens=audio,
+        cached_audio_input_tokens=cached_audio,
+        audio_output_tokens=min(_modality(meta, "candidatesTokensDetails", "AUDIO"), candidates),
+        tool_calls=tool_calls,
+        service_tier=service_tier,
     )
 
 
-def usage_from_response(response: Mapping[str, Any]) -> Usage | None:
+def usage_from_response(
+    response: Mapping[str, Any], service_tier: ServiceTier = "standard"
+) -> Usage | None:
     """The usage of a ``generateContent`` / embed response (or a stream chunk), if reported."""
     meta = field(response, "usageMetadata")
     if meta is None:
         return None
     if not isinstance(meta, Mapping):
         raise WireError("usageMetadata is not an object")
-    return usage_from_metadata(meta)
+    return usage_from_metadata(
+        meta, tool_calls=grounding_calls(response), service_tier=service_tier
+    )
 
 
 def _delivered_tokens(chunk: Mapping[str, Any]) -> int:
@@ -83,9 +170,13 @@ class StreamUsage:
     of the reported output and a byte count of every part delivered so far.
     """
 
-    __slots__ = ("chunks", "delivered_tokens", "reported")
+    __slots__ = ("chunks", "delivered_tokens", "reported", "service_tier", "tool_calls")
 
-    def __init__(self) -> None:
+    def __init__(self, service_tier: ServiceTier = "standard") -> None:
+        self.service_tier = service_tier
+        """The tier the answer's header named (a stream's header comes before its chunks)."""
+        self.tool_calls: dict[str, int] = {}
+        """Grounding seen on any chunk: it may come on a chunk without usage."""
         self.reported: Usage | None = None
         self.delivered_tokens = 0
         """Upper bound of the output tokens in the parts received so far."""
@@ -95,17 +186,27 @@ class StreamUsage:
         """Account for one parsed stream chunk."""
         self.chunks += 1
         self.delivered_tokens += _delivered_tokens(chunk)
-        usage = usage_from_response(chunk)
-        if usage is not None:
-            self.reported = usage
+        for kind, n in grounding_calls(chunk):
+            self.tool_calls[kind] = max(self.tool_calls.get(kind, 0), n)
+        meta = field(chunk, "usageMetadata")
+        if meta is not None:
+            if not isinstance(meta, Mapping):
+                raise WireError("usageMetadata is not an object")
+            self.reported = usage_from_metadata(meta)
+
+    def usage(self) -> Usage | None:
+        """The usage the stream reported, with the grounding and tier seen along it."""
+        if self.reported is None:
+            return None
+        return replace(
+            self.reported, tool_calls=tuple(self.tool_calls.items()), service_tier=self.service_tier
+        )
 
     def upper_bound(self, input_tokens_bound: int) -> Usage:
         """Best upper bound of what was used so far, for a stream that ended early."""
-        reported = self.reported or Usage(input_tokens=input_tokens_bound)
-        output = max(reported.output_tokens, self.delivered_tokens)
-        return Usage(
-            input_tokens=reported.input_tokens,
-            cached_input_tokens=reported.cached_input_tokens,
-            output_tokens=output,
-            reasoning_tokens=reported.reasoning_tokens,
+        reported = self.usage() or Usage(
+            input_tokens=input_tokens_bound,
+            tool_calls=tuple(self.tool_calls.items()),
+            service_tier=self.service_tier,
         )
+        return replace(reported, output_tokens=max(reported.output_tokens, self.delivered_tokens))

@@ -62,7 +62,10 @@ from aegis.adapters.openai.rewrite import (
     rewrite_chat_request,
     rewrite_responses_request,
 )
+from aegis.adapters.openai.terms import SEARCH_CALLS_RESERVED, billing_terms
 from aegis.adapters.openai.usage import (
+    service_tier_from_wire,
+    tool_calls_from_output,
     usage_from_chat,
     usage_from_chat_completion,
     usage_from_embeddings,
@@ -108,6 +111,7 @@ __all__ = [
     "MAX_RETRY_AFTER_S",
     "RESPONSES_TERMINAL_EVENTS",
     "SCHEMA_OVERHEAD_TOKENS",
+    "SEARCH_CALLS_RESERVED",
     "ChatLimitField",
     "ChatStreamReader",
     "ErrorReply",
@@ -122,6 +126,7 @@ __all__ = [
     "SseEvent",
     "SseParser",
     "StreamEvent",
+    "billing_terms",
     "chat_completions_via_gate",
     "count_chat_completion",
     "count_completion",
@@ -141,7 +146,9 @@ __all__ = [
     "retry_after_s",
     "rewrite_chat_request",
     "rewrite_responses_request",
+    "service_tier_from_wire",
     "should_retry",
+    "tool_calls_from_output",
     "usage_from_chat",
     "usage_from_chat_completion",
     "usage_from_embeddings",

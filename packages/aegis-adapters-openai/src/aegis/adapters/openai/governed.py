@@ -75,8 +75,6 @@ async def _admit(
     input_tokens = estimate.input_tokens
     output_tokens: int | None = None
     if price is not None:
-        if not estimate.input_is_bounded:
-            input_tokens = max(input_tokens, price.context_window)
         if capability != "embeddings:create":
             if estimate.max_output_tokens is None and price.max_output_tokens <= 0:
                 raise ConfigError(
@@ -97,6 +95,8 @@ async def _admit(
         max_output_tokens=output_tokens,
         run_id=run_id,
         capability=capability,
+        # Input the body does not hold: the Gate adds the policy's allowance for it.
+        input_is_bounded=estimate.input_is_bounded,
     )
 
 
@@ -149,7 +149,7 @@ def _observe_sdk_chunk(meter: OutputMeter, chunk: Any) -> bool:
         if nbytes and not meter.add(choice.index, nbytes):
             within = False
     if chunk.usage is not None:
-        usage = usage_from_chat(chunk.usage)
+        usage = usage_from_chat(chunk.usage, chunk.service_tier)
         if usage is not None and not meter.report(usage) and chunk.choices:
             within = False
     return within

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from aegis.adapters.openai.usage import usage_from_chat, usage_from_responses
+from aegis.adapters.openai.usage import usage_from_chat, usage_from_responses_object
 from aegis.core import Usage, text_tokens_upper_bound, wire_field
 
 __all__ = [
@@ -173,7 +173,7 @@ def observe_chat_chunk(meter: OutputMeter, chunk: Any) -> bool:
                     within = False
     raw_usage = wire_field(chunk, "usage")
     if raw_usage is not None:
-        usage = usage_from_chat(raw_usage)
+        usage = usage_from_chat(raw_usage, wire_field(chunk, "service_tier"))
         # A usage-only final chunk ends the stream anyway; only a running count can stop it.
         if usage is not None and not meter.report(usage) and choices:
             within = False
@@ -193,7 +193,7 @@ def observe_responses_event(meter: OutputMeter, event: Any) -> bool:
         if isinstance(delta, str) and delta:
             meter.add(0, text_tokens_upper_bound(delta), counts_toward_limit=False)
     elif kind in RESPONSES_TERMINAL_EVENTS:
-        usage = usage_from_responses(wire_field(wire_field(event, "response"), "usage"))
+        usage = usage_from_responses_object(wire_field(event, "response"))
         if usage is not None:
             meter.report(usage)
     return True

@@ -24,7 +24,7 @@ from aegis.adapters.openai.meter import (
     observe_chat_chunk,
     observe_responses_event,
 )
-from aegis.adapters.openai.usage import usage_from_responses
+from aegis.adapters.openai.usage import usage_from_responses_object
 from aegis.core import SseEvent, SseParser, Usage
 
 __all__ = ["DONE_EVENT", "ChatStreamReader", "EventKind", "ResponsesStreamReader", "StreamEvent"]
@@ -122,7 +122,7 @@ class ResponsesStreamReader:
         if kind in RESPONSES_TERMINAL_EVENTS:
             self.done = True
             response = data.get("response")
-            usage = usage_from_responses(response.get("usage")) if response else None
+            usage = usage_from_responses_object(response) if response else None
             if kind == "response.failed":
                 self.error = parse_error_body(response or {})
             return StreamEvent(event.raw, "terminal", data, usage)

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from aegis.adapters.openai.terms import SEARCH_CALLS_RESERVED, billing_terms
+
 __all__ = [
     "ChatLimitField",
     "RequestRewrite",
@@ -105,9 +107,13 @@ def rewrite_chat_request(
 
 
 def rewrite_responses_request(body: Mapping[str, Any], *, max_output_tokens: int) -> RequestRewrite:
-    """A Responses body that carries ``max_output_tokens`` (streams always report usage)."""
+    """A Responses body that carries ``max_output_tokens`` (streams always report usage) and,
+    when it offers a billed search tool without ``max_tool_calls``, the number of calls the
+    reservation holds fees for (:data:`SEARCH_CALLS_RESERVED`), so the fee bound holds."""
     value = body.get("max_output_tokens")
     changes: dict[str, Any] = {}
     if value is None or not _within(value, max_output_tokens):
         changes["max_output_tokens"] = max_output_tokens
+    if body.get("max_tool_calls") is None and billing_terms(body).tool_calls:
+        changes["max_tool_calls"] = SEARCH_CALLS_RESERVED
     return _apply(body, changes, True)
