@@ -37,9 +37,12 @@ async def test_chat(matrix: Matrix, client: openai.AsyncOpenAI) -> None:
 
 
 async def test_chat_stream(matrix: Matrix, client: openai.AsyncOpenAI) -> None:
-    stream = await client.chat.completions.create(
+    raw = await client.chat.completions.with_raw_response.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "Hello!"}], stream=True
     )
+    assert raw.headers.get_list("x-request-id") == [raw.request_id]
+    assert raw.headers["x-upstream-request-id"].startswith("req_")
+    stream = raw.parse()
     text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert text.startswith("Hello!")
     matrix.seen.assert_ids()

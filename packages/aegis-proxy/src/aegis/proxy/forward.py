@@ -161,6 +161,9 @@ async def _pump(
     out = web.StreamResponse(status=200, headers=success_headers(call, permit.receipt_id, None))
     out.content_type = exchange.stream_content_type
     out.headers["Cache-Control"] = "no-cache"
+    upstream_id = response.headers.get("x-request-id")
+    if upstream_id is not None:
+        out.headers[UPSTREAM_REQUEST_ID] = upstream_id  # as on answers that are not streams
     parser = SseParser()
     try:
         await out.prepare(request)
