@@ -32,16 +32,19 @@ typecheck: install ## mypy --strict only
 test: install system-deps ## install what the tests need, then run the whole suite
 	$(UV) run pytest $(PYTEST_ARGS)
 
-system-deps: ## Debian's Chromium (dashboard test), nodejs and npm (client matrix), the openai npm package
+system-deps: ## Debian's Chromium (dashboard), PostgreSQL (store), jq (README script), nodejs and npm (client matrix), the openai npm package
 	@missing=""; \
-	for tool in chromium node npm; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v jq >/dev/null 2>&1 || missing="$$missing jq"; \
+	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
-		packages=$$(echo "$$missing" | sed 's/ node\b/ nodejs/'); \
 		if [ "$$(id -u)" = 0 ]; then \
 			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$packages >/dev/null; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 		else \
-			echo "missing:$$missing: run 'sudo apt-get install$$packages' (the dashboard test and the client matrix need them)"; exit 1; \
+			echo "missing:$$missing: run 'sudo apt-get install$$missing' (the tests need them)"; exit 1; \
 		fi; \
 	fi
 	@# The openai Node SDK for tests/clients, at the version package-lock.json pins.

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,8 +162,10 @@ def start_proxy(
     profile: Path | None = None,
     timeout_s: float = 120,
     log_level: str = "INFO",
+    extra: Sequence[str] = (),
 ) -> Proc:
-    """Start ``aegis-proxy serve`` and wait until ``/readyz`` answers 200."""
+    """Start ``aegis-proxy serve`` (``extra``: more arguments) and wait until ``/readyz``
+    answers 200."""
     log = config.with_suffix(".log")
     env = {**os.environ, "BENCH_UPSTREAM_KEY": "sk-bench", "AEGIS_RECEIPT_SECRET": "r" * 32}
     # INFO: the access log (on by default) writes its line per request, as in production.
@@ -171,7 +174,7 @@ def start_proxy(
         argv = [sys.executable, "-m", "aegis.proxy"]
     else:
         argv = [sys.executable, "-m", "bench._profiled", str(profile)]
-    argv += ["serve", "--config", str(config)]
+    argv += ["serve", "--config", str(config), *extra]
     process = _spawn(argv, log, env, cores)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

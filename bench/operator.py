@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import logging
 import os
 import platform
@@ -71,8 +72,12 @@ from bench.proxy import (
 )
 
 _OFF = "[observability]\nmetrics = false\naccess_log = false\ndashboard = false\n"
-_METRICS = "[observability]\nmetrics = true\naccess_log = false\n"
-_DEFAULTS = ""
+_METRICS_KEY = "aegis-sk-bench-metrics-key-0123456789"
+_METRICS_HASH = "sha256:" + hashlib.sha256(_METRICS_KEY.encode()).hexdigest()
+_METRICS = (
+    f'[observability]\nmetrics = true\naccess_log = false\nmetrics_keys = ["{_METRICS_HASH}"]\n'
+)
+_DEFAULTS = f'[observability]\nmetrics_keys = ["{_METRICS_HASH}"]\n'  # defaults, with a key
 _CONFIGS = (("off-a", _OFF), ("metrics", _METRICS), ("off-b", _OFF), ("defaults", _DEFAULTS))
 
 
@@ -124,7 +129,10 @@ def _rows(
 
 
 def _scraped_requests(port: int) -> int:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+    scrape = urllib.request.Request(
+        f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {_METRICS_KEY}"}
+    )
+    with urllib.request.urlopen(scrape, timeout=5) as response:
         text = response.read().decode()
     return sum(int(float(v)) for v in re.findall(r"^aegis_requests_total\{.*\} (\S+)$", text, re.M))
 

@@ -56,7 +56,7 @@ from bench._report import report
 PATH = "/v1/chat/completions"
 PROXY_CORE = {0}
 LOAD_CORE = {1}
-PHASES = ("calls", "streams", "memory", "tenants", "redis", "accesslog", "profile")
+PHASES = ("calls", "streams", "memory", "tenants", "redis", "workers", "accesslog", "profile")
 OPTIONAL_PHASES = frozenset({"accesslog", "profile"})
 
 CHAT = json.dumps(
@@ -373,6 +373,7 @@ async def fresh_proxy(
     tenants: int = 10,
     redis_url: str | None = None,
     log_level: str = "INFO",
+    workers: int = 1,
 ) -> Target:
     config = workdir / f"{name}.toml"
     port = free_port()
@@ -384,7 +385,9 @@ async def fresh_proxy(
         keyed=min(tenants, 1000),
         redis_url=redis_url,
     )
-    proc = start_proxy(config, port, PROXY_CORE, timeout_s=600, log_level=log_level)
+    cores = PROXY_CORE if workers == 1 else PROXY_CORE | LOAD_CORE
+    extra = () if workers == 1 else ("--workers", str(workers))
+    proc = start_proxy(config, port, cores, timeout_s=600, log_level=log_level, extra=extra)
     procs.append(proc)
     target = Target(name, port, proc.pid, keys)
     await warm(target)
@@ -445,6 +448,23 @@ async def redis_rows(
     sqlite = await fresh_proxy(workdir, "ledger-sqlite", upstream, procs)
     shared = await fresh_proxy(workdir, "ledger-redis", upstream, procs, redis_url=url)
     return await compare(direct, sqlite, shared, "sqlite vs redis ledger", reps, duration_s)
+
+
+async def workers_rows(
+    workdir: Path, upstream: Proc, reps: int, duration_s: float, procs: list[Proc]
+) -> list[dict[str, Any]]:
+    """One worker against two (``serve --workers 2``, both cores), closed loop at c=64.
+
+    The load generator and the upstream share those cores here, so this shows what the
+    workers gain on a machine that also runs the load, not the ceiling of an idle one.
+    """
+    one = await fresh_proxy(workdir, "workers-1", upstream, procs)
+    two = await fresh_proxy(workdir, "workers-2", upstream, procs, workers=2)
+    samples = await interleaved((one, two), CHAT, 64, reps, duration_s)
+    a = med(samples[one.name], lambda x: x.calls_per_s)
+    b = med(samples[two.name], lambda x: x.calls_per_s)
+    print("  workers done", flush=True)
+    return [row("c=64 calls/s: 1 worker vs 2 workers", a, b, f"x{b / a:.2f}", ">= x1.8")]
 
 
 def print_profile(path: Path, calls: int, top: int) -> None:
@@ -576,6 +596,9 @@ async def main(args: argparse.Namespace) -> None:
         if "redis" in phases:
             print("starting proxies on the SQLite and the Redis ledger", flush=True)
             rows += await redis_rows(workdir, upstream, direct, side_reps, duration_s, procs)
+        if "workers" in phases:
+            print("starting proxies with 1 and 2 workers", flush=True)
+            rows += await workers_rows(workdir, upstream, side_reps, duration_s, procs)
         if "accesslog" in phases:
             print("starting proxies with the access log off and on", flush=True)
             rows += await access_log_rows(workdir, upstream, direct, side_reps, duration_s, procs)

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
 from aiohttp.test_utils import TestServer
 from fakes.gemini_upstream import FakeGeminiServer
 from fakes.openai_upstream import FakeUpstream
+from fakes.postgres_server import PostgresServer
 from fakes.proxy_harness import UPSTREAM_SECRET, Proxy
 
 from aegis.core import ManualClock
 from aegis.proxy import Settings, create_app
 
 RECEIPT_SECRET = "receipt-secret-canary-0123456789"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session, started on first use (each test makes its
+    own database with ``fresh_database``); a missing server fails the test, never skips it."""
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.close()
 
 
 @pytest.fixture

@@ -17,6 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from aegis.proxy import AdminSettings, ObservabilitySettings, Settings, create_app, hash_key
 
 ADMIN_KEY = "aegis-sk-test-admin-key-0123456789"
+METRICS_KEY = "aegis-sk-test-metrics-key-0123456789"
+"""The scraper's key: /metrics is closed without one."""
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
@@ -47,7 +49,9 @@ def operator_settings(
         settings,
         providers=providers,
         admin=AdminSettings(api_keys=(hash_key(ADMIN_KEY),)),
-        observability=ObservabilitySettings(**(observability or {})),
+        observability=ObservabilitySettings(
+            **{"metrics_keys": (hash_key(METRICS_KEY),), **(observability or {})}
+        ),
         auth=dataclasses.replace(settings.auth, trust_tenant_header=trust_tenant_header),
     )
 
@@ -88,7 +92,12 @@ def start_proxy(start_app: StartApp) -> Callable[[Settings], Awaitable[Proxy]]:
 
 async def scrape_metrics(proxy: Proxy) -> Samples:
     """Every sample of ``GET /metrics``, keyed by sample name and label set."""
-    async with aiohttp.ClientSession() as http, http.get(proxy.url + "/metrics") as response:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(
+            proxy.url + "/metrics", headers={"Authorization": f"Bearer {METRICS_KEY}"}
+        ) as response,
+    ):
         assert response.status == 200
         assert response.headers["Content-Type"].startswith("text/plain")
         text = await response.text()

@@ -194,7 +194,7 @@ settings = parse_settings({{
 }})
 async def main():
     async with TestClient(TestServer(create_app(settings))) as client:
-        assert (await client.get("/metrics")).status == 200
+        assert (await client.get("/metrics")).status == 401  # closed without a metrics key
         assert (await client.post("/v1/chat/completions", json={{}})).status == 401
 asyncio.run(main())
 loaded = sorted(m for m in sys.modules if m.startswith("opentelemetry"))

@@ -278,9 +278,17 @@ def test_check_config_checks_the_price_file(config: Path) -> None:
     assert f"pricing.models.{MODEL}.input" in bad.stdout
 
 
+def _add_metrics_key(config: Path, key: str) -> None:
+    config.write_text(
+        config.read_text() + f'\n[observability]\nmetrics_keys = ["{hash_key(key)}"]\n'
+    )
+
+
 async def test_metrics_label_a_model_that_a_reload_priced(
     config: Path, start_proxy: Callable[[Settings], Awaitable[Proxy]]
 ) -> None:
+    metrics_key = "aegis-sk-prices-metrics-key-0123456789"  # /metrics is closed without one
+    _add_metrics_key(config, metrics_key)
     proxy = await start_proxy(load_settings(config))
     (config.parent / "prices.toml").write_text(
         price_file_text(
@@ -294,7 +302,12 @@ async def test_metrics_label_a_model_that_a_reload_priced(
     await proxy.client().chat.completions.create(
         model="house-model", messages=[{"role": "user", "content": "hi"}], max_tokens=5
     )
-    async with aiohttp.ClientSession() as http, http.get(proxy.url + "/metrics") as response:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(
+            proxy.url + "/metrics", headers={"Authorization": f"Bearer {metrics_key}"}
+        ) as response,
+    ):
         text = await response.text()
     lines = [line for line in text.splitlines() if line.startswith("aegis_requests_total")]
     assert any('model="house-model"' in line for line in lines), lines

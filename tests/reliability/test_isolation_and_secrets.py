@@ -15,9 +15,10 @@ import pytest
 from fakes.openai_upstream import FakeUpstream, Fault, Reply
 from fakes.proxy_harness import KEY, OTHER_KEY, UPSTREAM_SECRET, Proxy, make_settings
 
-from aegis.proxy import GATE, AdminSettings, Settings, hash_key
+from aegis.proxy import GATE, AdminSettings, ObservabilitySettings, Settings, hash_key
 
 ADMIN = "aegis-sk-admin-canary-0123456789"
+METRICS = "aegis-sk-metrics-canary-0123456789"
 RECEIPT_SECRET = "receipt-secret-canary-0123456789"  # what tests/conftest.py sets
 StartProxy = Callable[[Settings], Awaitable[Proxy]]
 MSGS: list[Any] = [{"role": "user", "content": "hi"}]
@@ -72,7 +73,11 @@ async def test_no_secret_appears_in_any_output(
         budgets={"per_run_usd": "0.0001"},
         model={"allow_models": ["gpt-4o-mini", "o3"]},
     )
-    settings = dataclasses.replace(settings, admin=AdminSettings(api_keys=(hash_key(ADMIN),)))
+    settings = dataclasses.replace(
+        settings,
+        admin=AdminSettings(api_keys=(hash_key(ADMIN),)),
+        observability=ObservabilitySettings(metrics_keys=(hash_key(METRICS),)),
+    )
     proxy = await start_proxy(settings)
     openai_upstream.fake.enqueue(
         Reply(text="fine"),
@@ -99,6 +104,7 @@ async def test_no_secret_appears_in_any_output(
             ("GET", "/v1/models", {}, KEY),
             ("GET", "/readyz", {}, KEY),
             ("GET", "/metrics", {}, KEY),
+            ("GET", "/metrics", {}, METRICS),
             ("GET", "/v1/aegis/usage", {}, KEY),
             ("GET", "/admin/tenants", {}, ADMIN),
             ("GET", "/admin/usage", {}, ADMIN),
@@ -116,6 +122,40 @@ async def test_no_secret_appears_in_any_output(
                 outputs.append(
                     f"{response.status} {dict(response.headers)} {await response.text()}"
                 )
+        # The control plane: store keys are secrets too, shown once (in the answer that made
+        # them) and nowhere else, not even as a hash.
+        store_keys: list[str] = []
+
+        async def manage(method: str, path: str, body: Any = None) -> Any:
+            async with http.request(
+                method,
+                proxy.url + path,
+                json=body,
+                headers={"Authorization": f"Bearer {ADMIN}"},
+            ) as response:
+                data = await response.json()
+                if isinstance(data, dict) and "key" in data:
+                    store_keys.append(data["key"])
+                else:
+                    outputs.append(f"{response.status} {dict(response.headers)} {data}")
+                return data
+
+        await manage("POST", "/admin/tenants", {"tenant_id": "store-t", "policy": {}})
+        made = await manage("POST", "/admin/tenants/store-t/keys", {"name": "app"})
+        for key in (made["key"], made["key"] + "x"):
+            async with http.post(
+                proxy.url + "/v1/chat/completions",
+                json={"model": "gpt-4o-mini", "messages": MSGS, "max_tokens": 5},
+                headers={"Authorization": f"Bearer {key}"},
+            ) as response:
+                outputs.append(f"{response.status} {await response.text()}")
+        await manage("GET", "/admin/tenants/store-t/keys")
+        await manage("GET", f"/admin/tenants/store-t/keys/{made['key_id']}")
+        await manage("POST", f"/admin/tenants/store-t/keys/{made['key_id']}/rotate", {})
+        await manage("POST", f"/admin/tenants/store-t/keys/{made['key_id']}/revoke")
+        await manage("GET", "/admin/tenants/store-t")
+        await manage("PUT", "/admin/tenants/store-t", {"policy": {"x": 1}, "version": 1})
+        assert len(store_keys) == 2
     await proxy.close()  # flushes the receipt trail
     # The upstream's error body echoing its own key is the provider's business, passed through
     # unchanged as the proxy issue requires: it is not one of our output surfaces.
@@ -131,8 +171,18 @@ async def test_no_secret_appears_in_any_output(
     assert "aegis_requests_total" in surfaces["responses"]  # /metrics was read
     assert '"tenants"' in surfaces["responses"]  # /admin answered the admin key
     for name, text in surfaces.items():
-        for secret in (UPSTREAM_SECRET, KEY, OTHER_KEY, RECEIPT_SECRET, ADMIN):
+        for secret in (
+            UPSTREAM_SECRET,
+            KEY,
+            OTHER_KEY,
+            RECEIPT_SECRET,
+            ADMIN,
+            METRICS,
+            *store_keys,
+        ):
             assert secret not in text, f"{secret[:8]}... leaked into {name}"
+        for key in (KEY, OTHER_KEY, ADMIN, METRICS, *store_keys):
+            assert hash_key(key)[7:] not in text, f"the hash of {key[:8]}... leaked into {name}"
     for line in surfaces["receipts"].splitlines():
         if line.startswith("{"):
             assert "content" not in json.loads(line)  # no prompt text in receipts

@@ -6,9 +6,22 @@ from aegis.core.alerts import BudgetAlert
 from aegis.core.catalogue import default_pricing_table
 from aegis.core.checkpoints import Checkpoint
 from aegis.core.clock import Clock, ManualClock, SystemClock
+from aegis.core.control import (
+    KEY_PREFIX,
+    Change,
+    ControlStore,
+    KeyRecord,
+    KeyScope,
+    TenantRecord,
+    display_prefix,
+    hash_key,
+    new_key,
+    new_key_id,
+)
 from aegis.core.ed25519 import Ed25519Signer, Ed25519Verifier
 from aegis.core.errors import (
     AegisError,
+    AlreadyInStore,
     BudgetExceeded,
     ConfigError,
     Denied,
@@ -19,15 +32,19 @@ from aegis.core.errors import (
     LedgerError,
     LedgerUnavailable,
     ModelRetiredDenied,
+    NotInStore,
     PolicyDenied,
     PolicyError,
     PricingError,
     RateLimited,
     ReceiptError,
     ReceiptSinkUnavailable,
+    StoreError,
+    StoreUnavailable,
     TrailLocked,
     UnknownModel,
     UnknownModelDenied,
+    VersionConflict,
 )
 from aegis.core.estimate import (
     MESSAGE_OVERHEAD_TOKENS,
@@ -61,6 +78,7 @@ from aegis.core.policy import (
     TomlPolicyProvider,
     WindowBudget,
 )
+from aegis.core.postgres_store import PostgresControlStore  # imports asyncpg only when opened
 from aegis.core.price_check import PriceDifference, compare_price_file
 from aegis.core.pricing import (
     PROVIDERS,
@@ -97,6 +115,7 @@ from aegis.core.sdk_kwargs import sdk_kwargs
 from aegis.core.signing import HmacSha256Signer, SignatureVerifier
 from aegis.core.sqlite_ledger import SqliteLedger
 from aegis.core.sqlite_sink import SqliteReceiptSink
+from aegis.core.sqlite_store import SqliteControlStore
 from aegis.core.sse import SseEvent, SseParser
 from aegis.core.verify import (
     EXIT_INTACT,
@@ -121,6 +140,7 @@ __all__ = [
     "EXIT_USAGE",
     "GENESIS_HASH",
     "KEYS_ENV",
+    "KEY_PREFIX",
     "MESSAGE_OVERHEAD_TOKENS",
     "NANOS_PER_USD",
     "PROVIDERS",
@@ -132,15 +152,18 @@ __all__ = [
     "Account",
     "AccountUnit",
     "AegisError",
+    "AlreadyInStore",
     "Balance",
     "BillingTerms",
     "Bound",
     "BudgetAlert",
     "BudgetExceeded",
     "CallSubject",
+    "Change",
     "Checkpoint",
     "Clock",
     "ConfigError",
+    "ControlStore",
     "Decision",
     "Denied",
     "Difference",
@@ -158,6 +181,8 @@ __all__ = [
     "HoldState",
     "InMemoryPolicyProvider",
     "InvalidRequest",
+    "KeyRecord",
+    "KeyScope",
     "Keyring",
     "Ledger",
     "LedgerError",
@@ -168,12 +193,14 @@ __all__ = [
     "ModelKind",
     "ModelPrice",
     "ModelRetiredDenied",
+    "NotInStore",
     "Outcome",
     "Permit",
     "Policy",
     "PolicyDenied",
     "PolicyError",
     "PolicyProvider",
+    "PostgresControlStore",
     "PriceDifference",
     "PricingError",
     "PricingTable",
@@ -196,12 +223,16 @@ __all__ = [
     "Signature",
     "SignatureVerifier",
     "Signer",
+    "SqliteControlStore",
     "SqliteLedger",
     "SqliteReceiptSink",
     "SseEvent",
     "SseParser",
     "Statement",
+    "StoreError",
+    "StoreUnavailable",
     "SystemClock",
+    "TenantRecord",
     "TierPrice",
     "TomlPolicyProvider",
     "TrailLocked",
@@ -211,14 +242,19 @@ __all__ = [
     "Usage",
     "UsageSource",
     "VerifyReport",
+    "VersionConflict",
     "Window",
     "WindowBudget",
     "canonical_bytes",
     "compare_price_file",
     "default_pricing_table",
+    "display_prefix",
     "format_usd",
+    "hash_key",
     "nanos_to_usd",
     "new_id",
+    "new_key",
+    "new_key_id",
     "parse_usd",
     "reprice_trail",
     "sdk_kwargs",

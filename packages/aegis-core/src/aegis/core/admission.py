@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Final
 
+from aegis.core.control import KeyScope
 from aegis.core.errors import (
     AegisError,
     BudgetExceeded,
@@ -37,6 +38,7 @@ __all__ = [
     "RUN_RETENTION_S",
     "Reservation",
     "budget_accounts",
+    "key_accounts",
     "plan",
     "refusal",
     "unknown_tenant",
@@ -112,6 +114,7 @@ def plan(
     input_tokens: int,
     max_output_tokens: int | None,
     now: float,
+    key: KeyScope | None = None,
     terms: BillingTerms = STANDARD_TERMS,
     input_is_bounded: bool = True,
 ) -> Reservation:
@@ -119,7 +122,9 @@ def plan(
 
     ``terms`` price the worst case (tier, tool calls, audio); ``input_is_bounded=False`` adds
     the policy's allowance for input the request does not show (at most up to the model's
-    input limit)."""
+    input limit). ``key`` narrows the policy for one virtual key: its models must be allowed
+    by both, and its window budgets are reserved beside the tenant's (all or nothing, like
+    every account)."""
     for name, value in (("input_tokens", input_tokens), ("max_output_tokens", max_output_tokens)):
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TOKENS
@@ -134,6 +139,12 @@ def plan(
     if not policy.allows_model(model):
         raise PolicyDenied(
             f"model {model!r} is not allowed for tenant {tenant_id!r}",
+            tenant_id=tenant_id,
+            reason="model_not_allowed",
+        )
+    if key is not None and not key.allows_model(model):
+        raise PolicyDenied(
+            f"model {model!r} is not allowed for key {key.key_id!r}",
             tenant_id=tenant_id,
             reason="model_not_allowed",
         )
@@ -174,7 +185,7 @@ def plan(
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         estimated_nanos=estimated,
-        budgets=tuple(budget_accounts(policy, run_key, now)),
+        budgets=tuple(budget_accounts(policy, run_key, now) + key_accounts(key, now)),
         limits=tuple(limit_accounts(policy, model, input_tokens + output_tokens, now)),
         terms=terms,
         unseen_input_tokens=unseen,
@@ -206,6 +217,28 @@ def budget_accounts(policy: Policy, run_key: str, now: float) -> list[Account]:
                 expires_at=end,
                 resets_at=end,
                 alert_at=budget.alert_at,
+            )
+        )
+    return accounts
+
+
+def key_accounts(key: KeyScope | None, now: float) -> list[Account]:
+    """The accounts of one key's own window budgets (``key:<id>:day:2026-11-26`` ...), named
+    ``key_<window>`` in refusals."""
+    accounts: list[Account] = []
+    if key is None:
+        return accounts
+    key_id = key.key_id
+    for budget in key.per_window:
+        window, end = window_span(budget.window, now)
+        accounts.append(
+            Account(
+                key=f"key:{key_id}:{window}",
+                budget=f"key_{budget.window}",
+                limit_nanos=budget.limit_nanos,
+                hard_stop=True,
+                expires_at=end,
+                resets_at=end,
             )
         )
     return accounts

@@ -18,9 +18,14 @@ Every error subclasses :class:`AegisError` and, where one fits, the nearest buil
     │   └── LedgerUnavailable                    the store cannot be reached: fail closed
     ├── PricingError(AegisError)
     │   └── UnknownModel(PricingError, KeyError) .model
-    └── ReceiptError(AegisError)
-        └── ReceiptSinkUnavailable               receipts cannot be written: fail closed
-            └── TrailLocked                      another process writes this trail
+    ├── ReceiptError(AegisError)
+    │   └── ReceiptSinkUnavailable               receipts cannot be written: fail closed
+    │       └── TrailLocked                      another process writes this trail
+    └── StoreError(AegisError)                   the control-plane store (tenants and keys)
+        ├── NotInStore(StoreError, KeyError)     no such tenant or key; .kind, .id
+        ├── AlreadyInStore(StoreError)           a tenant or key with that id exists
+        ├── VersionConflict(StoreError)          changed meanwhile; .current_version
+        └── StoreUnavailable                     the store cannot be reached: fail closed
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from datetime import datetime
 
 __all__ = [
     "AegisError",
+    "AlreadyInStore",
     "BudgetExceeded",
     "ConfigError",
     "Denied",
@@ -38,15 +44,19 @@ __all__ = [
     "InvalidRequest",
     "LedgerError",
     "LedgerUnavailable",
+    "NotInStore",
     "PolicyDenied",
     "PolicyError",
     "PricingError",
     "RateLimited",
     "ReceiptError",
     "ReceiptSinkUnavailable",
+    "StoreError",
+    "StoreUnavailable",
     "TrailLocked",
     "UnknownModel",
     "UnknownModelDenied",
+    "VersionConflict",
 ]
 
 
@@ -238,6 +248,49 @@ class ReceiptError(AegisError):
 
 class ReceiptSinkUnavailable(ReceiptError):
     """Receipts cannot be written; governed calls must be refused until they can."""
+
+
+class StoreError(AegisError):
+    """The control-plane store (tenants, policies, virtual keys) refused or failed."""
+
+
+class NotInStore(StoreError, KeyError):
+    """No tenant or key with that id."""
+
+    def __init__(self, kind: str, id_: str) -> None:
+        super().__init__(f"no {kind} {id_!r}")
+        self.kind = kind
+        self.id = id_
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.message
+
+
+class AlreadyInStore(StoreError):
+    """A tenant or key with that id already exists."""
+
+    def __init__(self, kind: str, id_: str) -> None:
+        super().__init__(f"{kind} {id_!r} already exists")
+        self.kind = kind
+        self.id = id_
+
+
+class VersionConflict(StoreError):
+    """The record changed since the version the caller read: re-read and retry."""
+
+    def __init__(self, kind: str, id_: str, *, expected: int, current: int) -> None:
+        super().__init__(
+            f"{kind} {id_!r} is at version {current}, not {expected}: it changed meanwhile "
+            "(read it again and retry)"
+        )
+        self.kind = kind
+        self.id = id_
+        self.expected_version = expected
+        self.current_version = current
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached or failed: callers refuse (fail closed)."""
 
 
 class TrailLocked(ReceiptSinkUnavailable):

@@ -20,6 +20,7 @@ from aegis.core import admission
 from aegis.core.alert_tracker import AlertTracker
 from aegis.core.alerts import BudgetAlert
 from aegis.core.clock import Clock, SystemClock
+from aegis.core.control import KeyScope
 from aegis.core.errors import (
     AegisError,
     BudgetExceeded,
@@ -31,7 +32,6 @@ from aegis.core.ledger import Hold, Ledger, Settlement
 from aegis.core.permit import GovernedCall, Permit
 from aegis.core.policy import Policy, PolicyProvider
 from aegis.core.pricing import STANDARD_TERMS, BillingTerms, PricingTable, Usage
-from aegis.core.rate_limits import limit_statuses
 from aegis.core.receipt_trail import CallSubject, Outcome, ReceiptTrail, UsageSource
 from aegis.core.receipts import (
     Decision,
@@ -128,6 +128,7 @@ class Gate:
         capability: str = "llm:invoke",
         body_sha256: str | None = None,
         policy: Policy | None = None,
+        key: KeyScope | None = None,
         terms: BillingTerms = STANDARD_TERMS,
         input_is_bounded: bool = True,
     ) -> Permit:
@@ -137,6 +138,8 @@ class Gate:
         ``terms``: the tier, tool calls and modalities the request asks for (the worst case is
         priced under them); ``input_is_bounded=False``: the model reads input the request does
         not show, reserved by the policy's ``unseen_input_tokens``.
+        ``key``: the scope of the virtual key the call came with; it narrows the policy (its
+        allowed models must match too, its window budgets are reserved beside the tenant's).
         Raises :class:`Denied` (``PolicyDenied``, ``UnknownModelDenied``, ``BudgetExceeded``,
         ``RateLimited``), :class:`InvalidRequest`, :class:`DuplicateRequest`,
         :class:`LedgerUnavailable` or :class:`ReceiptSinkUnavailable`; every refusal is
@@ -171,6 +174,7 @@ class Gate:
                 input_tokens=input_tokens,
                 max_output_tokens=max_output_tokens,
                 now=now,
+                key=key,
                 terms=terms,
                 input_is_bounded=input_is_bounded,
             )
@@ -192,33 +196,7 @@ class Gate:
             wrapped = LedgerUnavailable(f"ledger failed: {type(exc).__name__}: {exc}")
             await self._refuse(subject, wrapped, policy, 0)
             raise wrapped from exc
-        limits = plan.limits
-        return Permit(
-            receipt_id=subject.receipt_id,
-            tenant_id=tenant_id,
-            request_id=request_id,
-            run_id=run_id,
-            provider=provider,
-            model=model,
-            capability=capability,
-            input_tokens=plan.input_tokens,
-            max_output_tokens=plan.output_tokens,
-            clamped=plan.clamped,
-            estimated_nanos=plan.estimated_nanos,
-            reserved_nanos=plan.estimated_nanos,
-            policy=policy,
-            price=plan.price,
-            pricing=pricing,
-            started_at=now,
-            started_mono=subject.started_mono,
-            body_sha256=body_sha256,
-            rate_limits=limit_statuses(list(limits), hold.spent[len(plan.budgets) :])
-            if limits
-            else (),
-            limited=bool(limits),
-            terms=plan.terms,
-            unseen_input_tokens=plan.unseen_input_tokens,
-        )
+        return Permit.admitted(subject, plan, policy, pricing, hold)
 
     async def _reserve(
         self, tenant_id: str, request_id: str, plan: admission.Reservation, policy: Policy
@@ -354,6 +332,7 @@ class Gate:
         run_id: str | None = None,
         capability: str = "llm:invoke",
         body_sha256: str | None = None,
+        key: KeyScope | None = None,
         terms: BillingTerms = STANDARD_TERMS,
         input_is_bounded: bool = True,
     ) -> AsyncIterator[GovernedCall]:
@@ -369,6 +348,7 @@ class Gate:
             run_id=run_id,
             capability=capability,
             body_sha256=body_sha256,
+            key=key,
             terms=terms,
             input_is_bounded=input_is_bounded,
         )

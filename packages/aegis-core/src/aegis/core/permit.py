@@ -4,12 +4,17 @@ its receipt will name."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aegis.core.policy import Policy
 from aegis.core.pricing import STANDARD_TERMS, BillingTerms, ModelPrice, PricingTable, Usage
-from aegis.core.rate_limits import RateLimitStatus
+from aegis.core.rate_limits import RateLimitStatus, limit_statuses
 from aegis.core.receipt_trail import CallSubject, UsageSource
 from aegis.core.receipts import Bound, Receipt, ReceiptStatus
+
+if TYPE_CHECKING:
+    from aegis.core.admission import Reservation
+    from aegis.core.ledger import Hold
 
 __all__ = ["GovernedCall", "Permit"]
 
@@ -48,6 +53,44 @@ class Permit:
     """The tier, tool calls and modalities the reservation was priced under."""
     unseen_input_tokens: int = 0
     """The part of ``input_tokens`` allowed for input the request does not show."""
+
+    @classmethod
+    def admitted(
+        cls,
+        subject: CallSubject,
+        plan: Reservation,
+        policy: Policy,
+        pricing: PricingTable,
+        hold: Hold,
+    ) -> Permit:
+        """The permit of a call whose ``plan`` the ledger holds as ``hold``."""
+        limits = plan.limits
+        return cls(
+            receipt_id=subject.receipt_id,
+            tenant_id=subject.tenant_id,
+            request_id=subject.request_id,
+            run_id=subject.run_id,
+            provider=subject.provider,
+            model=subject.model,
+            capability=subject.capability,
+            input_tokens=plan.input_tokens,
+            max_output_tokens=plan.output_tokens,
+            clamped=plan.clamped,
+            estimated_nanos=plan.estimated_nanos,
+            reserved_nanos=plan.estimated_nanos,
+            policy=policy,
+            price=plan.price,
+            pricing=pricing,
+            started_at=subject.started_at,
+            started_mono=subject.started_mono,
+            body_sha256=subject.body_sha256,
+            rate_limits=limit_statuses(list(limits), hold.spent[len(plan.budgets) :])
+            if limits
+            else (),
+            limited=bool(limits),
+            terms=plan.terms,
+            unseen_input_tokens=plan.unseen_input_tokens,
+        )
 
     @property
     def worst_case(self) -> Usage:

@@ -1,5 +1,5 @@
 """``aegis-proxy``: serve, make keys, check a config file, show prices, read and operate the
-ledger."""
+ledger, move tenants between the config file and the control-plane store."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from aiohttp import web
 from yarl import URL
 
 from aegis.core import AegisError, compare_price_file
+from aegis.proxy import store_cli
 from aegis.proxy.access_log import ACCESS_LOGGER, BufferedLineHandler
+from aegis.proxy.admin_client import AdminClient, AdminClientError
 from aegis.proxy.app import create_app
 from aegis.proxy.auth import hash_key, new_key
 from aegis.proxy.config import ConfigProblems, Settings, load_settings, settings_from_env
@@ -103,10 +105,15 @@ def serve(
             args = ["--config", config, *args]
         return supervise(args, count, settings.server.drain_timeout_s)
     if not settings.tenants:
+        if settings.store.backend == "none":
+            where = "so every call will be refused (401)"
+        else:
+            where = "only tenants of the control-plane store can call (none: 401)"
         print(
-            "aegis-proxy: no tenants are configured, so every call will be refused (401).\n"
+            f"aegis-proxy: no tenants are configured in the file, {where}.\n"
             "Make a key with:  aegis-proxy keys create --tenant my-team\n"
-            "and put the printed lines in your config (or .aegis/tenants.toml).",
+            "and put the printed lines in your config (or .aegis/tenants.toml), or create\n"
+            "tenants and keys through the admin API (POST /admin/tenants).",
             file=sys.stderr,
         )
     app = create_app(settings)
@@ -139,8 +146,14 @@ def event_loop(choice: str) -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
-def keys_create(tenant: str | None, admin: bool = False) -> int:
+def keys_create(tenant: str | None, admin: bool = False, metrics: bool = False) -> int:
     key = new_key()
+    if metrics:
+        print(f"New metrics key (shown once, store it now):\n\n    {key}\n")
+        print("Put its hash in the config, and the key in Prometheus' scrape config")
+        print("(authorization: {credentials: <key>}):\n")
+        print(f'[observability]\nmetrics_keys = ["{hash_key(key)}"]')
+        return 0
     if admin:
         print(f"New admin key (shown once, store it now):\n\n    {key}\n")
         print("Put its hash in the config (only the hash is stored):\n")
@@ -150,6 +163,112 @@ def keys_create(tenant: str | None, admin: bool = False) -> int:
     print("Put its hash in the config (only the hash is stored):\n")
     print(f'[tenants.{tenant}]\napi_keys = ["{hash_key(key)}"]')
     return 0
+
+
+def remote_command(args: argparse.Namespace) -> int:
+    """``tenants list|show|create`` and ``keys create|list|revoke|rotate`` with ``--url``."""
+    try:
+        client = AdminClient(args.url)
+        if args.command == "tenants":
+            if args.tenants_command == "list":
+                for t in client.call("GET", "/admin/tenants?limit=10000")["tenants"]:
+                    print(
+                        f"{t['tenant_id']}\t{t['source']}\tversion {t['version']}\t"
+                        f"{t['policy_version']}"
+                    )
+            elif args.tenants_command == "show":
+                print(json.dumps(client.call("GET", client.tenant_path(args.tenant)), indent=2))
+            elif args.tenants_command == "create":
+                policy = json.loads(args.policy) if args.policy else {}
+                made = client.call(
+                    "POST", "/admin/tenants", {"tenant_id": args.tenant, "policy": policy}
+                )
+                print(f"created tenant {made['tenant_id']} (version {made['version']})")
+            else:
+                print(
+                    f"aegis-proxy: tenants {args.tenants_command} works on the store (--config)",
+                    file=sys.stderr,
+                )
+                return 2
+            return 0
+        keys = client.tenant_path(args.tenant) + "/keys"
+        if args.keys_command == "create":
+            made = client.call("POST", keys, {"name": args.name} if args.name else {})
+            print(f"New API key {made['key_id']} for tenant {args.tenant!r} (shown once):")
+            print(f"\n    {made['key']}")
+        elif args.keys_command == "list":
+            for k in client.call("GET", keys)["keys"]:
+                print(f"{k['key_id']}\t{k['prefix']}...\t{k['state']}\t{k['name'] or ''}")
+        elif args.keys_command == "revoke":
+            client.call("POST", f"{keys}/{args.key_id}/revoke")
+            print(f"revoked {args.key_id}")
+        else:
+            made = client.call("POST", f"{keys}/{args.key_id}/rotate", {"grace_s": args.grace_s})
+            print(
+                f"New API key {made['key_id']} for tenant {args.tenant!r} (shown once):\n\n"
+                f"    {made['key']}\n\n"
+                f"{args.key_id} keeps working until {made['old']['revoked_at']}"
+            )
+        return 0
+    except AdminClientError as exc:
+        print(f"aegis-proxy: {exc.message}", file=sys.stderr)
+        return 1
+
+
+def store_command(args: argparse.Namespace) -> int:
+    """``tenants import|export|list`` and ``keys create --store|list|revoke``."""
+    if getattr(args, "url", None):
+        return remote_command(args)
+    if args.command == "keys" and args.keys_command == "rotate":
+        print("aegis-proxy: keys rotate needs --url (a running proxy)", file=sys.stderr)
+        return 2
+    if args.command == "tenants" and args.tenants_command in ("show", "create"):
+        print(
+            f"aegis-proxy: tenants {args.tenants_command} needs --url (a running proxy)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        settings = _settings(args.config)
+        if args.command == "tenants":
+            if args.tenants_command == "import":
+                source = None if args.file is None else Path(args.file)
+                tenants = store_cli.file_tenants(settings, source)
+                imported = store_cli.import_tenants(settings, tenants, replace=args.replace)
+                for line in asyncio.run(imported):
+                    print(line)
+            elif args.tenants_command == "export":
+                text = asyncio.run(store_cli.export_tenants(settings))
+                if args.output:
+                    Path(args.output).write_text(text)
+                else:
+                    print(text, end="")
+            else:
+                for line in asyncio.run(store_cli.list_tenants(settings)):
+                    print(line)
+            return 0
+        if args.keys_command == "create":
+            key = asyncio.run(store_cli.add_key(settings, args.tenant))
+            print(f"New API key for tenant {args.tenant!r} in the store (shown once):\n\n    {key}")
+            return 0
+        if args.keys_command == "list":
+            for line in asyncio.run(store_cli.list_keys(settings, args.tenant)):
+                print(line)
+            return 0
+        if not asyncio.run(store_cli.revoke_key(settings, args.tenant, args.key_id)):
+            print(
+                f"aegis-proxy: no key {args.key_id!r} for tenant {args.tenant!r}", file=sys.stderr
+            )
+            return 1
+        print(f"revoked {args.key_id}")
+        return 0
+    except ConfigProblems as exc:
+        for problem in exc.problems:
+            print(f"{exc.source}: {problem}", file=sys.stderr)
+        return 2
+    except AegisError as exc:
+        print(f"aegis-proxy: {exc}", file=sys.stderr)
+        return 1
 
 
 def check_config(path: str) -> int:
@@ -249,6 +368,50 @@ def main(argv: list[str] | None = None) -> int:
     who = p_create.add_mutually_exclusive_group(required=True)
     who.add_argument("--tenant")
     who.add_argument("--admin", action="store_true", help="a key for /admin/ and /dashboard")
+    who.add_argument("--metrics", action="store_true", help="a key for scraping /metrics")
+    p_create.add_argument(
+        "--store", action="store_true", help="add it to the control-plane store (not the file)"
+    )
+    p_klist = keys_sub.add_parser("list", help="a tenant's store keys (prefix and state)")
+    p_klist.add_argument("--tenant", required=True)
+    p_revoke = keys_sub.add_parser("revoke", help="revoke a store key now")
+    p_revoke.add_argument("--tenant", required=True)
+    p_revoke.add_argument("key_id")
+    p_rotate = keys_sub.add_parser("rotate", help="replace a key; the old one works a while")
+    p_rotate.add_argument("--tenant", required=True)
+    p_rotate.add_argument("key_id")
+    p_rotate.add_argument("--grace-s", type=int, default=3600, help="seconds the old key works")
+    p_create.add_argument("--name", help="with --url: the key's name")
+    p_tenants = sub.add_parser("tenants", help="tenants in the control-plane store")
+    tenants_sub = p_tenants.add_subparsers(dest="tenants_command", required=True)
+    p_import = tenants_sub.add_parser("import", help="copy [tenants] of a file into the store")
+    p_import.add_argument(
+        "--file", help="a TOML file with [tenants.ID] tables (default: the config)"
+    )
+    p_import.add_argument("--replace", action="store_true", help="overwrite store tenants")
+    p_export = tenants_sub.add_parser("export", help="store tenants as [tenants.ID] TOML")
+    p_export.add_argument("--output", help="write here (default: stdout)")
+    p_tlist = tenants_sub.add_parser("list", help="store tenants, versions and policy versions")
+    p_tshow = tenants_sub.add_parser("show", help="one tenant (with --url)")
+    p_tshow.add_argument("tenant")
+    p_tcreate = tenants_sub.add_parser("create", help="a store tenant (with --url)")
+    p_tcreate.add_argument("tenant")
+    p_tcreate.add_argument("--policy", help="the policy as JSON, e.g. '{\"budgets\": ...}'")
+    store_parsers = (
+        p_create,
+        p_klist,
+        p_revoke,
+        p_rotate,
+        p_import,
+        p_export,
+        p_tlist,
+        p_tshow,
+        p_tcreate,
+    )
+    for p in store_parsers:
+        p.add_argument(
+            "--url", help="a running proxy's URL (admin key in AEGIS_ADMIN_KEY); else the store"
+        )
     p_check = sub.add_parser("check-config", help="validate a config file")
     p_check.add_argument("path", type=Path)
     p_prices = sub.add_parser("prices", help="the effective price table and its version")
@@ -264,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     p_ledger = sub.add_parser("ledger", help="operate the ledger")
     ledger_sub = p_ledger.add_subparsers(dest="ledger_command", required=True)
     p_accept = ledger_sub.add_parser("accept-loss", help="serve again after Redis lost its data")
-    for p in (p_usage, p_accept, p_prices):
+    for p in (p_usage, p_accept, p_prices, *store_parsers):
         p.add_argument("--config", help="TOML config file (default: $AEGIS_CONFIG)")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -272,8 +435,18 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     _access_log_to_stdout()
+    if args.command == "tenants" or (
+        args.command == "keys" and (args.keys_command != "create" or args.store or args.url)
+    ):
+        if (
+            args.command == "keys"
+            and args.keys_command == "create"
+            and (args.admin or args.metrics)
+        ):
+            parser.error("--store and --url make tenant keys only")
+        return store_command(args)
     if args.command == "keys":
-        return keys_create(args.tenant, admin=args.admin)
+        return keys_create(args.tenant, admin=args.admin, metrics=args.metrics)
     if args.command == "check-config":
         return check_config(str(args.path))
     if args.command == "prices":

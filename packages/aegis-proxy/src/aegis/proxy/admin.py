@@ -14,6 +14,9 @@ secrets.
     The latest receipts (newest first, at most ``limit``), each with its verification state.
 ``POST /admin/verify``, ``GET /admin/verify``
     Run a verification of the whole receipt trail; read the last run.
+
+Managing tenants, policies and keys (``POST/PUT/DELETE /admin/tenants...``) lives in
+:mod:`aegis.proxy.admin_control`; ``GET /admin/openapi.json`` describes every route.
 """
 
 from __future__ import annotations
@@ -21,88 +24,105 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from aiohttp import web
 
-from aegis.core import Keyring, Receipt, verify_trail
+from aegis.core import Keyring, Receipt, StoreError, hash_key, verify_trail
+from aegis.proxy.auth import presented_key
 from aegis.proxy.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from aegis.proxy.operator import OPERATOR, Operator
-from aegis.proxy.state import GATE, KEYS
+from aegis.proxy.state import CONTROL, GATE, KEYS
 from aegis.proxy.usage import tenant_usage
 
-__all__ = ["presented_key", "receipt_state", "routes"]
+__all__ = [
+    "Admin",
+    "admin_route",
+    "int_param",
+    "presented_key",
+    "receipt_state",
+    "routes",
+]
 
 _STATUSES: Final = frozenset({"ok", "denied", "upstream_error", "cancelled"})
 _MAX_LIMIT: Final = 1000
 
 
-def presented_key(request: web.Request) -> str | None:
-    """The key in ``Authorization: Bearer`` or ``x-goog-api-key`` (never the query string)."""
-    header = request.headers.get("authorization")
-    if header:
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
-    return request.headers.get("x-goog-api-key") or None
+@dataclass(frozen=True, slots=True)
+class Admin:
+    """An authenticated admin request: the operator state and who is acting."""
+
+    operator: Operator
+    actor: str
+    """Names the admin key (``admin-<8 hex>``, derived from its hash, never the hash itself),
+    plus the ``x-aegis-actor`` header when sent: recorded in the receipts of admin changes."""
 
 
-def require_admin(request: web.Request) -> Operator:
-    """The operator state, once the request proved it holds an admin key."""
+_ACTOR: Final = re.compile(r"^[\w .@:/+-]{1,100}$")
+
+
+async def require_admin(request: web.Request) -> Admin:
+    """The admin identity, once the request proved it holds an admin key."""
     operator = request.app[OPERATOR]
     key = presented_key(request)
     if not key:
         raise Unauthorized(
             "missing admin key: send it as 'Authorization: Bearer <key>'", code="missing_api_key"
         )
-    digest = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+    digest = hash_key(key)
     if digest in operator.admin_hashes:
-        return operator
-    if request.app[KEYS].tenant_for_key(key) is not None:
+        actor = "admin-" + hashlib.sha256(digest.encode()).hexdigest()[:8]
+        named = request.headers.get("x-aegis-actor")
+        if named is not None:
+            if not _ACTOR.match(named):
+                raise BadRequest(
+                    "x-aegis-actor must be 1-100 letters, digits or ' .@:/+-'",
+                    param="x-aegis-actor",
+                )
+            actor = f"{actor} ({named})"
+        return Admin(operator, actor)
+    try:
+        is_tenant_key = await request.app[KEYS].identify(key) is not None
+    except StoreError:
+        is_tenant_key = False
+    if is_tenant_key:
         raise Forbidden("tenant keys cannot use the admin API", code="admin_key_required")
     raise Unauthorized("invalid admin key", code="invalid_api_key")
 
 
 AdminHandler = Callable[[web.Request, Operator], Awaitable[web.StreamResponse]]
+AdminActionHandler = Callable[[web.Request, Admin], Awaitable[web.StreamResponse]]
 
 
 def _admin(handler: AdminHandler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def guarded(request: web.Request) -> web.StreamResponse:
-        operator = require_admin(request)
-        response = await handler(request, operator)
+        admin = await require_admin(request)
+        response = await handler(request, admin.operator)
         response.headers["Cache-Control"] = "no-store"
         return response
 
     return guarded
 
 
-def _tenant(operator: Operator, tenant_id: str) -> dict[str, Any]:
-    tenant = operator.tenants.get(tenant_id)
-    if tenant is None:
-        raise NotFound(f"no tenant {tenant_id!r}", code="tenant_not_found")
-    return {
-        "tenant_id": tenant.tenant_id,
-        "api_keys": len(tenant.api_key_hashes),
-        "policy_version": tenant.policy.version,
-        "policy": tenant.policy.to_dict(),
-    }
+def admin_route(
+    handler: AdminActionHandler,
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Guard a handler that needs to know who acts (the management routes)."""
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        admin = await require_admin(request)
+        response = await handler(request, admin)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    return guarded
 
 
-async def list_tenants(request: web.Request, operator: Operator) -> web.StreamResponse:
-    limit = _int_param(request, "limit", 1000, 1, 10_000)
-    offset = _int_param(request, "offset", 0, 0, 10**9)
-    order = sorted(operator.tenants)
-    page = [_tenant(operator, t) for t in order[offset : offset + limit]]
-    return web.json_response({"tenants": page, "total": len(order), "offset": offset})
-
-
-async def get_tenant(request: web.Request, operator: Operator) -> web.StreamResponse:
-    return web.json_response(_tenant(operator, request.match_info["tenant_id"]))
-
-
-def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+def int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
     try:
         value = int(request.query.get(name, str(default)))
     except ValueError:
@@ -114,26 +134,30 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
 
 async def all_usage(request: web.Request, operator: Operator) -> web.StreamResponse:
     """Tenants by spend since the start (then by id), a page at a time."""
-    limit = _int_param(request, "limit", 100, 1, _MAX_LIMIT)
-    offset = _int_param(request, "offset", 0, 0, 10**9)
+    limit = int_param(request, "limit", 100, 1, _MAX_LIMIT)
+    offset = int_param(request, "offset", 0, 0, 10**9)
     spend: dict[str, int] = {}
     for (tenant, _provider, _model), nanos in operator.stats.spend_nanos.items():
         spend[tenant] = spend.get(tenant, 0) + nanos
     active = operator.stats.active
-    order = sorted(operator.tenants, key=lambda t: (t not in active, -spend.get(t, 0), t))
+    # The file's tenants, and the store's that called since the start.
+    tenants = set(operator.tenants) | operator.stats.store_tenants
+    order = sorted(tenants, key=lambda t: (t not in active, -spend.get(t, 0), t))
     gate = request.app[GATE]
-    usage = [
-        await tenant_usage(gate, operator.stats, operator.tenants[t].policy)
-        for t in order[offset : offset + limit]
-    ]
+    plane = request.app[CONTROL]
+    usage = []
+    for tenant_id in order[offset : offset + limit]:
+        policy = await plane.get_policy(tenant_id=tenant_id)
+        if policy is not None:
+            usage.append(await tenant_usage(gate, operator.stats, policy))
     return web.json_response({"tenants": usage, "total": len(order), "offset": offset})
 
 
 async def one_usage(request: web.Request, operator: Operator) -> web.StreamResponse:
     tenant_id = request.match_info["tenant_id"]
-    if tenant_id not in operator.tenants:
+    policy = await request.app[CONTROL].get_policy(tenant_id=tenant_id)
+    if policy is None:
         raise NotFound(f"no tenant {tenant_id!r}", code="tenant_not_found")
-    policy = operator.tenants[tenant_id].policy
     return web.json_response(await tenant_usage(request.app[GATE], operator.stats, policy))
 
 
@@ -184,7 +208,7 @@ async def list_receipts(request: web.Request, operator: Operator) -> web.StreamR
         raise BadRequest(f"status must be one of {sorted(_STATUSES)}", param="status")
     since = _time_param(request, "since")
     until = _time_param(request, "until")
-    limit = _int_param(request, "limit", 100, 1, _MAX_LIMIT)
+    limit = int_param(request, "limit", 100, 1, _MAX_LIMIT)
     recent = list(operator.stats.recent)
     found: list[dict[str, Any]] = []
     for index in range(len(recent) - 1, -1, -1):
@@ -234,9 +258,11 @@ async def last_verification(request: web.Request, operator: Operator) -> web.Str
 
 
 def routes() -> list[web.RouteDef]:
+    from aegis.proxy import admin_control, admin_keys  # they use this module's guards
+
     return [
-        web.get("/admin/tenants", _admin(list_tenants)),
-        web.get("/admin/tenants/{tenant_id}", _admin(get_tenant)),
+        *admin_control.routes(),
+        *admin_keys.routes(),
         web.get("/admin/usage", _admin(all_usage)),
         web.get("/admin/usage/{tenant_id}", _admin(one_usage)),
         web.get("/admin/receipts", _admin(list_receipts)),

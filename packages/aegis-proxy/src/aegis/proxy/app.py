@@ -23,6 +23,7 @@ from aegis.proxy import (
 from aegis.proxy.alert_webhook import alert_webhook_context
 from aegis.proxy.auth import KeyIndex
 from aegis.proxy.config import Settings
+from aegis.proxy.control_plane import control_plane_context, plane_for
 from aegis.proxy.errors import error_middleware
 from aegis.proxy.governance import (
     build_pricing,
@@ -30,11 +31,12 @@ from aegis.proxy.governance import (
     open_trail,
     receipt_signer,
 )
-from aegis.proxy.idempotency import IdempotencyStore
+from aegis.proxy.idempotency import IdempotencyStore, RedisIdempotencyStore
 from aegis.proxy.operator import OPERATOR, Operator, operator_context, operator_middleware
 from aegis.proxy.ratelimit_headers import add_rate_limit_headers
 from aegis.proxy.routing import Router
 from aegis.proxy.state import (
+    CONTROL,
     GATE,
     IDEMPOTENCY,
     KEYS,
@@ -59,7 +61,7 @@ def apply_settings(app: web.Application, settings: Settings) -> None:
     if KEYS in app:
         app[KEYS].apply(settings)
     else:
-        app[KEYS] = KeyIndex.from_settings(settings)
+        app[KEYS] = KeyIndex.from_settings(settings, app[CONTROL])
     operator = app.get(OPERATOR)
     if operator is not None:
         operator.apply(settings)
@@ -83,7 +85,7 @@ async def _governance(app: web.Application) -> AsyncIterator[None]:
     if operator is not None:
         operator.receipts_path = trail  # this replica's own trail (verify, dashboard)
     app[GATE] = Gate(
-        policy_provider=app[POLICIES],
+        policy_provider=app[CONTROL],
         ledger=ledger,
         pricing=app[ROUTER].pricing,
         signer=signer,
@@ -105,6 +107,10 @@ async def _upstreams(app: web.Application) -> AsyncIterator[None]:
     await asyncio.gather(*(u.close() for u in app[UPSTREAMS].values()))
 
 
+async def _close_idempotency(app: web.Application) -> None:
+    await app[IDEMPOTENCY].close()
+
+
 def create_app(settings: Settings) -> web.Application:
     """The proxy as an aiohttp application (tests call this directly)."""
     app = web.Application(
@@ -114,10 +120,20 @@ def create_app(settings: Settings) -> web.Application:
     pricing = build_pricing(settings)
     app[ROUTER] = Router(settings.providers, pricing, settings.default_provider)
     app[POLICIES] = InMemoryPolicyProvider()
-    app[IDEMPOTENCY] = IdempotencyStore()
+    app[CONTROL] = plane_for(settings, app[POLICIES])
+    if settings.ledger.backend == "redis":
+        # Shared by the replicas, like the budgets.
+        app[IDEMPOTENCY] = RedisIdempotencyStore(
+            settings.ledger.url, prefix=settings.ledger.key_prefix
+        )
+    else:
+        app[IDEMPOTENCY] = IdempotencyStore()
+    app.on_cleanup.append(_close_idempotency)
     app[RESPONSE_OWNERS] = ResponseOwners()
     operator = app[OPERATOR] = Operator(settings, pricing)
+    app[CONTROL].on_tenant = operator.stats.remember_tenant
     apply_settings(app, settings)
+    app.cleanup_ctx.append(control_plane_context(app[CONTROL]))
     app.cleanup_ctx.append(_governance)
     if settings.alerts.webhook_url is not None:
         app.cleanup_ctx.append(alert_webhook_context(settings.alerts))  # needs the Gate
@@ -135,6 +151,10 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(admin.routes())
     if settings.observability.metrics:
         app.add_routes(metrics_api.routes())
+        if settings.observability.metrics_listen is not None:
+            app.cleanup_ctx.append(
+                metrics_api.metrics_listener_context(settings.observability.metrics_listen)
+            )
     if settings.observability.dashboard:
         app.add_routes(web_dashboard.routes())
     return app

@@ -1,50 +1,58 @@
 """Virtual API keys: who is calling, as which tenant.
 
-Keys are random 256-bit secrets shown once; the config stores only their SHA-256. A presented
-key is hashed, then looked up by its hash: whatever the lookup's timing reveals is about a
-SHA-256 digest, which says nothing about any key, so the comparison is constant-time where it
-matters (the same reason Stripe-style key stores index by hash).
+Keys are random 256-bit secrets shown once; the config and the control-plane store keep only
+their SHA-256. A presented key is hashed, then looked up by its hash: whatever the lookup's
+timing reveals is about a SHA-256 digest, which says nothing about any key, so the comparison
+is constant-time where it matters (the same reason Stripe-style key stores index by hash).
+
+:func:`presented_key` and :func:`aegis.core.hash_key` are the only places a key is read from a
+request and hashed, for tenant, admin and metrics keys alike.
 """
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from collections.abc import Mapping
-from typing import Final
 
 from aiohttp import web
 
+from aegis.core import KEY_PREFIX, hash_key, new_key
 from aegis.proxy.config import Settings
+from aegis.proxy.control_plane import ControlPlane, Identity
 from aegis.proxy.errors import Unauthorized
 
-__all__ = ["KeyIndex", "hash_key", "new_key"]
-
-KEY_PREFIX: Final = "aegis-sk-"
+__all__ = ["KEY_PREFIX", "Identity", "KeyIndex", "hash_key", "new_key", "presented_key"]
 
 
-def new_key() -> str:
-    """A fresh virtual key."""
-    return KEY_PREFIX + secrets.token_urlsafe(32)
-
-
-def hash_key(key: str) -> str:
-    """The form a key is stored in: ``sha256:<hex>``."""
-    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+def presented_key(request: web.Request) -> str | None:
+    """The key in ``Authorization: Bearer`` or ``x-goog-api-key`` (never the query string:
+    URLs end up in access logs)."""
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    return request.headers.get("x-goog-api-key") or None
 
 
 class KeyIndex:
-    """Maps presented keys to tenants."""
+    """Maps presented keys to tenants: the config file's keys, then the store's."""
 
-    __slots__ = ("_by_hash", "trust_tenant_header")
+    __slots__ = ("_by_hash", "plane", "trust_tenant_header")
 
-    def __init__(self, by_hash: Mapping[str, str], *, trust_tenant_header: bool = False) -> None:
+    def __init__(
+        self,
+        by_hash: Mapping[str, str],
+        *,
+        trust_tenant_header: bool = False,
+        plane: ControlPlane | None = None,
+    ) -> None:
         self._by_hash = dict(by_hash)
         self.trust_tenant_header = trust_tenant_header
+        self.plane = plane
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> KeyIndex:
-        index = cls({})
+    def from_settings(cls, settings: Settings, plane: ControlPlane | None = None) -> KeyIndex:
+        index = cls({}, plane=plane)
         index.apply(settings)
         return index
 
@@ -56,32 +64,37 @@ class KeyIndex:
         }
         self.trust_tenant_header = settings.auth.trust_tenant_header
 
-    def tenant_for_key(self, key: str) -> str | None:
-        return self._by_hash.get(hash_key(key))
+    def file_tenant_for_hash(self, key_hash: str) -> str | None:
+        """The config-file tenant owning this key hash."""
+        return self._by_hash.get(key_hash)
 
-    def authenticate(self, request: web.Request) -> str:
-        """The calling tenant, or :class:`Unauthorized`."""
+    async def identify(self, key: str) -> Identity | None:
+        """Who holds ``key`` (a valid file or store key), else ``None``."""
+        digest = hash_key(key)
+        tenant = self._by_hash.get(digest)
+        if tenant is not None:
+            return Identity(tenant)
+        if self.plane is None:
+            return None
+        record = await self.plane.key(digest)
+        if record is None:
+            return None
+        return Identity(record.tenant_id, record.key_scope())
+
+    async def authenticate(self, request: web.Request) -> Identity:
+        """The caller, or :class:`Unauthorized` (the store being down raises
+        :class:`~aegis.core.StoreUnavailable`: 503, never a pass)."""
         if self.trust_tenant_header:
             tenant = request.headers.get("x-tenant-id")
             if tenant:
-                return tenant
-        key = _presented_key(request)
+                return Identity(tenant)
+        key = presented_key(request)
         if not key:
             raise Unauthorized(
                 "missing API key: send it as 'Authorization: Bearer <key>' or 'x-goog-api-key'",
                 code="missing_api_key",
             )
-        tenant = self.tenant_for_key(key)
-        if tenant is None:
+        identity = await self.identify(key)
+        if identity is None:
             raise Unauthorized("invalid API key", code="invalid_api_key")
-        return tenant
-
-
-def _presented_key(request: web.Request) -> str | None:
-    header = request.headers.get("authorization")
-    if header:
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
-    # Never from the query string (?key=): URLs end up in access logs.
-    return request.headers.get("x-goog-api-key") or None
+        return identity

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from aegis.core import KeyScope
 from aegis.proxy.apis import REQUEST_ID
 from aegis.proxy.errors import MAX_ID_LENGTH, BadRequest, PayloadTooLarge
 from aegis.proxy.state import KEYS, SETTINGS
@@ -26,6 +27,8 @@ class IncomingCall:
     raw: bytes
     """The body as the client sent it (forwarded byte for byte where nothing changes)."""
     body: dict[str, Any]
+    key: KeyScope | None = None
+    """The store key's scope (its overrides narrow the tenant's policy at the Gate)."""
 
 
 def _header_id(request: web.Request, name: str) -> str | None:
@@ -45,7 +48,7 @@ def request_id_of(request: web.Request) -> str:
 
 async def read_call(request: web.Request) -> IncomingCall:
     """Authenticate and parse; raises 400/401/413 in OpenAI's error shape."""
-    tenant_id = request.app[KEYS].authenticate(request)
+    identity = await request.app[KEYS].authenticate(request)
     limit = request.app[SETTINGS].server.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"request body is larger than {limit} bytes", code="body_too_large")
@@ -66,7 +69,8 @@ async def read_call(request: web.Request) -> IncomingCall:
     if not isinstance(body.get("stream", False), bool):
         raise BadRequest("'stream' must be true or false", param="stream")
     return IncomingCall(
-        tenant_id=tenant_id,
+        tenant_id=identity.tenant_id,
+        key=identity.key,
         request_id=request_id_of(request),
         run_id=_header_id(request, "x-run-id"),
         raw=raw,

@@ -21,10 +21,12 @@ __all__ = [
     "ConfigProblems",
     "LedgerSettings",
     "ObservabilitySettings",
+    "PolicySourceSettings",
     "ProviderSettings",
     "ReceiptSettings",
     "ServerSettings",
     "Settings",
+    "StoreSettings",
     "TenantSettings",
     "default_base_url",
     "load_settings",
@@ -70,6 +72,50 @@ class LedgerSettings:
     """``redis`` backend: where this replica records the data set's epoch, so that a Redis
     that lost its data is noticed (and refused) even after the replica restarts."""
     key_prefix: str = "aegis"
+
+
+StoreBackend = Literal["sqlite", "postgres", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """The control-plane store: tenants, policies and keys managed through the admin API."""
+
+    backend: StoreBackend = "sqlite"
+    """``sqlite`` (embedded, the default), ``postgres`` (many replicas) or ``none`` (only the
+    file's tenants; the admin API cannot create any). With no ``[store]`` table and a
+    ``memory`` ledger: ``none``."""
+    path: Path = Path(".aegis/control.db")
+    """``sqlite``: the file (default: ``control.db`` beside the ledger file)."""
+    url_env: str = "AEGIS_STORE_URL"
+    """``postgres``: the environment variable holding the ``postgresql://`` URL (kept out of
+    the file: it usually holds a password)."""
+    url: str | None = None
+    """``postgres``: the URL itself, when it holds no secret."""
+    poll_interval_s: float = 1.0
+    """How often a replica asks the store what changed."""
+    stale_after_s: float = 5.0
+    """A replica whose polls have failed this long stops trusting its caches (fail closed)."""
+    policy_cache_size: int = 10_000
+    key_cache_size: int = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySourceSettings:
+    """``[policies]``: fetch the policies of tenants not in the file from an HTTP API."""
+
+    url: str | None = None
+    """``https://policies.internal/tenants/{tenant_id}`` (or a base URL the id is appended
+    to); none: policies come from the file and the store. Never logged."""
+    ttl_s: float = 30.0
+    """A fetched policy is served from the cache this long."""
+    stale_s: float = 300.0
+    """After ``ttl_s``, served this much longer while one background request refreshes it."""
+    timeout_s: float = 2.0
+    """A fetch that takes longer fails (closed, for a tenant with nothing cached)."""
+    token_env: str | None = None
+    """An environment variable holding a bearer token sent with each fetch."""
+    cache_size: int = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +166,14 @@ TracingMode = Literal["off", "global", "console", "otlp"]
 @dataclass(frozen=True, slots=True)
 class ObservabilitySettings:
     metrics: bool = True
-    """Serve ``GET /metrics`` (Prometheus text format)."""
+    """Serve ``GET /metrics`` (Prometheus text format), closed by default: only to a request
+    holding a metrics key (``metrics_keys``), or on the separate ``metrics_listen`` address."""
+    metrics_keys: tuple[str, ...] = ()
+    """Hashes of the keys a scraper sends as ``Authorization: Bearer <key>``
+    (``aegis-proxy keys create --metrics``; Prometheus' ``authorization`` setting)."""
+    metrics_listen: str | None = None
+    """``host:port`` of a second listener that serves ``/metrics`` (and only that) without a
+    key: bind it where only the scraper reaches it."""
     access_log: bool = True
     """One JSON line per request on the ``aegis.proxy.access`` logger."""
     tracing: TracingMode = "off"
@@ -144,6 +197,8 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    policies: PolicySourceSettings = field(default_factory=PolicySourceSettings)
     receipts: ReceiptSettings = field(default_factory=ReceiptSettings)
     providers: Mapping[str, ProviderSettings] = field(default_factory=dict)
     tenants: Mapping[str, TenantSettings] = field(default_factory=dict)
@@ -162,6 +217,8 @@ _SECTIONS: Final = {
     "auth": frozenset(AuthSettings.__dataclass_fields__),
     "ledger": frozenset(LedgerSettings.__dataclass_fields__),
     "receipts": frozenset(ReceiptSettings.__dataclass_fields__),
+    "store": frozenset(StoreSettings.__dataclass_fields__),
+    "policies": frozenset(PolicySourceSettings.__dataclass_fields__),
     "pricing": frozenset({"overrides"}),
     "routing": frozenset({"default_provider"}),
     "admin": frozenset(AdminSettings.__dataclass_fields__),
@@ -303,6 +360,9 @@ def parse_settings(
     if "{" in ledger.key_prefix or "}" in ledger.key_prefix:
         r.problem("ledger.key_prefix", "must not contain braces (they mark Redis hash tags)")
 
+    store = _store(r, data, ledger)
+    policies = _policies(r, r.table(data, "policies"))
+
     rc = r.table(data, "receipts")
     receipts = ReceiptSettings(
         sink=r.choice(rc, "sink", "receipts", ("file", "sqlite", "memory"), "file"),
@@ -389,6 +449,8 @@ def parse_settings(
         server=server,
         auth=auth,
         ledger=ledger,
+        store=store,
+        policies=policies,
         receipts=receipts,
         providers=providers,
         tenants=tenants,
@@ -419,9 +481,77 @@ def _admin(r: _Reader, table: Mapping[str, Any], tenant_keys: Mapping[str, str])
     return AdminSettings(api_keys=tuple(k for k in keys if _is_key_hash(k)))
 
 
+def _store(r: _Reader, data: Mapping[str, Any], ledger: LedgerSettings) -> StoreSettings:
+    where = "store"
+    table = r.table(data, where)
+    default_backend = "none" if ledger.backend == "memory" and "store" not in data else "sqlite"
+    path = table.get("path")
+    settings = StoreSettings(
+        backend=r.choice(table, "backend", where, ("sqlite", "postgres", "none"), default_backend),
+        path=r.path(r.typed(table, "path", where, str, ""))
+        if path is not None
+        else ledger.path.parent / "control.db",
+        url_env=r.typed(table, "url_env", where, str, "AEGIS_STORE_URL"),
+        url=r.typed(table, "url", where, str, None),
+        poll_interval_s=float(r.typed(table, "poll_interval_s", where, (int, float), 1.0)),
+        stale_after_s=float(r.typed(table, "stale_after_s", where, (int, float), 5.0)),
+        policy_cache_size=r.typed(table, "policy_cache_size", where, int, 10_000),
+        key_cache_size=r.typed(table, "key_cache_size", where, int, 100_000),
+    )
+    if settings.url is not None and not settings.url.startswith(("postgresql://", "postgres://")):
+        r.problem(f"{where}.url", "must be a postgresql:// URL")  # not echoed: may hold a password
+    if settings.poll_interval_s <= 0:
+        r.problem(f"{where}.poll_interval_s", "must be above 0")
+    if settings.stale_after_s < settings.poll_interval_s:
+        r.problem(f"{where}.stale_after_s", "must be at least poll_interval_s")
+    for name in ("policy_cache_size", "key_cache_size"):
+        if getattr(settings, name) < 1:
+            r.problem(f"{where}.{name}", "must be at least 1")
+    return settings
+
+
+def _policies(r: _Reader, table: Mapping[str, Any]) -> PolicySourceSettings:
+    where = "policies"
+    settings = PolicySourceSettings(
+        url=r.typed(table, "url", where, str, None),
+        ttl_s=float(r.typed(table, "ttl_s", where, (int, float), 30.0)),
+        stale_s=float(r.typed(table, "stale_s", where, (int, float), 300.0)),
+        timeout_s=float(r.typed(table, "timeout_s", where, (int, float), 2.0)),
+        token_env=r.typed(table, "token_env", where, str, None),
+        cache_size=r.typed(table, "cache_size", where, int, 10_000),
+    )
+    if settings.url is not None and not settings.url.startswith(("http://", "https://")):
+        r.problem(f"{where}.url", "must be an http(s) URL")  # not echoed: may hold a token
+    if settings.ttl_s <= 0:
+        r.problem(f"{where}.ttl_s", "must be above 0")
+    if settings.stale_s < 0:
+        r.problem(f"{where}.stale_s", "must not be negative")
+    if settings.timeout_s <= 0:
+        r.problem(f"{where}.timeout_s", "must be above 0")
+    if settings.cache_size < 1:
+        r.problem(f"{where}.cache_size", "must be at least 1")
+    return settings
+
+
 def _observability(r: _Reader, table: Mapping[str, Any]) -> ObservabilitySettings:
     where = "observability"
+    keys = r.typed(table, "metrics_keys", where, list, [])
+    for i, key in enumerate(keys):
+        if not _is_key_hash(key):
+            r.problem(
+                f"{where}.metrics_keys[{i}]",
+                'must be a key hash "sha256:<64 hex>" (make one with '
+                "`aegis-proxy keys create --metrics`), never a key itself",
+            )
+    listen = r.typed(table, "metrics_listen", where, str, None)
+    if listen is not None:
+        host, _, port = listen.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            r.problem(f"{where}.metrics_listen", f'must be "host:port", got {listen!r}')
+            listen = None
     return ObservabilitySettings(
+        metrics_keys=tuple(k for k in keys if _is_key_hash(k)),
+        metrics_listen=listen,
         metrics=r.typed(table, "metrics", where, bool, True),
         access_log=r.typed(table, "access_log", where, bool, True),
         tracing=r.choice(table, "tracing", where, ("off", "global", "console", "otlp"), "off"),

@@ -19,7 +19,10 @@ Errors of aegis-core map as :func:`aegis.adapters.openai.error_for` classifies t
 ``FAILED_PRECONDITION``, which Google's clients do not retry (see :mod:`aegis.proxy.apis`);
 ``Denied`` → 403, ``DuplicateRequest`` → 409, ledger or receipt trouble → 503). The body is
 laid out in the caller's API (:mod:`aegis.proxy.apis`): OpenAI's
-``{"error": {message, type, param, code}}``, or Google's on the Gemini routes.
+``{"error": {message, type, param, code}}``, or Google's on the Gemini routes. The
+control-plane store's errors map as ``NotInStore`` → 404, ``AlreadyInStore``/
+``VersionConflict`` → 409, ``StoreUnavailable`` → 503, and an invalid policy
+(``PolicyError``) → 400 naming the field (``policy.<field>``).
 """
 
 from __future__ import annotations
@@ -31,7 +34,17 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from aegis.adapters.openai import error_for
-from aegis.core import AegisError, BudgetExceeded, InvalidRequest, new_id
+from aegis.core import (
+    AegisError,
+    AlreadyInStore,
+    BudgetExceeded,
+    InvalidRequest,
+    NotInStore,
+    PolicyError,
+    StoreUnavailable,
+    VersionConflict,
+    new_id,
+)
 from aegis.proxy.apis import OPENAI, REQUEST_ID, ClientApi, api_of
 
 __all__ = [
@@ -158,6 +171,31 @@ def response_for(exc: AegisError, api: ClientApi) -> web.Response:
     if isinstance(exc, InvalidRequest):
         return error_response(
             400, exc.message, type="invalid_request_error", param=exc.param, api=api
+        )
+    if isinstance(exc, PolicyError):
+        return error_response(
+            400,
+            f"policy.{exc.field}: {exc.problem}",
+            type="invalid_request_error",
+            param=f"policy.{exc.field}",
+            code="invalid_policy",
+            api=api,
+        )
+    if isinstance(exc, NotInStore):
+        return error_response(
+            404, exc.message, type="not_found_error", code=f"{exc.kind}_not_found", api=api
+        )
+    if isinstance(exc, AlreadyInStore):
+        return error_response(
+            409, exc.message, type="conflict_error", code=f"{exc.kind}_exists", api=api
+        )
+    if isinstance(exc, VersionConflict):
+        return error_response(
+            409, exc.message, type="conflict_error", code="version_conflict", api=api
+        )
+    if isinstance(exc, StoreUnavailable):
+        return error_response(
+            503, exc.message, type="server_error", code="store_unavailable", api=api
         )
     reply = error_for(exc)
     status, status_name = reply.status, None

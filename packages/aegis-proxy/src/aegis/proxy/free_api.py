@@ -66,7 +66,7 @@ def _is_google_caller(request: web.Request) -> bool:
 
 async def _visible_models(request: web.Request) -> tuple[Policy | None, list[ModelPrice]]:
     """The tenant's policy and the priced models it may use that a provider serves."""
-    tenant_id = request.app[KEYS].authenticate(request)
+    tenant_id = (await request.app[KEYS].authenticate(request)).tenant_id
     gate = request.app[GATE]
     policy = await gate.policy_provider.get_policy(tenant_id=tenant_id)
     if policy is None:
@@ -262,7 +262,8 @@ async def count_tokens(request: web.Request, call: IncomingCall, model: str) -> 
 async def stored_response(request: web.Request) -> web.StreamResponse:
     """``GET /v1/responses/{id}``: a response this tenant made through this proxy, read from
     the provider that stores it; any other id is 404 (the same answer whether it exists)."""
-    tenant_id = request.app[KEYS].authenticate(request)
+    identity = await request.app[KEYS].authenticate(request)
+    tenant_id = identity.tenant_id
     response_id = request.match_info["response_id"]
     owner = None
     if _RESPONSE_ID.fullmatch(response_id):
@@ -270,7 +271,12 @@ async def stored_response(request: web.Request) -> web.StreamResponse:
     if owner is None or owner.provider not in request.app[ROUTER].providers:
         raise NotFound(f"No response with id '{response_id[:128]}' found.", param="response_id")
     call = IncomingCall(
-        tenant_id=tenant_id, request_id=request_id_of(request), run_id=None, raw=b"", body={}
+        tenant_id=tenant_id,
+        key=identity.key,
+        request_id=request_id_of(request),
+        run_id=None,
+        raw=b"",
+        body={},
     )
     provider = request.app[ROUTER].providers[owner.provider]
     return await serve_free(

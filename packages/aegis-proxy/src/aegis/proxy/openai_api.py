@@ -110,7 +110,7 @@ async def governed(request: web.Request, endpoint: Endpoint) -> web.StreamRespon
     if idem_key is None or stream:
         return await _governed(request, endpoint, call)
     store = request.app[IDEMPOTENCY]
-    stored = store.begin(call.tenant_id, idem_key, call.raw)
+    stored = await store.begin(call.tenant_id, idem_key, call.raw)
     if stored is not None:
         return web.Response(
             status=stored.status,
@@ -125,7 +125,7 @@ async def governed(request: web.Request, endpoint: Endpoint) -> web.StreamRespon
         if isinstance(response, web.Response) and isinstance(response.body, bytes):
             stored = StoredResponse(response.status, response.body, dict(response.headers))
         # Nothing stored (a refusal or a crash): the key stays free for a retry.
-        store.finish(call.tenant_id, idem_key, stored)
+        await store.finish(call.tenant_id, idem_key, stored)
     return response
 
 
@@ -342,7 +342,7 @@ async def models(request: web.Request) -> web.Response:
     google-genai 3.x lists models here too, and gets Google's layout."""
     if "x-goog-api-key" in request.headers and "authorization" not in request.headers:
         return await gemini_model_list(request)
-    tenant_id = request.app[KEYS].authenticate(request)
+    tenant_id = (await request.app[KEYS].authenticate(request)).tenant_id
     gate = request.app[GATE]
     policy = await gate.policy_provider.get_policy(tenant_id=tenant_id)
     if policy is None:

@@ -61,6 +61,7 @@ class Operator:
         self.verifying: asyncio.Lock = asyncio.Lock()
         self.tenants: Mapping[str, TenantSettings] = {}
         self.admin_hashes: frozenset[str] = frozenset()
+        self.metrics_hashes: frozenset[str] = frozenset()
         self.apply(settings)
 
     @property
@@ -80,6 +81,7 @@ class Operator:
         self.tenants = dict(settings.tenants)
         self.stats.tenants = frozenset(settings.tenants)
         self.admin_hashes = frozenset(settings.admin.api_keys)
+        self.metrics_hashes = frozenset(settings.observability.metrics_keys)
 
     def on_receipt(self, receipt: Receipt) -> None:
         """The Gate's hook: count the receipt, file it with its request, trace it."""

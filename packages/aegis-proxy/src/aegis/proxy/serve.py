@@ -79,6 +79,7 @@ class CallScope:
             capability=capability or self.capability,
             body_sha256=self.body_sha256,
             policy=self.policy,
+            key=self.call.key,
             terms=terms,
             input_is_bounded=input_is_bounded,
         )

@@ -78,6 +78,10 @@ class Histogram:
         entry[1][0] += value
 
 
+STORE_TENANT_LABELS: Final = 1000
+"""How many store tenants get labels and usage of their own since the start."""
+
+
 class ReceiptStats:
     """Aggregates of every receipt since the process started, and the latest receipts."""
 
@@ -86,6 +90,9 @@ class ReceiptStats:
         self._model_labels: dict[str, str] = {m: m for m in pricing.models()}
         self.tenants: frozenset[str] = frozenset(tenants)
         """Configured tenants (replaced on reload); others count as ``other``."""
+        self.store_tenants: set[str] = set()
+        """Tenants of the control-plane store that called since the start (at most
+        :data:`STORE_TENANT_LABELS`, so labels stay bounded); others count as ``other``."""
         self.active: set[str] = set()
         """Tenants with a receipt since the start (``other`` included)."""
         self.decisions: dict[tuple[str, str, str, str, str, str], int] = {}
@@ -132,7 +139,14 @@ class ReceiptStats:
         return price.model
 
     def tenant_label(self, tenant_id: str) -> str:
-        return tenant_id if tenant_id in self.tenants else OTHER
+        if tenant_id in self.tenants or tenant_id in self.store_tenants:
+            return tenant_id
+        return OTHER
+
+    def remember_tenant(self, tenant_id: str) -> None:
+        """A store tenant was loaded: count it under its own id while there is room."""
+        if len(self.store_tenants) < STORE_TENANT_LABELS:
+            self.store_tenants.add(tenant_id)
 
     def observe(self, receipt: Receipt) -> None:
         """Count one receipt (the Gate's ``on_receipt`` hook; must not raise)."""

@@ -209,6 +209,129 @@ async function verify() {
   }
 }
 
+// -- managing tenants and keys (the admin API's write routes) ----------------------------
+
+async function send(path, method, body) {
+  const key = sessionStorage.getItem(KEY_ITEM);
+  const response = await fetch(path, {
+    method,
+    headers: { Authorization: "Bearer " + key, "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    cache: "no-store",
+  });
+  const data = await response.json().catch(() => ({}));
+  if (response.status === 401 || response.status === 403) {
+    throw Object.assign(new Error((data.error && data.error.message) || "refused"), { auth: true });
+  }
+  if (!response.ok) {
+    const error = data.error || {};
+    throw new Error(error.message || path + " answered " + response.status);
+  }
+  return data;
+}
+
+function say(text, isError) {
+  const node = $("manage-message");
+  node.textContent = text;
+  node.className = isError ? "message error" : "message";
+}
+
+async function loadManagedTenants(selected) {
+  const listing = await api("/admin/tenants?limit=1000");
+  const select = $("manage-tenant");
+  const current = selected || select.value;
+  select.replaceChildren(...listing.tenants.map((t) =>
+    el("option", { value: t.tenant_id }, t.tenant_id + (t.read_only ? " (config file)" : ""))));
+  if (current && listing.tenants.some((t) => t.tenant_id === current)) select.value = current;
+  await showManaged();
+}
+
+function dayBudget(policy) {
+  const day = (policy.budgets.per_window || []).find((b) => b.window === "day");
+  return day ? day.limit_usd : "";
+}
+
+function withDayBudget(policy, limitUsd) {
+  const windows = (policy.budgets.per_window || []).filter((b) => b.window !== "day");
+  if (limitUsd) windows.push({ window: "day", limit_usd: limitUsd });
+  return { ...policy, budgets: { ...policy.budgets, per_window: windows } };
+}
+
+async function showManaged() {
+  const tenantId = $("manage-tenant").value;
+  const detail = $("manage-detail");
+  if (!tenantId) { detail.replaceChildren(); return; }
+  const tenant = await api("/admin/tenants/" + encodeURIComponent(tenantId));
+  if (tenant.read_only) {
+    detail.replaceChildren(el("p", { class: "muted" },
+      `${tenantId} is managed in the config file (${tenant.api_keys} key(s)): change it there.`));
+    return;
+  }
+  const keys = await api("/admin/tenants/" + encodeURIComponent(tenantId) + "/keys");
+  const budgetInput = el("input", { id: "edit-day", value: dayBudget(tenant.policy),
+    "aria-label": "day budget (USD)", inputmode: "decimal" });
+  const budgetForm = el("form", { id: "budget-form", class: "row" },
+    el("span", {}, `policy version ${tenant.version}: day budget USD `), budgetInput,
+    el("button", { type: "submit" }, "Save budget"));
+  budgetForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    act(async () => {
+      const policy = withDayBudget(tenant.policy, budgetInput.value.trim());
+      const saved = await send("/admin/tenants/" + encodeURIComponent(tenantId), "PUT",
+        { policy, version: tenant.version });
+      say(`saved: ${tenantId} is at version ${saved.version}`);
+    });
+  });
+  const nameInput = el("input", { id: "key-name", placeholder: "key name", "aria-label": "key name" });
+  const keyForm = el("form", { id: "key-form", class: "row" }, nameInput,
+    el("button", { type: "submit" }, "Issue key"));
+  keyForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    act(async () => {
+      const body = nameInput.value.trim() ? { name: nameInput.value.trim() } : {};
+      const made = await send("/admin/tenants/" + encodeURIComponent(tenantId) + "/keys", "POST", body);
+      await showManaged();
+      // Shown once: it is in this answer only, never stored by the page.
+      $("manage-detail").prepend(el("div", { class: "new-key", "data-testid": "new-key" },
+        el("strong", {}, "New key, shown once: "), el("code", { "data-field": "new-key" }, made.key)));
+      say(`issued ${made.key_id}`);
+    }, true);
+  });
+  const rows = keys.keys.map((k) => {
+    const row = el("tr", { "data-key": k.key_id },
+      el("td", { class: "mono" }, k.key_id), el("td", {}, k.name || ""),
+      el("td", { class: "mono" }, k.prefix + "…"),
+      el("td", {}, el("span", { class: "badge " + k.state, "data-field": "key-state" }, k.state)),
+      el("td", { class: "mono" }, (k.created_at || "").replace("T", " ")));
+    const cell = el("td", {});
+    if (k.state === "active" || k.state === "grace") {
+      const button = el("button", { type: "button", "data-action": "revoke" }, "Revoke");
+      button.addEventListener("click", () => act(async () => {
+        await send(`/admin/tenants/${encodeURIComponent(tenantId)}/keys/${k.key_id}/revoke`, "POST");
+        say(`revoked ${k.key_id}`);
+      }));
+      cell.append(button);
+    }
+    row.append(cell);
+    return row;
+  });
+  detail.replaceChildren(budgetForm, keyForm,
+    el("table", { class: "keys" },
+      el("thead", {}, el("tr", {}, el("th", {}, "key"), el("th", {}, "name"), el("th", {}, "prefix"),
+        el("th", {}, "state"), el("th", {}, "created"), el("th", {}, ""))),
+      el("tbody", { "data-testid": "keys" }, ...rows)));
+}
+
+async function act(work, keepDetail) {
+  try {
+    await work();
+    if (!keepDetail) await showManaged();
+  } catch (error) {
+    if (error.auth) showLogin(error.message);
+    else say(error.message, true);
+  }
+}
+
 async function start() {
   $("login").hidden = true;
   $("main").hidden = false;
@@ -216,6 +339,7 @@ async function start() {
   $("forget").hidden = false;
   await refresh();
   if (sessionStorage.getItem(KEY_ITEM)) {
+    await act(() => loadManagedTenants(), true);
     await verify();
     timer = setInterval(refresh, REFRESH_MS);
   }
@@ -232,6 +356,22 @@ document.addEventListener("DOMContentLoaded", () => {
   $("verify").addEventListener("click", verify);
   $("receipt-tenant").addEventListener("change", refresh);
   $("receipt-status").addEventListener("change", refresh);
+  $("manage-tenant").addEventListener("change", () => act(showManaged, true));
+  $("tenant-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    act(async () => {
+      const tenantId = $("new-tenant").value.trim();
+      const policy = {};
+      const day = $("new-tenant-day").value.trim();
+      if (day) policy.budgets = { per_window: [{ window: "day", limit_usd: day }] };
+      const models = $("new-tenant-models").value.split(",").map((m) => m.trim()).filter(Boolean);
+      if (models.length) policy.model = { allow_models: models };
+      await send("/admin/tenants", "POST", { tenant_id: tenantId, policy });
+      $("new-tenant").value = "";
+      await loadManagedTenants(tenantId);
+      say(`created ${tenantId}`);
+    }, true);
+  });
   if (sessionStorage.getItem(KEY_ITEM)) start();
   else showLogin("");
 });
