@@ -2,8 +2,10 @@
 
 It speaks the real wire formats the proxy talks to, so the proxy cannot tell it from the real
 thing: OpenAI's ``POST /openai/v1/chat/completions`` (JSON, and SSE with the usage chunk when
-``stream_options.include_usage`` is set) and ``GET /openai/v1/models``, and Gemini's
-``POST /gemini/v1beta/models/{model}:generateContent`` / ``:streamGenerateContent?alt=sse``.
+``stream_options.include_usage`` is set) and ``GET /openai/v1/models``, Gemini's
+``POST /gemini/v1beta/models/{model}:generateContent`` / ``:streamGenerateContent?alt=sse``, and
+Anthropic's ``POST /anthropic/v1/messages`` (JSON, and SSE with ``message_start`` ...
+``message_stop`` and the usage in ``message_delta``).
 Like the real APIs, it refuses a call that carries no key (any key will do).
 
 Replies are canned text, each starting with ``(simulated <model>)``. Token counts come from a
@@ -98,18 +100,20 @@ class SimulatedUpstream:
         self.latency_scale = latency_scale
         self.openai_failing = False
         """Answer every OpenAI call with 503, as a provider outage would."""
-        self.calls: dict[str, int] = {"openai": 0, "gemini": 0}
+        self.calls: dict[str, int] = {"openai": 0, "gemini": 0, "anthropic": 0}
         self._runner: web.AppRunner | None = None
         self.url = ""
 
     def app(self) -> web.Application:
-        """The aiohttp application (both providers, under ``/openai`` and ``/gemini``)."""
+        """The aiohttp application (the providers under ``/openai``, ``/gemini`` and
+        ``/anthropic``)."""
         app = web.Application()
         app.add_routes(
             [
                 web.post("/openai/v1/chat/completions", self._openai_chat),
                 web.get("/openai/v1/models", self._openai_models),
                 web.post("/gemini/{version}/models/{name}", self._gemini),
+                web.post("/anthropic/v1/messages", self._anthropic),
             ]
         )
         return app
@@ -321,6 +325,56 @@ class SimulatedUpstream:
             data = message(group, done, gemini_finish if last else None)
             await response.write(b"data: " + json.dumps(data).encode() + b"\r\n\r\n")
             await self._sleep(0.06)
+        await response.write_eof()
+        return response
+
+    # --- Anthropic ------------------------------------------------------------------------
+
+    async def _anthropic(self, request: web.Request) -> web.StreamResponse:
+        self.calls["anthropic"] += 1
+        if not (request.headers.get("x-api-key") or request.headers.get("Authorization")):
+            error = {"type": "authentication_error", "message": "x-api-key header is required"}
+            return web.json_response({"type": "error", "error": error}, status=401)
+        body = await request.json()
+        model = str(body.get("model", "claude-haiku-4-5"))
+        turns = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+        said = [_text_of(m.get("content")) for m in turns] + [_text_of(body.get("system"))]
+        pieces, finish = _limited(
+            split_tokens(_reply_for(" ".join(said), model)), body.get("max_tokens")
+        )
+        usage = {"input_tokens": sum(count_tokens(t) for t in said) + 3 * len(turns)}
+        stop = "end_turn" if finish == "stop" else "max_tokens"
+        message: dict[str, Any] = {
+            "id": "msg_sim" + secrets.token_hex(12),
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "stop_sequence": None,
+        }
+        if not body.get("stream"):
+            await self._sleep(0.3 + 0.012 * len(pieces))
+            content = [{"type": "text", "text": "".join(pieces)}]
+            answer = {**message, "content": content, "stop_reason": stop}
+            return web.json_response({**answer, "usage": {**usage, "output_tokens": len(pieces)}})
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+
+        async def event(kind: str, **data: Any) -> None:
+            payload = json.dumps({"type": kind, **data})
+            await response.write(f"event: {kind}\ndata: {payload}\n\n".encode())
+
+        await self._sleep(0.2)
+        started = {**message, "content": [], "stop_reason": None}
+        await event("message_start", message={**started, "usage": {**usage, "output_tokens": 1}})
+        await event("content_block_start", index=0, content_block={"type": "text", "text": ""})
+        for group in _groups(pieces, 3):
+            delta = {"type": "text_delta", "text": "".join(group)}
+            await event("content_block_delta", index=0, delta=delta)
+            await self._sleep(0.04)
+        await event("content_block_stop", index=0)
+        ended = {"stop_reason": stop, "stop_sequence": None}
+        await event("message_delta", delta=ended, usage={"output_tokens": len(pieces)})
+        await event("message_stop")
         await response.write_eof()
         return response
 

@@ -45,6 +45,9 @@ TENANTS: Final = (
     TenantInfo(
         "support", "support bot: Gemini, reached through the OpenAI SDK", "gemini-2.5-flash"
     ),
+    TenantInfo(
+        "agents", "coding agents: Claude, reached through the OpenAI SDK", "claude-haiku-4-5"
+    ),
 )
 
 # The demo's policies. Limits are small so a handful of prompts drains them; the hard stop on
@@ -82,6 +85,16 @@ per_window = [{{ window = "day", limit_usd = "0.004" }}]
 primary_provider = "gemini"
 [tenants.support.model]
 allow_models = ["gemini-2.5-flash"]
+
+[tenants.agents]
+api_keys = ["{agents}"]
+[tenants.agents.budgets]
+per_run_usd = "0.01"
+per_window = [{{ window = "day", limit_usd = "0.02" }}]
+[tenants.agents.routing]
+primary_provider = "anthropic"
+[tenants.agents.model]
+allow_models = ["claude-haiku-4-5", "claude-sonnet-4-5"]
 """
 
 
@@ -97,8 +110,8 @@ class Stack:
     Args:
         workdir: where the config, ledger, receipts and proxy log go (emptied first).
         latency_scale: passed to the simulated upstream (``0`` in tests).
-        environ: the environment; ``OPENAI_API_KEY``/``GEMINI_API_KEY`` there switch a provider
-            from simulated to real.
+        environ: the environment; ``OPENAI_API_KEY``/``GEMINI_API_KEY``/``ANTHROPIC_API_KEY``
+            there switch a provider from simulated to real.
     """
 
     def __init__(
@@ -109,7 +122,11 @@ class Stack:
         self.simulated = SimulatedUpstream(latency_scale=latency_scale)
         self.real = {
             kind: bool(self.environ.get(var))
-            for kind, var in (("openai", "OPENAI_API_KEY"), ("gemini", "GEMINI_API_KEY"))
+            for kind, var in (
+                ("openai", "OPENAI_API_KEY"),
+                ("gemini", "GEMINI_API_KEY"),
+                ("anthropic", "ANTHROPIC_API_KEY"),
+            )
         }
         self.keys = {t.tenant_id: new_key() for t in TENANTS}
         self.receipt_secret = secrets.token_urlsafe(32)
@@ -172,6 +189,11 @@ class Stack:
             if self.real["gemini"]
             else f'base_url = "{simulated_url}/gemini"\napi_key_env = "AEGIS_SIMULATED_KEY"\n'
         )
+        anthropic = (
+            'base_url = "https://api.anthropic.com"\napi_key_env = "ANTHROPIC_API_KEY"\n'
+            if self.real["anthropic"]
+            else f'base_url = "{simulated_url}/anthropic"\napi_key_env = "AEGIS_SIMULATED_KEY"\n'
+        )
         hashes = {tenant: hash_key(key) for tenant, key in self.keys.items()}
         self.config.write_text(
             "# Written by the demo (python -m demo) for this run only.\n"
@@ -181,7 +203,9 @@ class Stack:
             'secret_env = "AEGIS_RECEIPT_SECRET"\n\n'
             '[routing]\ndefault_provider = "openai"\n\n'
             f'[providers.openai]\ntype = "openai"\n{openai}\n'
-            f'[providers.gemini]\ntype = "gemini"\n{gemini}' + _TENANT_TOML.format(**hashes)
+            f'[providers.gemini]\ntype = "gemini"\n{gemini}\n'
+            f'[providers.anthropic]\ntype = "anthropic"\n{anthropic}'
+            + _TENANT_TOML.format(**hashes)
         )
 
     def start(self) -> None:

@@ -49,13 +49,13 @@ class Demo:
         """Who is serving what."""
         sim = self.stack.simulated
         lines = Text()
-        lines.append("proxy    ", style="bold")
+        lines.append("proxy     ", style="bold")
         lines.append(
             f"{self.stack.url}  (the real aegis-proxy: Gate, SQLite ledger, signed receipts)\n"
         )
-        for kind in ("openai", "gemini"):
+        for kind in ("openai", "gemini", "anthropic"):
             label = self.stack.provider_label(kind)
-            lines.append(f"{kind:<9}", style="bold")
+            lines.append(f"{kind:<10}", style="bold")
             if label == "real":
                 lines.append(f"real {kind} API (your {kind.upper()}_API_KEY)\n", style="yellow")
             else:
@@ -64,7 +64,7 @@ class Demo:
                 if kind == "openai" and sim.openai_failing:
                     lines.append("  DOWN: answering 503", style="bold red")
                 lines.append("\n")
-        lines.append("workdir  ", style="bold")
+        lines.append("workdir   ", style="bold")
         lines.append(self.stack.shown(self.stack.workdir))
         return Panel(lines, title="Aegis demo", title_align="left", border_style="cyan")
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 from aiohttp.test_utils import TestServer
+from fakes.anthropic_upstream import FakeAnthropic, FakeAnthropicServer
 from fakes.gemini_upstream import FakeGeminiServer
 from fakes.openai_upstream import FakeUpstream
 from fakes.postgres_server import PostgresServer
@@ -52,6 +53,14 @@ async def backup_upstream() -> AsyncIterator[FakeUpstream]:
 async def gemini_upstream() -> AsyncIterator[FakeGeminiServer]:
     """The fake Gemini upstream on a free port."""
     async with FakeGeminiServer() as upstream:
+        yield upstream
+
+
+@pytest.fixture
+async def anthropic_upstream() -> AsyncIterator[FakeAnthropicServer]:
+    """The fake Anthropic upstream on a free port; it accepts only the provider key the proxy
+    is given (``UPSTREAM_SECRET``)."""
+    async with FakeAnthropicServer(FakeAnthropic(api_key=UPSTREAM_SECRET)) as upstream:
         yield upstream
 
 

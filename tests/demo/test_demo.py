@@ -21,7 +21,8 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
 
 def demo_env() -> dict[str, str]:
     """No real provider keys may reach the demo: it must run on the simulated upstream."""
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "GEMINI_API_KEY")}
+    keys = ("OPENAI_API_KEY", "GEMINI_API_KEY", "ANTHROPIC_API_KEY")
+    env = {k: v for k, v in os.environ.items() if k not in keys}
     env["PYTHONPATH"] = str(ROOT)
     return env
 
@@ -250,5 +251,29 @@ def test_provider_keys_switch_that_provider_from_simulated_to_real(tmp_path: Pat
     assert providers["openai"].api_key_env == "OPENAI_API_KEY"
     assert providers["gemini"].base_url == "http://127.0.0.1:9/gemini"
     assert providers["gemini"].api_key_env == "AEGIS_SIMULATED_KEY"
+    assert providers["anthropic"].base_url == "http://127.0.0.1:9/anthropic"
     plain = Stack(tmp_path / "plain", environ={})
     assert plain.provider_label("openai") == plain.provider_label("gemini") == "SIMULATED"
+    assert plain.provider_label("anthropic") == "SIMULATED"
+    claude = Stack(tmp_path, environ={"ANTHROPIC_API_KEY": "sk-ant-real"})
+    claude.write_config("http://127.0.0.1:9")
+    real = load_settings(claude.config).providers["anthropic"]
+    assert (real.base_url, real.api_key_env) == ("https://api.anthropic.com", "ANTHROPIC_API_KEY")
+
+
+def test_the_agents_tenant_reaches_claude_through_the_openai_sdk(tmp_path: Path) -> None:
+    from demo.actions import send
+    from demo.stack import Stack
+
+    stack = Stack(tmp_path / "work", latency_scale=0, environ=demo_env())
+    stack.start()
+    try:
+        result = send(stack, "agents", "claude-haiku-4-5", "Write a haiku about budgets.")
+    finally:
+        stack.stop()
+    assert result.status == 200, result.error_message
+    assert result.text.startswith("(simulated claude-haiku-4-5) Budgets drain in bars")
+    assert result.served_by == "anthropic/claude-haiku-4-5"
+    assert result.output_tokens is not None
+    assert result.output_tokens > 0
+    assert stack.simulated.calls["anthropic"] == 1

@@ -3,7 +3,7 @@
 Blocks are marked ``<!-- readme-test: NAME -->``. Python and shell blocks run as written,
 with only what a reader would fill in themselves: the key ``keys create`` printed, and
 ``localhost:8787`` pointing at the proxy this test started (on a free port, in front of the
-local fakes of OpenAI and Gemini instead of the real APIs).
+local fakes of OpenAI, Gemini and Anthropic instead of the real APIs).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import tomllib
 from pathlib import Path
 
 import aiohttp
+from fakes.anthropic_upstream import FakeAnthropicServer
 from fakes.gemini_upstream import FakeGeminiServer
 from fakes.openai_upstream import FakeUpstream
 
@@ -38,6 +39,7 @@ EXERCISED = {
     "curl",
     "openai-sdk",
     "genai-sdk",
+    "anthropic-sdk",
     "core",
     # Run by tests/packaging/test_install.py, in fresh virtual environments.
     "install-wheels",
@@ -68,6 +70,7 @@ def test_the_architecture_picture_names_real_parts() -> None:
     proxy_readme = (ROOT / "packages/aegis-proxy/README.md").read_text()
     assert "`POST /v1/chat/completions`" in proxy_readme
     assert "`POST /v1beta/models/{model}:generateContent`" in proxy_readme
+    assert "`POST /v1/messages`" in proxy_readme
     assert (ROOT / "packages/aegis-core/src/aegis/core/redis_ledger.py").exists()
     assert (ROOT / "packages/aegis-core/src/aegis/core/sqlite_ledger.py").exists()
 
@@ -134,7 +137,7 @@ async def run(cmd: str | list[str], cwd: Path, env: dict[str, str]) -> str:
     return out.decode()
 
 
-async def test_the_quick_start_curl_and_both_sdks(tmp_path: Path) -> None:
+async def test_the_quick_start_curl_and_the_sdks(tmp_path: Path) -> None:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     env.pop("AEGIS_CONFIG", None)
 
@@ -149,7 +152,11 @@ async def test_the_quick_start_curl_and_both_sdks(tmp_path: Path) -> None:
     assert line, printed
     assert "[tenants.my-team]" in printed
 
-    async with FakeUpstream() as openai_up, FakeGeminiServer() as gemini_up:
+    async with (
+        FakeUpstream() as openai_up,
+        FakeGeminiServer() as gemini_up,
+        FakeAnthropicServer() as anthropic_up,
+    ):
         # Step 2. The file as written, with the printed hash; the providers point at the fakes
         # and the server at a free port (the only lines added).
         port = free_port()
@@ -160,14 +167,18 @@ async def test_the_quick_start_curl_and_both_sdks(tmp_path: Path) -> None:
             'type = "openai"', f'type = "openai"\nbase_url = "{openai_up.base_url}"'
         )
         config = config.replace('type = "gemini"', f'type = "gemini"\nbase_url = "{gemini_up.url}"')
+        config = config.replace(
+            'type = "anthropic"', f'type = "anthropic"\nbase_url = "{anthropic_up.url}"'
+        )
         (tmp_path / "aegis.toml").write_text(f"[server]\nport = {port}\n\n{config}")
         checked = await run("aegis-proxy check-config aegis.toml", tmp_path, env)
-        assert "ok (2 providers, 1 tenants)" in checked
+        assert "ok (3 providers, 1 tenants)" in checked
 
         # Step 3. The export line and the serve command, as written.
         serve = block("quickstart-serve").strip().splitlines()
         assert serve[0].startswith("export OPENAI_API_KEY=sk-")
         assert "GEMINI_API_KEY=" in serve[0]
+        assert "ANTHROPIC_API_KEY=sk-ant-" in serve[0]
         assert serve[1] == "aegis-proxy serve --config aegis.toml"
         script = "\n".join(["set -e", serve[0], f"exec {serve[1]}"])
         log = (tmp_path / "proxy.log").open("wb")
@@ -195,7 +206,7 @@ async def test_the_quick_start_curl_and_both_sdks(tmp_path: Path) -> None:
             sent = openai_up.fake.requests[-1]
             assert sent.headers["Authorization"] == "Bearer sk-..."  # the export line's key
 
-            for name in ("openai-sdk", "genai-sdk"):
+            for name in ("openai-sdk", "genai-sdk", "anthropic-sdk"):
                 code = block(name).replace("localhost:8787", f"127.0.0.1:{port}")
                 program = tmp_path / f"{name}.py"
                 program.write_text(f"import os\nAEGIS_KEY = os.environ['AEGIS_KEY']\n{code}")
@@ -214,15 +225,17 @@ async def test_the_quick_start_curl_and_both_sdks(tmp_path: Path) -> None:
             assert (await run([sys.executable, str(program)], tmp_path, call_env)).strip()
             sent_config = gemini_up.fake.requests[-1].body["generationConfig"]
             assert 0 < sent_config["maxOutputTokens"] <= 8192
+            (claude_call,) = anthropic_up.fake.requests
+            assert claude_call.headers["x-api-key"] == "sk-ant-..."  # the export line's key
         finally:
             proxy.terminate()
             proxy.wait(timeout=30)
             log.close()
 
-    # The SDK calls and the curl call were governed: four receipts under ./.aegis/.
+    # The SDK calls (gemini-2.5-pro's too) and the curl call were governed: five receipts.
     trail = b"".join(p.read_bytes() for p in (tmp_path / ".aegis/receipts").glob("*.jsonl"))
     receipts = [json.loads(r) for r in trail.splitlines() if b'"receipt_id"' in r]
-    assert [(r["tenant_id"], r["status"]) for r in receipts] == [("my-team", "ok")] * 4
+    assert [(r["tenant_id"], r["status"]) for r in receipts] == [("my-team", "ok")] * 5
     assert {r["run_id"] for r in receipts} == {"nightly-report-42", None}
 
 

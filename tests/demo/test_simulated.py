@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from anthropic import AsyncAnthropic
 from google import genai
 from openai import AsyncOpenAI, InternalServerError
 
@@ -120,3 +121,27 @@ async def test_a_call_without_a_key_is_refused_like_the_real_apis(
         ) as response:
             assert response.status == 403
             assert (await response.json())["error"]["status"] == "PERMISSION_DENIED"
+
+
+async def test_anthropic_sdk_create_and_stream(simulated: SimulatedUpstream) -> None:
+    url = simulated.url + "/anthropic"
+    async with AsyncAnthropic(base_url=url, api_key="sk-ant-x", max_retries=0) as client:
+        message = await client.messages.create(
+            model="claude-haiku-4-5",
+            max_tokens=5,
+            messages=[{"role": "user", "content": "Write a haiku."}],
+        )
+        async with client.messages.stream(
+            model="claude-haiku-4-5",
+            max_tokens=400,
+            messages=[{"role": "user", "content": "Summarize the meeting."}],
+        ) as stream:
+            streamed = await stream.get_final_message()
+    assert message.stop_reason == "max_tokens"
+    assert message.usage.output_tokens == 5
+    assert streamed.stop_reason == "end_turn"
+    (block,) = streamed.content
+    assert block.type == "text"
+    assert block.text.startswith("(simulated claude-haiku-4-5) Summary of the meeting")
+    assert streamed.usage.output_tokens == count_tokens(block.text)
+    assert simulated.calls["anthropic"] == 2

@@ -1,10 +1,13 @@
-"""An upstream that fails on purpose, in one chosen way, on every OpenAI and Gemini path.
+"""An upstream that fails on purpose, in one chosen way, on every OpenAI, Gemini and Anthropic
+path.
 
 Each :class:`Fault` is a way real upstreams (or what sits between them and the proxy) fail: a
 200 whose body is cut, foreign or empty; a stream that stops mid-event or carries a garbage
 event; an error status; a reset after the headers; no answer within the read timeout. Streams
-start with one well-formed event in the provider's own dialect (OpenAI chunk or Gemini
-``GenerateContentResponse``), so a failure lands after the client has seen data.
+start with one well-formed event in the provider's own dialect (OpenAI chunk, Gemini
+``GenerateContentResponse`` or Anthropic ``message_start``), so a failure lands after the client
+has seen data. Error bodies are in the provider's shape too (OpenAI's, google.rpc's,
+Anthropic's ``{"type": "error", "error": {type, message}}``).
 """
 
 from __future__ import annotations
@@ -49,14 +52,32 @@ _GEMINI_CHUNK: Final = (
     b'"modelVersion":"gemini-2.5-flash"}\r\n\r\n'
 )
 
+_ANTHROPIC_EVENT: Final = (
+    b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1",'
+    b'"type":"message","role":"assistant","model":"claude-haiku-4-5","content":[],'
+    b'"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":4,"output_tokens":1}}}'
+    b"\n\n"
+)
+
+
+def _is_anthropic(path: str) -> bool:
+    return path.startswith("/v1/messages")
+
 
 def _first_event(path: str) -> bytes:
     if ":streamGenerateContent" in path:
         return _GEMINI_CHUNK
+    if _is_anthropic(path):
+        return _ANTHROPIC_EVENT
     return _RESPONSES_EVENT if path.endswith("/responses") else _OPENAI_CHUNK
 
 
 def _error_body(path: str, status: int, message: str) -> bytes:
+    if _is_anthropic(path):
+        kinds = {429: "rate_limit_error", 500: "api_error"}
+        return json.dumps(
+            {"type": "error", "error": {"type": kinds[status], "message": message}}
+        ).encode()
     if "/models/" in path and ":" in path:  # Gemini's google.rpc.Status shape
         names = {429: "RESOURCE_EXHAUSTED", 500: "INTERNAL"}
         error = {"code": status, "message": message, "status": names[status]}

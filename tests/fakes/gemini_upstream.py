@@ -240,6 +240,8 @@ class FakeGemini:
     replies: deque[Reply] = field(default_factory=deque)
     default: Reply = field(default_factory=Reply)
     requests: list[RecordedRequest] = field(default_factory=list)
+    billed: list[dict[str, Any]] = field(default_factory=list)
+    """The ``usageMetadata`` of every answer generated: what Google invoices."""
 
     def script(self, *replies: Reply) -> None:
         """Queue replies, one per coming request."""
@@ -249,6 +251,7 @@ class FakeGemini:
         """Forget the script and the log."""
         self.replies.clear()
         self.requests.clear()
+        self.billed.clear()
 
     def next_reply(self) -> Reply:
         """The reply for the next request."""
@@ -318,8 +321,11 @@ def validate_generate_request(body: Any) -> tuple[dict[str, Any], int]:
     for tool in top.get("tools") or []:
         prompt += _words(json.dumps(tool))
     config = _fields(top.get("generationConfig") or {}, _GENERATION_FIELDS, "generation_config")
+    for name in ("maxOutputTokens", "candidateCount"):
+        if config.get(name) is not None:
+            config[name] = _proto_int(config[name], _snake(name))
     limit = config.get("maxOutputTokens")
-    if limit is not None and (not isinstance(limit, int) or limit < 1):
+    if limit is not None and limit < 1:
         raise InvalidRequest("max_output_tokens must be positive")
     thinking = config.get("thinkingConfig")
     if thinking is not None:
@@ -330,6 +336,19 @@ def validate_generate_request(body: Any) -> tuple[dict[str, Any], int]:
             raise InvalidRequest("You can only set only one of thinking budget and thinking level.")
     top["generationConfig"] = config
     return top, prompt
+
+
+def _proto_int(value: Any, name: str) -> int:
+    """An integer field as the proto3 JSON mapping reads it: a number or a numeric string,
+    integral (``8``, ``"8"``, ``8.0`` are 8)."""
+    if not isinstance(value, bool):
+        try:
+            number = float(value) if isinstance(value, str) else value
+        except ValueError:
+            number = None
+        if isinstance(number, int | float) and float(number).is_integer():
+            return int(number)
+    raise InvalidRequest(f"Invalid value at 'generation_config.{name}' (TYPE_INT32), {value!r}")
 
 
 def _candidate_parts(reply: Reply) -> list[dict[str, Any]]:
@@ -457,9 +476,10 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         if action == "generateContent":
             top, prompt = validate_generate_request(body)
             n = top["generationConfig"].get("candidateCount") or 1
-            return web.json_response(
-                _response(reply, prompt, model, n), headers=_tier_header(reply, top)
-            )
+            answer = _response(reply, prompt, model, n)
+            if "usageMetadata" in answer:
+                fake.billed.append(answer["usageMetadata"])
+            return web.json_response(answer, headers=_tier_header(reply, top))
         if action == "streamGenerateContent":
             top, prompt = validate_generate_request(body)
             chunks = _stream_chunks(reply, prompt, model)

@@ -48,6 +48,7 @@ from aiohttp import web
 __all__ = [
     "DEFAULT_TEXT",
     "FAKE",
+    "Bill",
     "FakeOpenAI",
     "FakeUpstream",
     "Fault",
@@ -103,6 +104,9 @@ class Reply:
     served_tier: str | None = None
     """The ``service_tier`` the answer names; default: the one asked for when it is
     ``priority`` or ``flex``, else ``default`` (as the API resolves ``auto``)."""
+    cut_body_at: int | None = None
+    """Not streamed: send the 200 headers (with the whole body's length) and this many bytes
+    of the body, then reset the connection (the answer was generated, and billed)."""
 
 
 @dataclass
@@ -177,6 +181,16 @@ class RecordedRequest:
     raw: bytes
 
 
+@dataclass(frozen=True)
+class Bill:
+    """What the fake provider bills for one answer it started: everything it generated
+    (reasoning and the whole planned output), whether or not the caller read it all."""
+
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+
+
 class FakeOpenAI:
     """The fake's script and request log; one instance serves one app."""
 
@@ -189,6 +203,8 @@ class FakeOpenAI:
         self.requests: list[RecordedRequest] = []
         self.stored: dict[str, dict[str, Any]] = {}
         """Responses objects by id, as ``GET /v1/responses/{id}`` returns them."""
+        self.billed: list[Bill] = []
+        """One bill per successful answer started (what a real provider would invoice)."""
         self._queue: deque[Action] = deque()
         self._ids = itertools.count(1)
         self._arrived = asyncio.Event()
@@ -201,6 +217,10 @@ class FakeOpenAI:
         """Forget the queue and the log; back to the default reply."""
         self._queue.clear()
         self.requests.clear()
+        self.billed.clear()
+
+    def bill(self, plan: _Plan) -> None:
+        self.billed.append(Bill(plan.prompt_tokens, plan.cached_tokens, plan.completion_tokens))
 
     def record(self, request: RecordedRequest) -> None:
         self.requests.append(request)
@@ -463,6 +483,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         n=n,
     )
     fake = request.app[FAKE]
+    if action.status == 200:
+        fake.bill(plan)
     base = {
         "id": fake.next_id("chatcmpl"),
         "created": int(time.time()),
@@ -498,7 +520,23 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     }
     if action.report_usage:
         out["usage"] = plan.chat_usage()
-    return web.json_response(out, status=action.status)
+    return await _answer(request, action, out)
+
+
+async def _answer(request: web.Request, reply: Reply, out: Any) -> web.StreamResponse:
+    """A JSON answer, or (``cut_body_at``) its first bytes and a reset."""
+    if reply.cut_body_at is None:
+        return web.json_response(out, status=reply.status)
+    raw = json.dumps(out).encode()
+    response = web.StreamResponse(
+        status=reply.status,
+        headers={"Content-Type": "application/json", "Content-Length": str(len(raw))},
+    )
+    await response.prepare(request)
+    await response.write(raw[: reply.cut_body_at])
+    if request.transport is not None:
+        request.transport.abort()
+    return response
 
 
 def _chat_chunks(
@@ -637,12 +675,14 @@ async def responses(request: web.Request) -> web.StreamResponse:
     raw_input = body.get("input")
     prompt = _count_words(raw_input) + _count_words(body.get("instructions")) + 3
     plan = _plan(action, prompt_words=prompt, limit=_limit(body, "max_output_tokens"))
+    if action.status == 200:
+        request.app[FAKE].bill(plan)
     rid = request.app[FAKE].next_id("resp")
     status = "incomplete" if plan.finish_reason == "length" else "completed"
     stored = _response_object(body, plan, rid, status, action.report_usage, action)
     request.app[FAKE].stored[rid] = stored
     if body.get("stream") is not True:
-        return web.json_response(stored, status=action.status)
+        return await _answer(request, action, stored)
     writer = _SseWriter(request, action)
     await writer.start()
     for event in _response_events(body, plan, rid, status, action.report_usage, action):

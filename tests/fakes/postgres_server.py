@@ -150,7 +150,7 @@ _databases = iter(range(1, 10**6))
 
 async def fresh_database(server: PostgresServer) -> str:
     """A new empty database on ``server``; returns its DSN."""
-    import asyncpg  # type: ignore[import-untyped]
+    import asyncpg
 
     name = f"t{next(_databases)}"
     conn = await asyncpg.connect(server.dsn)

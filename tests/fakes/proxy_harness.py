@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -18,6 +19,7 @@ from aiohttp.test_utils import TestServer
 from openai import AsyncOpenAI
 
 from aegis.proxy import Settings, hash_key, parse_settings
+from fakes.anthropic_upstream import FakeAnthropicServer
 from fakes.gemini_upstream import FakeGeminiServer
 from fakes.openai_upstream import FakeUpstream
 
@@ -32,6 +34,7 @@ def make_settings(
     backup: FakeUpstream | None = None,
     gemini: FakeGeminiServer | None = None,
     receipts: str = "memory",
+    anthropic: FakeAnthropicServer | None = None,
     **acme: Any,
 ) -> Settings:
     """Settings for the proxy in front of the fakes; ``acme`` holds the policy of tenant acme."""
@@ -46,6 +49,12 @@ def make_settings(
         }
     if gemini is not None:
         providers["gemini"] = {"type": "gemini", "base_url": gemini.url, "api_key_env": "FAKE_KEY"}
+    if anthropic is not None:
+        providers["anthropic"] = {
+            "type": "anthropic",
+            "base_url": anthropic.url,
+            "api_key_env": "FAKE_KEY",
+        }
     return parse_settings(
         {
             "ledger": {"backend": "sqlite", "path": str(tmp_path / "ledger.db")},
@@ -81,6 +90,24 @@ class Proxy:
         for client in self.clients:
             await client.close()
         await self.server.close()
+
+
+def readme_commands(readme: Path, marker: str) -> list[str]:
+    """The ``curl`` commands of the shell block between ``<!-- MARKER`` and
+    ``<!-- /MARKER -->`` in ``readme`` (continued lines joined)."""
+    block = readme.read_text().split(f"<!-- {marker}")[1].split(f"<!-- /{marker} -->")[0]
+    body = block.split("```sh\n")[1].split("```")[0]
+    return [c for c in body.replace("\\\n", " ").splitlines() if c.startswith("curl ")]
+
+
+async def run_json_command(command: str, env: Mapping[str, str]) -> Any:
+    """Run a shell command (a README's curl) and parse what it printed as JSON."""
+    process = await asyncio.create_subprocess_shell(
+        command, env={**os.environ, **env}, stdout=subprocess.PIPE
+    )
+    stdout, _ = await process.communicate()
+    assert process.returncode == 0, command
+    return json.loads(stdout)
 
 
 def free_port() -> int:

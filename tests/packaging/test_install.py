@@ -140,15 +140,21 @@ def test_the_proxy_by_name_pulls_the_rest_and_runs(built: Built, tmp_path: Path)
     venv = Venv(tmp_path / "venv")
     by_name(venv, "pip install aegis-runtime-proxy", built)
     installed = assert_pulls_only_what_it_declares(venv, built, PROXY)
-    assert {CORE, OPENAI, GEMINI, "openai", "google-genai", "aiohttp"} <= installed
+    assert {CORE, OPENAI, GEMINI, ANTHROPIC, "openai", "google-genai", "anthropic"} <= installed
+    assert "aiohttp" in installed
     assert "serve" in venv.run(str(venv.bin / "aegis-proxy"), "--help")
     checked = venv.run(str(venv.bin / "aegis-proxy"), "check-config", str(ROOT / "demo/aegis.toml"))
     assert re.search(r"aegis\.toml: ok \(\d+ providers, \d+ tenants\)", checked), checked
-    venv.py("import aegis.core, aegis.adapters.openai, aegis.adapters.gemini, aegis.proxy")
+    venv.py(
+        "import aegis.core, aegis.adapters.openai, aegis.adapters.gemini, "
+        "aegis.adapters.anthropic, aegis.proxy"
+    )
 
     by_name(venv, 'pip install "aegis-runtime-proxy[otel]"', built)
     with_otel = assert_pulls_only_what_it_declares(venv, built, PROXY, "otel")
-    assert with_otel - installed >= {"opentelemetry-api", "opentelemetry-sdk"}
+    # The anthropic SDK already requires opentelemetry-api; the extra adds the SDK.
+    assert with_otel >= {"opentelemetry-api", "opentelemetry-sdk"}
+    assert "opentelemetry-sdk" in with_otel - installed
     venv.py("import opentelemetry.sdk.trace")
 
 

@@ -19,6 +19,7 @@ from aegis.core import HmacSha256Signer, MemoryReceiptSink
 from aegis.proxy import ALERT_WEBHOOK, GATE, AlertSettings, Settings
 
 RECEIPT_SECRET = "receipt-secret-canary-0123456789"  # what start_proxy puts in the environment
+WEBHOOK_SECRET = "webhook-secret-canary-0123456789"
 # gpt-4o-mini: 1,000 input tokens and 1 output token cost $0.0001506 a call.
 CALL = Reply(text="ok", prompt_tokens=1000, completion_tokens=1)
 SOFT_DAY = {
@@ -86,21 +87,26 @@ async def chat(proxy: Proxy, calls: int) -> None:
 
 
 async def test_each_threshold_reaches_the_webhook_once_signed(
+    monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
     openai_upstream: FakeUpstream,
     receiver: tuple[Receiver, str],
     start_proxy: Callable[[Settings], Awaitable[Proxy]],
 ) -> None:
     hook, url = receiver
+    monkeypatch.setenv("AEGIS_WEBHOOK_SECRET", WEBHOOK_SECRET)
     openai_upstream.fake.enqueue(*[CALL] * 12)
     proxy = await start_proxy(alert_settings(tmp_path, openai_upstream, url))
     await chat(proxy, 12)  # $0.0018 of a soft $0.001: all served
     await proxy.app[ALERT_WEBHOOK].wait_idle()
 
     assert [e["threshold"] for e in hook.bodies()] == ["0.5", "0.8", "1"]
-    verifier = HmacSha256Signer(key_id="aegis-1", secret=RECEIPT_SECRET)
+    verifier = HmacSha256Signer(key_id="aegis-webhook-1", secret=WEBHOOK_SECRET)
+    receipt_key = HmacSha256Signer(key_id="aegis-1", secret=RECEIPT_SECRET)
     for body, headers in hook.events:
-        assert headers["x-aegis-key-id"] == "aegis-1"
+        # Its own key: what a receiver holds cannot sign receipts (issue 21, item 10).
+        assert not receipt_key.verify(body, headers["x-aegis-signature"])
+        assert headers["x-aegis-key-id"] == "aegis-webhook-1"
         assert headers["x-aegis-signature-alg"] == "HS256"
         assert verifier.verify(body, headers["x-aegis-signature"])
         assert not verifier.verify(body.replace(b"acme", b"acmf"), headers["x-aegis-signature"])

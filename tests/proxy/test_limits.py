@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -165,9 +166,13 @@ async def wait_for_no_holds(proxy: Proxy) -> None:
 async def test_in_flight_slots_come_back_after_errors_and_cancellations(
     tmp_path: Path, openai_upstream: FakeUpstream, start_proxy: StartProxy
 ) -> None:
-    proxy = await start_proxy(
-        make_settings(tmp_path, openai_upstream, receipts="memory", limits=[{"max_in_flight": 1}])
+    settings = make_settings(
+        tmp_path, openai_upstream, receipts="memory", limits=[{"max_in_flight": 1}]
     )
+    # A stream the client left stays in flight while the proxy reads on for its usage: bound
+    # that to 0.2 s (the answer would take 10 s).
+    server = dataclasses.replace(settings.server, abandoned_read_s=0.2)
+    proxy = await start_proxy(dataclasses.replace(settings, server=server))
     client = proxy.client()
     openai_upstream.fake.enqueue(Fault.server_error())
     with pytest.raises(openai.InternalServerError):

@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from fakes.openai_upstream import FakeUpstream, Reply
-from fakes.proxy_harness import ProxyProcess, free_port
+from fakes.proxy_harness import ProxyProcess, free_port, readme_commands, run_json_command
 
 from aegis.proxy import hash_key, new_key
 
@@ -56,10 +56,7 @@ KEY = new_key()
 
 
 def readme_curl_commands() -> list[str]:
-    readme = (ROOT / "packages/aegis-proxy/README.md").read_text()
-    block = readme.split("<!-- readme-curl")[1].split("<!-- /readme-curl -->")[0]
-    body = block.split("```sh\n")[1].split("```")[0]
-    return [c for c in body.replace("\\\n", " ").splitlines() if c.startswith("curl ")]
+    return readme_commands(ROOT / "packages/aegis-proxy/README.md", "readme-curl")
 
 
 async def test_the_readme_curl_examples_work(
@@ -70,12 +67,7 @@ async def test_the_readme_curl_examples_work(
     outputs = []
     for command in commands:
         command = command.replace("localhost:8787", served.url.removeprefix("http://"))
-        result = await asyncio.create_subprocess_shell(
-            command, env={**os.environ, "AEGIS_KEY": KEY}, stdout=subprocess.PIPE
-        )
-        stdout, _ = await result.communicate()
-        assert result.returncode == 0
-        outputs.append(json.loads(stdout))
+        outputs.append(await run_json_command(command, {"AEGIS_KEY": KEY}))
     completion, models = outputs
     assert completion["object"] == "chat.completion"
     assert completion["choices"][0]["message"]["content"]
@@ -169,7 +161,7 @@ def test_check_config_accepts_the_example_and_lists_every_problem(tmp_path: Path
     bad = tmp_path / "bad.toml"
     bad.write_text(
         '[server]\nport = "eighty"\n'
-        '[providers.x]\ntype = "anthropic"\n'
+        '[providers.x]\ntype = "bedrock"\n'
         '[tenants.acme]\napi_keys = ["plaintext-key"]\n'
         "[tenants.acme.budgets]\nper_run_usd = -1\n"
     )

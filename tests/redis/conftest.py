@@ -29,7 +29,12 @@ async def start_replicas(
     """Start ``n`` replicas sharing the test's Redis (or ``redis``); ``tenant`` is TOML for
     tenant acme."""
     started: list[Replica] = []
-    env = {**os.environ, "FAKE_KEY": "sk-upstream", "AEGIS_RECEIPT_SECRET": "r" * 32}
+    env = {
+        **os.environ,
+        "FAKE_KEY": "sk-upstream",
+        "AEGIS_RECEIPT_SECRET": "r" * 32,
+        "AEGIS_WEBHOOK_SECRET": "w" * 32,
+    }
 
     async def start(n: int, tenant: str, redis: RedisServer | None = None) -> list[Replica]:
         batch = []

@@ -87,7 +87,8 @@ async def test_two_replicas_fire_each_threshold_once(
         replica.process.send_signal(signal.SIGTERM)
         replica.process.wait(timeout=30)
     assert sorted(json.loads(body)["threshold"] for body, _ in hook.events) == ["0.5", "0.8", "1"]
-    verifier = HmacSha256Signer(key_id="replica", secret="r" * 32)
+    # Every replica signs with the webhook key it is given, never the receipt key.
+    verifier = HmacSha256Signer(key_id="aegis-webhook-1", secret="w" * 32)
     assert all(verifier.verify(body, sig) for body, sig in hook.events)
     assert {json.loads(body)["receipt_id"] for body, _ in hook.events} == {
         r["receipt_id"] for r in alerts

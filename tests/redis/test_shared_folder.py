@@ -78,7 +78,8 @@ async def test_three_replicas_from_one_folder_start_together_and_share_one_budge
     secrets = list(home.glob("*.secret"))
     assert len(secrets) == 1
     keyring = Keyring([HmacSha256Signer(key_id="replica", secret=secrets[0].read_text().strip())])
-    trails = sorted(p for p in home.iterdir() if p.name.startswith("receipts"))
+    # Each trail is a folder; beside it, its admission log and journal of unposted charges.
+    trails = sorted(p for p in home.iterdir() if p.name.startswith("receipts") and p.is_dir())
     assert [p.name for p in trails] == ["receipts", "receipts.2", "receipts.3"]
     receipts = []
     for trail in trails:

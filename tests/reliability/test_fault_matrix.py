@@ -26,6 +26,7 @@ REFUSED = "connection refused"
 CLIENT_LEAVES = "client disconnects"
 MESSAGES = [{"role": "user", "content": "hello there"}]
 CONTENTS = [{"role": "user", "parts": [{"text": "hello there"}]}]
+CLAUDE = {"model": "claude-haiku-4-5", "max_tokens": 100, "messages": MESSAGES}
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,23 @@ class Endpoint:
     name: str
     path: str
     body: dict[str, Any]
-    api: Literal["openai", "google"]
+    api: Literal["openai", "google", "anthropic"]
     stream: bool = False
+
+
+def chat_served_by(name: str, model: str) -> list[Endpoint]:
+    """OpenAI chat, JSON and SSE, for a model another provider serves through translation."""
+    body = {"model": model, "messages": MESSAGES}
+    return [
+        Endpoint(f"chat served by {name}", "/v1/chat/completions", body, "openai"),
+        Endpoint(
+            f"chat SSE served by {name}",
+            "/v1/chat/completions",
+            {**body, "stream": True},
+            "openai",
+            stream=True,
+        ),
+    ]
 
 
 ENDPOINTS = [
@@ -81,19 +97,16 @@ ENDPOINTS = [
         {"content": {"parts": [{"text": "hello"}]}},
         "google",
     ),
+    *chat_served_by("gemini", "gemini-2.5-flash"),
+    Endpoint("messages", "/v1/messages", CLAUDE, "anthropic"),
+    Endpoint("messages SSE", "/v1/messages", {**CLAUDE, "stream": True}, "anthropic", stream=True),
     Endpoint(
-        "chat served by gemini",
-        "/v1/chat/completions",
-        {"model": "gemini-2.5-flash", "messages": MESSAGES},
-        "openai",
+        "count_tokens",
+        "/v1/messages/count_tokens",
+        {"model": "claude-haiku-4-5", "messages": MESSAGES},
+        "anthropic",
     ),
-    Endpoint(
-        "chat SSE served by gemini",
-        "/v1/chat/completions",
-        {"model": "gemini-2.5-flash", "messages": MESSAGES, "stream": True},
-        "openai",
-        stream=True,
-    ),
+    *chat_served_by("claude", "claude-haiku-4-5"),
 ]
 _STREAM_ONLY = {Fault.SSE_CUT, Fault.SSE_GARBAGE}
 CASES = [
@@ -113,6 +126,11 @@ def settings_for(tmp_path: Path, base_url: str) -> Settings:
             "providers": {
                 "openai": {"type": "openai", "base_url": base_url, "api_key_env": "FAKE_KEY"},
                 "gemini": {"type": "gemini", "base_url": base_url, "api_key_env": "FAKE_KEY"},
+                "anthropic": {
+                    "type": "anthropic",
+                    "base_url": base_url,
+                    "api_key_env": "FAKE_KEY",
+                },
             },
             "tenants": {
                 "acme": {
@@ -133,7 +151,8 @@ def trail_receipts(directory: Path) -> list[dict[str, Any]]:
 
 
 def assert_error_shape(api: str, body: Any) -> None:
-    """An error in the caller's API: OpenAI's {message, type, ...} or google.rpc's."""
+    """An error in the caller's API: OpenAI's {message, type, ...}, google.rpc's, or
+    Anthropic's {"type": "error", "error": {type, message}}."""
     assert isinstance(body, dict), body
     error = body["error"]
     assert isinstance(error["message"], str)
@@ -142,6 +161,9 @@ def assert_error_shape(api: str, body: Any) -> None:
     if api == "google":
         assert isinstance(error["code"], int)
         assert isinstance(error["status"], str)
+    elif api == "anthropic":
+        assert body["type"] == "error"
+        assert isinstance(error["type"], str)
     else:
         assert "type" in error
         assert "code" in error

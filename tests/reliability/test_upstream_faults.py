@@ -152,32 +152,30 @@ async def test_a_rate_limit_keeps_its_retry_after_and_the_sdk_retries_it(
     ],
     ids=["cut-without-done", "garbage", "error-event", "no-usage"],
 )
-async def test_broken_streams_are_billed_what_was_delivered(
+async def test_streams_without_their_final_usage_are_charged_the_reservation(
     tmp_path: Path,
     openai_upstream: FakeUpstream,
     start_proxy: StartProxy,
     reply: Reply,
     status: str,
 ) -> None:
+    """What was delivered is not what the provider billed (hidden reasoning, output generated
+    past the cut): without the provider's final usage, the reservation — the bound of the
+    bill — is charged."""
     proxy = await start_proxy(make_settings(tmp_path, openai_upstream, budgets=BUDGET))
     openai_upstream.fake.enqueue(reply)
-    pieces: list[str] = []
     try:
         stream = await proxy.client().chat.completions.create(
             model="gpt-4o-mini", messages=MSGS, max_tokens=100, stream=True
         )
-        async for chunk in stream:
-            if chunk.choices and chunk.choices[0].delta.content:
-                pieces.append(chunk.choices[0].delta.content)
+        async for _ in stream:
+            pass
     except openai.APIError:
         pass  # the SDK surfaces an error event or a cut connection its own way
     (receipt,) = await settled(proxy)
     assert receipt.status == status
-    assert receipt.usage_source == "counted"
-    assert receipt.usage is not None
-    delivered = len("".join(pieces).encode())
-    assert receipt.usage.output_tokens >= min(delivered, 1)  # never billed below what was seen
-    assert parse_usd(receipt.actual_usd) <= parse_usd(receipt.reserved_usd)
+    assert receipt.usage_source == "reservation"
+    assert receipt.actual_usd == receipt.reserved_usd
     await books_balance(proxy)
 
 

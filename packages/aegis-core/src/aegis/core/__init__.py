@@ -2,8 +2,34 @@
 
 from __future__ import annotations
 
+from aegis.core.admission_log import AdmissionLog, AdmissionRecord
 from aegis.core.alerts import BudgetAlert
 from aegis.core.catalogue import default_pricing_table
+from aegis.core.chat_wire import (
+    CHAT_ADVISORY_FIELDS,
+    CHAT_REQUEST_FIELDS,
+    SSE_DONE,
+    ChatOptions,
+    ChatToolChoice,
+    FunctionCall,
+    FunctionTool,
+    JsonChecks,
+    assistant_message,
+    chat_sse_event,
+    check_chat_fields,
+    merge_turn,
+    new_call_id,
+    new_completion_id,
+    openai_error_type,
+    openai_usage,
+    read_chat_options,
+    read_function_call,
+    read_function_tool,
+    read_tool_choice,
+    split_data_url,
+    usage_chunk,
+)
+from aegis.core.checkpoint_copy import CheckpointCopy
 from aegis.core.checkpoints import Checkpoint
 from aegis.core.clock import Clock, ManualClock, SystemClock
 from aegis.core.control import (
@@ -53,7 +79,7 @@ from aegis.core.estimate import (
 )
 from aegis.core.file_sink import FileReceiptSink
 from aegis.core.gate import Gate, GovernedCall, Permit, UsageSource
-from aegis.core.governed import GovernedResponse
+from aegis.core.governed import GovernedResponse, GovernedStream, StreamState
 from aegis.core.ids import new_id
 from aegis.core.keyring import KEYS_ENV, Keyring
 from aegis.core.ledger import (
@@ -117,6 +143,7 @@ from aegis.core.sqlite_ledger import SqliteLedger
 from aegis.core.sqlite_sink import SqliteReceiptSink
 from aegis.core.sqlite_store import SqliteControlStore
 from aegis.core.sse import SseEvent, SseParser
+from aegis.core.unposted import UnpostedCharge, UnpostedJournal
 from aegis.core.verify import (
     EXIT_INTACT,
     EXIT_TAMPERED,
@@ -133,6 +160,8 @@ from aegis.core.wire import wire_field
 
 __all__ = [
     "CAPABILITIES",
+    "CHAT_ADVISORY_FIELDS",
+    "CHAT_REQUEST_FIELDS",
     "EXIT_INTACT",
     "EXIT_TAMPERED",
     "EXIT_TORN",
@@ -147,10 +176,13 @@ __all__ = [
     "RECEIPT_VERSION",
     "REPLY_OVERHEAD_TOKENS",
     "SERVICE_TIERS",
+    "SSE_DONE",
     "STANDARD_TERMS",
     "TOOL_KINDS",
     "Account",
     "AccountUnit",
+    "AdmissionLog",
+    "AdmissionRecord",
     "AegisError",
     "AlreadyInStore",
     "Balance",
@@ -160,7 +192,10 @@ __all__ = [
     "BudgetExceeded",
     "CallSubject",
     "Change",
+    "ChatOptions",
+    "ChatToolChoice",
     "Checkpoint",
+    "CheckpointCopy",
     "Clock",
     "ConfigError",
     "ControlStore",
@@ -171,9 +206,12 @@ __all__ = [
     "Ed25519Signer",
     "Ed25519Verifier",
     "FileReceiptSink",
+    "FunctionCall",
+    "FunctionTool",
     "Gate",
     "GovernedCall",
     "GovernedResponse",
+    "GovernedStream",
     "HmacSha256Signer",
     "Hold",
     "HoldAlreadyResolved",
@@ -181,6 +219,7 @@ __all__ = [
     "HoldState",
     "InMemoryPolicyProvider",
     "InvalidRequest",
+    "JsonChecks",
     "KeyRecord",
     "KeyScope",
     "Keyring",
@@ -231,6 +270,7 @@ __all__ = [
     "Statement",
     "StoreError",
     "StoreUnavailable",
+    "StreamState",
     "SystemClock",
     "TenantRecord",
     "TierPrice",
@@ -239,26 +279,42 @@ __all__ = [
     "TrailSummary",
     "UnknownModel",
     "UnknownModelDenied",
+    "UnpostedCharge",
+    "UnpostedJournal",
     "Usage",
     "UsageSource",
     "VerifyReport",
     "VersionConflict",
     "Window",
     "WindowBudget",
+    "assistant_message",
     "canonical_bytes",
+    "chat_sse_event",
+    "check_chat_fields",
     "compare_price_file",
     "default_pricing_table",
     "display_prefix",
     "format_usd",
     "hash_key",
+    "merge_turn",
     "nanos_to_usd",
+    "new_call_id",
+    "new_completion_id",
     "new_id",
     "new_key",
     "new_key_id",
+    "openai_error_type",
+    "openai_usage",
     "parse_usd",
+    "read_chat_options",
+    "read_function_call",
+    "read_function_tool",
+    "read_tool_choice",
     "reprice_trail",
     "sdk_kwargs",
+    "split_data_url",
     "text_tokens_upper_bound",
+    "usage_chunk",
     "verify_trail",
     "window_span",
     "wire_field",

@@ -18,7 +18,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Final
 
-from aegis.core.pricing import ModelPrice, PricingTable, TierPrice
+from aegis.core.pricing import ModelPrice, PricingTable, ServiceTier, TierPrice
 
 __all__ = ["AS_OF", "default_pricing_table"]
 
@@ -178,7 +178,7 @@ def _openai_fees(model: str) -> tuple[tuple[str, Decimal], ...]:
 def _openai_prices() -> list[ModelPrice]:
     prices = []
     for m, i, c, o, max_out, ctx in _OPENAI:
-        tiers: list[tuple[str, TierPrice]] = [("batch", HALF), ("flex", HALF)]
+        tiers: list[tuple[ServiceTier, TierPrice]] = [("batch", HALF), ("flex", HALF)]
         if m in _OPENAI_PRIORITY:
             pi, pc, po = _OPENAI_PRIORITY[m]
             priority = TierPrice(
@@ -211,7 +211,7 @@ def _openai_prices() -> list[ModelPrice]:
                 else D(audio[1]),
                 audio_output_per_mtok=None if audio is None else D(audio[2]),
                 tool_calls_per_1k=_openai_fees(m),
-                service_tiers=tuple(tiers),  # type: ignore[arg-type]
+                service_tiers=tuple(tiers),
                 deprecated=deprecated,
                 retired=retired,
                 successor=successor,

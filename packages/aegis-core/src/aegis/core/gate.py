@@ -16,7 +16,8 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from aegis.core import admission
+from aegis.core import admission, recovery
+from aegis.core.admission_log import AdmissionLog
 from aegis.core.alert_tracker import AlertTracker
 from aegis.core.alerts import BudgetAlert
 from aegis.core.clock import Clock, SystemClock
@@ -41,6 +42,7 @@ from aegis.core.receipts import (
     Signer,
     new_receipt_id,
 )
+from aegis.core.unposted import UnpostedJournal
 
 __all__ = ["Gate", "GovernedCall", "Permit", "UsageSource"]
 
@@ -60,6 +62,8 @@ class Gate:
         sink: ReceiptSink,
         clock: Clock | None = None,
         chain_id: str | None = None,
+        journal: UnpostedJournal | None = None,
+        admissions: AdmissionLog | None = None,
     ) -> None:
         self.policy_provider = policy_provider
         self.ledger = ledger
@@ -70,6 +74,9 @@ class Gate:
         """Where every receipt goes; records that are not calls (admin changes) are written
         with :meth:`ReceiptTrail.write` too, so they share the chain."""
         self.alerts = AlertTracker(ledger, self.trail)
+        # Charges the ledger failed to take; admissions recorded before their permits go out.
+        self.unposted = journal if journal is not None else UnpostedJournal()
+        self.admissions = admissions if admissions is not None else AdmissionLog()
 
     @property
     def on_receipt(self) -> Callable[[Receipt], None] | None:
@@ -164,6 +171,8 @@ class Gate:
         pricing = self.pricing  # one table for the whole call, even across a price reload
         estimated = 0
         try:
+            if self.unposted:  # money already spent goes in the books before more is spent
+                await recovery.post_owed(self, tenant_id)
             plan = admission.plan(
                 policy,
                 pricing,
@@ -196,7 +205,15 @@ class Gate:
             wrapped = LedgerUnavailable(f"ledger failed: {type(exc).__name__}: {exc}")
             await self._refuse(subject, wrapped, policy, 0)
             raise wrapped from exc
-        return Permit.admitted(subject, plan, policy, pricing, hold)
+        permit = Permit.admitted(subject, plan, policy, pricing, hold)
+        try:
+            await self.admissions.admitted(recovery.admission_record(permit))
+        except OSError as exc:  # without it a crash would leave a billed call untraced
+            await self.ledger.release(tenant_id=tenant_id, hold_id=request_id)
+            error = LedgerUnavailable(f"the admission log cannot be written: {exc.strerror}")
+            await self._refuse(subject, error, policy, estimated)
+            raise error from exc
+        return permit
 
     async def _reserve(
         self, tenant_id: str, request_id: str, plan: admission.Reservation, policy: Policy
@@ -235,17 +252,12 @@ class Gate:
     async def _refuse(
         self, subject: CallSubject, error: AegisError, policy: Policy | None, estimated: int
     ) -> None:
-        """The one place a refusal is receipted."""
+        """The one place a refusal is receipted; the error then names its receipt."""
         reason, budget = admission.refusal(error)
-        outcome = Outcome(
-            decision=Decision(False, reason, budget),
-            status="denied",
-            estimated=estimated,
-            error=error.message,
-        )
-        written = await self.trail.write(self.trail.receipt(subject, outcome, policy, self.pricing))
-        # Only once it is written: an answer never names a receipt that does not exist.
-        error.receipt_id = written.receipt_id
+        denied = Decision(False, reason, budget)
+        outcome = Outcome(denied, "denied", estimated=estimated, error=error.message)
+        receipt = await self.trail.write(self.trail.receipt(subject, outcome, policy, self.pricing))
+        error.receipt_id = receipt.receipt_id  # once written: never an id that does not exist
 
     # -- settlement ----------------------------------------------------------------------
 
@@ -300,6 +312,8 @@ class Gate:
             )
             unsettled = f"ledger_unsettled: {type(exc).__name__}"
             error = unsettled if error is None else f"{error}; {unsettled}"
+            if source != "none":
+                await recovery.journal_unposted(self, permit, charge, usage)
         outcome = Outcome(
             decision=Decision(True),
             status=status,
@@ -315,6 +329,7 @@ class Gate:
         )
         receipt = self.trail.receipt(permit.subject, outcome, permit.policy, permit.pricing)
         sealed = await self.trail.write(receipt)
+        self.admissions.settled(permit.receipt_id)
         if charge > 0:
             await self.alerts.check(permit)
         return sealed

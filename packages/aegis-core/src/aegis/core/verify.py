@@ -10,6 +10,7 @@ together here, so the result is the same either way.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -185,6 +186,9 @@ def verify_trail(
     notes: list[str] = []
     sources = [_Source(str(p), p) for p in found.receipts]
     chain_id = _trail_chain_id(sources)
+    misplaced = _misplaced_trail(paths, chain_id)
+    if misplaced is not None:
+        problems.append(misplaced)
     cps = read_checkpoints(cp_files, keyring, chain_id, problems)
     want = frozenset(c.checkpoint.size - 1 for c in cps)
     for source in sources:
@@ -205,9 +209,11 @@ def verify_trail(
             stitched.add(index, source.label, task, next(in_order))
     receipt_problems, head = stitched.finish()
     problems[:0] = receipt_problems
-    if not sources:
+    if not sources and not (paths and all(Path(p).is_dir() for p in paths)):
         problems.append(Problem("parse", ", ".join(map(str, paths)) or "-", "no receipt files"))
     elif head is None:
+        # A trail directory nothing was written to yet (a proxy stopped before its first
+        # receipt) is empty, not tampered: a checkpoint it had would still show a cut.
         notes.append("the trail holds no receipts")
     covered = check_checkpoints(
         cps, stitched.hashes, (head.link.seq, head.where) if head else None, problems
@@ -220,6 +226,12 @@ def verify_trail(
         )
     if not cp_files:
         notes.append("no checkpoint file: receipts cut from the tail cannot be detected")
+    elif not checkpoints:
+        # The trail's own checkpoints can be cut together with the tail they cover.
+        notes.append(
+            "only the trail's own checkpoints were checked: pass the newest one from a second"
+            " sink (--checkpoints FILE) to detect a tail cut together with them"
+        )
     elif (
         head is not None
         and head.link.seq + 1 > covered
@@ -418,6 +430,26 @@ def _first_line(source: _Source) -> bytes | None:
     with source.path.open("rb") as f:
         line = f.readline(1 << 20)
     return line[:-1] if line.endswith(b"\n") else None
+
+
+_NAMED_CHAIN: Final = re.compile(r"(?P<trail>.+)-[0-9a-f]{16}")
+"""A chain id that names its trail: ``<trail folder name>-<16 hex digits>``."""
+
+
+def _misplaced_trail(paths: Sequence[str | Path], chain_id: str | None) -> Problem | None:
+    """A trail directory holding a chain that names another trail (two replicas' trails
+    swapped, or one put in another's place)."""
+    named = None if chain_id is None else _NAMED_CHAIN.fullmatch(chain_id)
+    if named is None or len(paths) != 1 or not Path(paths[0]).is_dir():
+        return None
+    folder = Path(paths[0])
+    if named["trail"] == folder.name:
+        return None
+    return Problem(
+        "foreign_chain",
+        str(folder),
+        f"this folder holds the chain of trail {named['trail']!r} (trails swapped or moved)",
+    )
 
 
 def _trail_chain_id(sources: list[_Source]) -> str | None:

@@ -1,4 +1,4 @@
-"""The Aegis governance proxy: OpenAI-compatible and Gemini-native, on aiohttp."""
+"""The Aegis governance proxy: OpenAI-compatible, Gemini- and Anthropic-native, on aiohttp."""
 
 from __future__ import annotations
 

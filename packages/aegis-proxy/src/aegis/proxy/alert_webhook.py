@@ -2,9 +2,10 @@
 
 The Gate hands each alert to :meth:`AlertWebhook.submit`, which only starts a background task:
 a slow, failing or dead receiver never delays or fails a call. The body is the alert's
-canonical JSON bytes; ``x-aegis-signature`` carries the receipt signer's signature over
+canonical JSON bytes; ``x-aegis-signature`` carries the webhook signer's signature over
 exactly those bytes, with ``x-aegis-key-id`` and ``x-aegis-signature-alg`` naming the key,
-so a receiver holding the receipt key can trust the event (see the README).
+so a receiver holding the webhook key (``[alerts] webhook_secret_env``, never the receipt
+key: a receiver holding that could forge receipts) can trust the event (see the README).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from aiohttp import web
 
 from aegis.core import BudgetAlert, Signer, canonical_bytes
 from aegis.proxy.config import AlertSettings
-from aegis.proxy.governance import receipt_signer
+from aegis.proxy.governance import webhook_signer
 from aegis.proxy.state import GATE, SETTINGS
 
 __all__ = ["AlertWebhook", "alert_webhook_context"]
@@ -154,8 +155,8 @@ def alert_webhook_context(
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         gate = app[GATE]
-        # The receipt signer, so receivers check alerts with the key they check receipts with.
-        webhook = AlertWebhook(settings, receipt_signer(app[SETTINGS]))
+        # A key of its own: a receiver holding the receipt key could forge receipts.
+        webhook = AlertWebhook(settings, webhook_signer(app[SETTINGS]))
         await webhook.start()
         app[ALERT_WEBHOOK] = webhook
         gate.on_alert = webhook.submit

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import suppress
+from typing import Final
 
 from aiohttp import web
 
 from aegis.core import Gate, InMemoryPolicyProvider
+from aegis.core.recovery import post_all_owed, recover_admissions
 from aegis.proxy import (
     admin,
+    anthropic_api,
     free_api,
     gemini_api,
     health,
@@ -27,6 +31,8 @@ from aegis.proxy.control_plane import control_plane_context, plane_for
 from aegis.proxy.errors import error_middleware
 from aegis.proxy.governance import (
     build_pricing,
+    open_admission_log,
+    open_journal,
     open_ledger,
     open_trail,
     receipt_signer,
@@ -52,6 +58,8 @@ from aegis.proxy.upstream import open_upstream
 __all__ = ["apply_settings", "create_app"]
 
 logger = logging.getLogger(__name__)
+
+_POST_OWED_EVERY_S: Final = 0.5
 
 
 def apply_settings(app: web.Application, settings: Settings) -> None:
@@ -90,11 +98,33 @@ async def _governance(app: web.Application) -> AsyncIterator[None]:
         pricing=app[ROUTER].pricing,
         signer=signer,
         sink=sink,
+        # A new chain names its trail slot, so the verifier sees two trails swapped.
+        chain_id=f"{trail.name}-{os.urandom(8).hex()}",
+        journal=open_journal(settings, trail),
+        admissions=open_admission_log(settings, trail),
     )
+    # Calls a crash left in flight are receipted and charged before anything new is served.
+    recovered = await recover_admissions(app[GATE])
+    if recovered:
+        logger.warning("%d call(s) left in flight by a crash were receipted and charged", recovered)
+    poster = asyncio.create_task(_post_owed(app[GATE]))
     yield
+    poster.cancel()
+    with suppress(asyncio.CancelledError):
+        await poster
+    await app[GATE].admissions.close()
     with suppress(Exception):
         await sink.close()
     await ledger.close()
+
+
+async def _post_owed(gate: Gate) -> None:
+    """Post charges the ledger failed to take as soon as it takes them again (each tenant's
+    are also posted before its next admission)."""
+    while True:
+        await asyncio.sleep(_POST_OWED_EVERY_S)
+        if gate.unposted:
+            await post_all_owed(gate)
 
 
 async def _upstreams(app: web.Application) -> AsyncIterator[None]:
@@ -147,6 +177,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(openai_api.routes())
     app.add_routes(gemini_api.routes())
     app.add_routes(free_api.routes())
+    app.add_routes(anthropic_api.routes())
     app.add_routes(usage_api.routes())
     app.add_routes(admin.routes())
     if settings.observability.metrics:

@@ -11,19 +11,33 @@ what happened                         status                      charged
 ====================================  ==========================  =======================
 answered, usage reported              ``ok``                      the usage
 answered, usage unknown               ``ok``                      the reservation
-stream ended or broke, usage counted  ``ok`` / ``upstream_error``  what was counted
+stream ended, final usage reported    ``ok``                      the usage
+stream without its final usage        ``ok`` / ``upstream_error``  the reservation
+(broke, cut, ended early, no usage)   / ``cancelled``
 provider answered an error            ``upstream_error``          nothing
 nothing reached the provider          ``upstream_error``          nothing
 sent, and the answer never came       ``upstream_error``          the reservation
 (timeout, reset, garbled body)
-client left / cancelled               ``cancelled``               what was counted, else
-                                                                  nothing
+client left a stream, which was read  ``cancelled``               the usage
+on to its end and reported usage
+cancelled after the request was sent  ``cancelled``               the reservation
+cancelled before it was sent          ``cancelled``               nothing
 ====================================  ==========================  =======================
+
+Why the reservation, and never what was counted: a provider bills what it *generated*, and
+a stream shows only what it *delivered* — hidden reasoning, or output generated past the cut,
+never reaches the proxy. The reservation is the one upper bound of the bill (the output limit
+the provider is sent is what was reserved for), so a call of unknown usage is charged it; a
+counted figure is charged only when it is higher still (an upstream that ignored the limit).
+
+While the attempt lives, its owner renews the hold every third of its TTL, so a long stream
+or a slow answer never outlives its reservation (the budget cannot be spent twice meanwhile).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -33,6 +47,8 @@ from aegis.core import Gate, Permit, Receipt, ReceiptStatus, Usage, UsageSource
 from aegis.proxy.timing import upstream_answered
 
 __all__ = ["Ending", "Failure", "UpstreamAttempt"]
+
+logger = logging.getLogger(__name__)
 
 Ending = Literal["open", "answered", "refused", "unreachable", "lost", "broken", "cancelled"]
 """How an attempt ended, as the code that ran it recorded."""
@@ -53,13 +69,17 @@ class Failure:
 
 
 UsageReader = Callable[[bool], tuple[Usage, UsageSource] | None]
-"""Asked at settlement (with whether the stream completed) for what a stream used so far."""
+"""Asked at settlement (with whether the stream reached its end) for what a stream used:
+``reported`` when that is the provider's final figure, else ``counted`` (a lower bound)."""
 
 
 class UpstreamAttempt:
     """Owns one attempt's permit: records what the upstream did, settles once on exit."""
 
     __slots__ = (
+        "_read_to_end",
+        "_renewer",
+        "_sent",
         "_usage_reader",
         "ending",
         "error",
@@ -87,8 +107,15 @@ class UpstreamAttempt:
         self.receipt: Receipt | None = None
         """Set once the attempt is settled."""
         self._usage_reader: UsageReader | None = None
+        self._sent = False
+        self._read_to_end = False
+        self._renewer: asyncio.Task[None] | None = None
 
     # -- what the forwarding code records -------------------------------------------------
+
+    def sent(self) -> None:
+        """The request is going out: from here the provider may bill it."""
+        self._sent = True
 
     def answered(self, status: int, usage: Usage | None, source: UsageSource = "reported") -> None:
         """The provider answered ``status`` with this usage (``None``: not reported)."""
@@ -127,6 +154,10 @@ class UpstreamAttempt:
     def client_left(self) -> None:
         self.ending, self.status, self.error = "cancelled", "cancelled", "client disconnected"
 
+    def read_to_end(self) -> None:
+        """The stream the client left was read on to its proper end: its usage is final."""
+        self._read_to_end = True
+
     def _fail(self, ending: Ending, failure: Failure) -> None:
         self.ending, self.status, self.error, self.failure = (
             ending,
@@ -140,7 +171,24 @@ class UpstreamAttempt:
     # -- settlement -----------------------------------------------------------------------
 
     async def __aenter__(self) -> UpstreamAttempt:
+        self._renewer = asyncio.create_task(self._keep_hold())
         return self
+
+    async def _keep_hold(self) -> None:
+        """Renew the hold every third of its TTL while the call lives (a renewal that fails
+        is tried again a third of a TTL later, before the hold can lapse)."""
+        permit = self.permit
+        ttl_s = permit.policy.reservation_ttl_s
+        while True:
+            await asyncio.sleep(ttl_s / 3)
+            try:
+                await self.gate.ledger.renew(
+                    tenant_id=permit.tenant_id, hold_id=permit.request_id, ttl_s=ttl_s
+                )
+            except Exception as exc:
+                logger.warning(
+                    "renewing the hold of %s failed: %s", permit.request_id, type(exc).__name__
+                )
 
     async def __aexit__(
         self,
@@ -155,6 +203,9 @@ class UpstreamAttempt:
                 # A failure of ours while the call was out: the provider may have billed it.
                 self.ending, self.status = "lost", "upstream_error"
                 self.error = f"proxy failed: {type(exc).__name__}"
+        if self._renewer is not None:
+            # The call is over; a renewal still in flight finds the hold resolved (harmless).
+            self._renewer.cancel()
         upstream_answered()  # operator metrics: every attempt ends in exactly one settle
         usage, source = self._settlement()
         # Settling must finish even while the handler is cancelled (client gone, shutdown).
@@ -172,10 +223,18 @@ class UpstreamAttempt:
     def _settlement(self) -> tuple[Usage | None, UsageSource | None]:
         if self.usage is not None:
             return self.usage, self.usage_source
+        reservation: tuple[Usage, UsageSource] = (self.permit.worst_case, "reservation")
         if self._usage_reader is not None:
-            counted = self._usage_reader(self.ending == "answered")
-            if counted is not None:
-                return counted
-        if self.ending == "lost":
-            return self.permit.worst_case, "reservation"
+            ended = self.ending == "answered" or self._read_to_end
+            read = self._usage_reader(ended)
+            if read is not None and read[1] == "reported":
+                return read
+            if read is not None and self._costs_more(read[0]):
+                return read  # above the hold: posted as an overage, never clipped
+            return reservation
+        if self.ending == "lost" or (self.ending == "cancelled" and self._sent):
+            return reservation
         return None, None  # ok: the Gate charges the reservation; otherwise it releases
+
+    def _costs_more(self, usage: Usage) -> bool:
+        return self.permit.price.cost_nanos(usage) > self.permit.reserved_nanos

@@ -24,14 +24,14 @@ __all__ = ["KEY_PREFIX", "Identity", "KeyIndex", "hash_key", "new_key", "present
 
 
 def presented_key(request: web.Request) -> str | None:
-    """The key in ``Authorization: Bearer`` or ``x-goog-api-key`` (never the query string:
-    URLs end up in access logs)."""
+    """The key in ``Authorization: Bearer``, ``x-goog-api-key`` or ``x-api-key`` (Anthropic's
+    clients; never the query string: URLs end up in access logs)."""
     header = request.headers.get("authorization")
     if header:
         scheme, _, token = header.partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
-    return request.headers.get("x-goog-api-key") or None
+    return request.headers.get("x-goog-api-key") or request.headers.get("x-api-key") or None
 
 
 class KeyIndex:
@@ -91,7 +91,8 @@ class KeyIndex:
         key = presented_key(request)
         if not key:
             raise Unauthorized(
-                "missing API key: send it as 'Authorization: Bearer <key>' or 'x-goog-api-key'",
+                "missing API key: send it as 'Authorization: Bearer <key>', 'x-api-key' or "
+                "'x-goog-api-key'",
                 code="missing_api_key",
             )
         identity = await self.identify(key)

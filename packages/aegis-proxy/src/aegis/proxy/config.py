@@ -33,12 +33,18 @@ __all__ = [
     "settings_from_env",
 ]
 
-ProviderType = Literal["openai", "gemini"]
+ProviderType = Literal["openai", "gemini", "anthropic"]
+PROVIDER_TYPES: Final[tuple[ProviderType, ...]] = ("openai", "gemini", "anthropic")
 DEFAULT_BASE_URLS: Final = {
     "openai": "https://api.openai.com/v1",
     "gemini": "https://generativelanguage.googleapis.com",
+    "anthropic": "https://api.anthropic.com",
 }
-DEFAULT_KEY_ENVS: Final = {"openai": "OPENAI_API_KEY", "gemini": "GEMINI_API_KEY"}
+DEFAULT_KEY_ENVS: Final = {
+    "openai": "OPENAI_API_KEY",
+    "gemini": "GEMINI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +55,11 @@ class ServerSettings:
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 600.0
     drain_timeout_s: float = 30.0
+    abandoned_read_s: float = 30.0
+    """A stream the client left is read on for its usage this long at most (else the call
+    is charged its reservation)."""
+    abandoned_read_bytes: int = 4 * 1024 * 1024
+    """... and this many bytes at most."""
     workers: int = 1
     """Processes serving the port (``0``: one per core); see :mod:`aegis.proxy.workers`."""
     event_loop: str = "auto"
@@ -72,6 +83,8 @@ class LedgerSettings:
     """``redis`` backend: where this replica records the data set's epoch, so that a Redis
     that lost its data is noticed (and refused) even after the replica restarts."""
     key_prefix: str = "aegis"
+    busy_timeout_ms: int = 10_000
+    """``sqlite`` backend: how long a write waits for a lock before the ledger fails."""
 
 
 StoreBackend = Literal["sqlite", "postgres", "none"]
@@ -129,6 +142,9 @@ class ReceiptSettings:
     one fsync); ``group``: fsync at most every ``group_commit_ms``, a crash losing at most
     that window of receipts."""
     group_commit_ms: float = 50.0
+    checkpoint_copy: Path | None = None
+    """A second file every checkpoint is also appended to (another volume, storage the
+    trail's host cannot rewrite): the evidence of a cut tail that survives the cut."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +174,10 @@ class AlertSettings:
     """Attempts per alert before it is given up (and logged as lost)."""
     webhook_backoff_s: float = 1.0
     """Wait after the first failed attempt; doubles after each further one."""
+    webhook_key_id: str = "aegis-webhook-1"
+    """Names the key that signs deliveries (its own: never the receipt key)."""
+    webhook_secret_env: str = "AEGIS_WEBHOOK_SECRET"
+    """The variable holding the webhook signing secret (unset: generated beside the receipts)."""
 
 
 TracingMode = Literal["off", "global", "console", "otlp"]
@@ -334,6 +354,8 @@ def parse_settings(
         connect_timeout_s=float(r.typed(s, "connect_timeout_s", "server", (int, float), 5.0)),
         read_timeout_s=float(r.typed(s, "read_timeout_s", "server", (int, float), 600.0)),
         drain_timeout_s=float(r.typed(s, "drain_timeout_s", "server", (int, float), 30.0)),
+        abandoned_read_s=float(r.typed(s, "abandoned_read_s", "server", (int, float), 30.0)),
+        abandoned_read_bytes=r.typed(s, "abandoned_read_bytes", "server", int, 4 * 1024 * 1024),
         workers=r.typed(s, "workers", "server", int, 1),
         event_loop=r.choice(s, "event_loop", "server", ("auto", "uvloop", "asyncio"), "auto"),
     )
@@ -353,6 +375,7 @@ def parse_settings(
         url=r.typed(lg, "url", "ledger", str, "redis://127.0.0.1:6379/0"),
         epoch_path=r.path(r.typed(lg, "epoch_path", "ledger", str, ".aegis/redis-epoch")),
         key_prefix=r.typed(lg, "key_prefix", "ledger", str, "aegis"),
+        busy_timeout_ms=r.typed(lg, "busy_timeout_ms", "ledger", int, 10_000),
     )
     if not ledger.url.startswith(("redis://", "rediss://", "unix://")):
         # The URL itself is not echoed: it may carry a password.
@@ -371,6 +394,9 @@ def parse_settings(
         secret_env=r.typed(rc, "secret_env", "receipts", str, "AEGIS_RECEIPT_SECRET"),
         durability=r.choice(rc, "durability", "receipts", ("fsync", "group"), "fsync"),
         group_commit_ms=float(r.typed(rc, "group_commit_ms", "receipts", (int, float), 50.0)),
+        checkpoint_copy=r.path(r.typed(rc, "checkpoint_copy", "receipts", str, ""))
+        if rc.get("checkpoint_copy")
+        else None,
     )
 
     default_provider = r.typed(r.table(data, "routing"), "default_provider", "routing", str, None)
@@ -384,9 +410,9 @@ def parse_settings(
             r.problem(where, "must be a table")
             continue
         r.known(body, where, _PROVIDER_KEYS)
-        kind = r.choice(body, "type", where, ("openai", "gemini"), "openai")
+        kind = r.choice(body, "type", where, PROVIDER_TYPES, "openai")
         if "type" not in body:
-            r.problem(f"{where}.type", 'is required ("openai" or "gemini")')
+            r.problem(f"{where}.type", 'is required ("openai", "gemini" or "anthropic")')
         base_url = r.typed(body, "base_url", where, str, default_base_url(kind, env))
         if not base_url.startswith(("http://", "https://")):
             r.problem(f"{where}.base_url", f"must be an http(s) URL, got {base_url!r}")
@@ -571,6 +597,8 @@ def _alerts(r: _Reader, table: Mapping[str, Any]) -> AlertSettings:
         webhook_timeout_s=float(r.typed(table, "webhook_timeout_s", where, (int, float), 5.0)),
         webhook_attempts=r.typed(table, "webhook_attempts", where, int, 6),
         webhook_backoff_s=float(r.typed(table, "webhook_backoff_s", where, (int, float), 1.0)),
+        webhook_key_id=r.typed(table, "webhook_key_id", where, str, "aegis-webhook-1"),
+        webhook_secret_env=r.typed(table, "webhook_secret_env", where, str, "AEGIS_WEBHOOK_SECRET"),
     )
     if settings.webhook_timeout_s <= 0:
         r.problem(f"{where}.webhook_timeout_s", "must be above 0")
@@ -582,19 +610,20 @@ def _alerts(r: _Reader, table: Mapping[str, Any]) -> AlertSettings:
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
-    """Settings with no file: providers from ``OPENAI_API_KEY``/``GEMINI_API_KEY`` (and
-    ``OPENAI_BASE_URL``/``GEMINI_BASE_URL`` for another server of the same kind), SQLite
+    """Settings with no file: providers from ``OPENAI_API_KEY``/``GEMINI_API_KEY``/
+    ``ANTHROPIC_API_KEY`` (and ``OPENAI_BASE_URL``/``GEMINI_BASE_URL``/``ANTHROPIC_BASE_URL``
+    for another server of the same kind), SQLite
     ledger and receipts under ``./.aegis/``, and tenants (with key hashes) from
     ``.aegis/tenants.toml`` when it exists. Without tenants nobody can call: never open."""
     env = os.environ if environ is None else environ
-    providers = {
+    providers: dict[str, ProviderSettings] = {
         kind: ProviderSettings(
             name=kind,
             type=kind,
             base_url=default_base_url(kind, env).rstrip("/"),
             api_key_env=DEFAULT_KEY_ENVS[kind],
         )
-        for kind in ("openai", "gemini")
+        for kind in PROVIDER_TYPES
         if env.get(DEFAULT_KEY_ENVS[kind])
     }
     default = env.get("AEGIS_DEFAULT_PROVIDER") or next(iter(providers), None)

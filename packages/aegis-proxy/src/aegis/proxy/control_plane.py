@@ -23,7 +23,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from aiohttp import web
 
@@ -47,7 +47,6 @@ logger = logging.getLogger(__name__)
 
 K = TypeVar("K")
 V = TypeVar("V")
-_MISS: Final = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +67,12 @@ class _Lru(Generic[K, V]):
         self.size = size
         self._data: OrderedDict[K, V] = OrderedDict()
 
-    def get(self, key: K) -> V | object:
-        value = self._data.get(key, _MISS)
-        if value is not _MISS:
-            self._data.move_to_end(key)
-        return value
+    def get(self, key: K) -> tuple[bool, V | None]:
+        """(found, value): a cached ``None`` is a hit, so hits and misses stay apart."""
+        if key not in self._data:
+            return False, None
+        self._data.move_to_end(key)
+        return True, self._data[key]
 
     def put(self, key: K, value: V) -> None:
         self._data[key] = value
@@ -205,9 +205,9 @@ class ControlPlane:
         if self.store is None:
             return None
         if self._fresh():
-            cached = self._policies.get(tenant_id)
-            if cached is not _MISS:
-                return cached  # type: ignore[return-value]
+            found, cached = self._policies.get(tenant_id)
+            if found:
+                return cached
         record = await self.store.get_tenant(tenant_id)
         self._policies.put(tenant_id, record)
         if record is not None and self.on_tenant is not None:
@@ -219,12 +219,12 @@ class ControlPlane:
         if self.store is None:
             return None
         record: KeyRecord | None
-        cached: object = _MISS
+        cached: KeyRecord | None = None
         if self._fresh():
-            cached = self._keys.get(key_hash)
-            if cached is _MISS and self._misses.get(key_hash) is not _MISS:
+            _, cached = self._keys.get(key_hash)
+            if cached is None and self._misses.get(key_hash)[0]:
                 return None
-        if isinstance(cached, KeyRecord):
+        if cached is not None:
             record = cached
         else:
             record = await self.store.key_by_hash(key_hash)

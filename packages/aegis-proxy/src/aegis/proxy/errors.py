@@ -19,10 +19,13 @@ Errors of aegis-core map as :func:`aegis.adapters.openai.error_for` classifies t
 ``FAILED_PRECONDITION``, which Google's clients do not retry (see :mod:`aegis.proxy.apis`);
 ``Denied`` → 403, ``DuplicateRequest`` → 409, ledger or receipt trouble → 503). The body is
 laid out in the caller's API (:mod:`aegis.proxy.apis`): OpenAI's
-``{"error": {message, type, param, code}}``, or Google's on the Gemini routes. The
-control-plane store's errors map as ``NotInStore`` → 404, ``AlreadyInStore``/
-``VersionConflict`` → 409, ``StoreUnavailable`` → 503, and an invalid policy
-(``PolicyError``) → 400 naming the field (``policy.<field>``).
+``{"error": {message, type, param, code}}``, Google's on the Gemini routes, Anthropic's on
+the Messages routes (where refusals map as
+:func:`aegis.adapters.anthropic.error_for` classifies them: a budget stop is ``429
+rate_limit_error`` naming the budget, ``x-should-retry: false``, ``retry-after`` only when the
+budget resets within the hour). The control-plane store's errors map as ``NotInStore`` →
+404, ``AlreadyInStore``/``VersionConflict`` → 409, ``StoreUnavailable`` → 503, and an invalid
+policy (``PolicyError``) → 400 naming the field (``policy.<field>``).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from aegis.adapters.anthropic import error_for as anthropic_error_for
 from aegis.adapters.openai import error_for
 from aegis.core import (
     AegisError,
@@ -45,7 +49,7 @@ from aegis.core import (
     VersionConflict,
     new_id,
 )
-from aegis.proxy.apis import OPENAI, REQUEST_ID, ClientApi, api_of
+from aegis.proxy.apis import ANTHROPIC, OPENAI, REQUEST_ID, ClientApi, api_of
 
 __all__ = [
     "MAX_ID_LENGTH",
@@ -196,6 +200,16 @@ def response_for(exc: AegisError, api: ClientApi) -> web.Response:
     if isinstance(exc, StoreUnavailable):
         return error_response(
             503, exc.message, type="server_error", code="store_unavailable", api=api
+        )
+    if api is ANTHROPIC:
+        # Anthropic's SDKs: a budget stop is a 429 they must not retry (x-should-retry: false),
+        # with retry-after only where waiting can help; the adapter decides it.
+        wire = anthropic_error_for(exc)
+        return web.Response(
+            status=wire.status,
+            body=wire.body,
+            content_type="application/json",
+            headers=dict(wire.headers),
         )
     reply = error_for(exc)
     status, status_name = reply.status, None

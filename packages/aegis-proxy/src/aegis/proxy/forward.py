@@ -9,6 +9,7 @@ the client's API is not the provider's).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from contextlib import suppress
 from typing import Final
@@ -20,6 +21,7 @@ from aegis.core import SseParser
 from aegis.proxy.attempt import UpstreamAttempt
 from aegis.proxy.calls import IncomingCall
 from aegis.proxy.exchange import Answer, Exchange, StreamObserver
+from aegis.proxy.state import SETTINGS
 from aegis.proxy.timing import first_chunk, upstream_sent
 from aegis.proxy.upstream import Upstream
 
@@ -99,12 +101,16 @@ async def forward(
     sent, or ``None`` when it failed (``owner.failure`` says how)."""
     name = owner.permit.provider
     upstream_sent()  # operator metrics: upstream time and fallback attempts
+    owner.sent()
     try:
+        headers = upstream.json_headers
+        if exchange.headers:
+            headers = {**headers, **exchange.headers}
         response = await upstream.session.request(
             exchange.method,
             upstream.url(exchange.path),
             data=exchange.payload or None,
-            headers=upstream.json_headers,
+            headers=headers,
         )
     except aiohttp.ClientConnectorError as exc:
         owner.unreachable(f"{type(exc).__name__} from {name}")
@@ -140,6 +146,38 @@ async def forward(
             owner.lost(f"{name} answered a stream with {response.content_type or 'no type'}")
             return None
         return await _pump(request, call, response, exchange, owner)
+
+
+async def _read_abandoned(
+    request: web.Request,
+    response: aiohttp.ClientResponse,
+    parser: SseParser,
+    observer: StreamObserver,
+    owner: UpstreamAttempt,
+) -> None:
+    """Read on a stream the client left, for its usage, within a bound of time and bytes.
+
+    The provider bills what it generated (hidden reasoning included), not what the client
+    saw: only its own usage figure, at the stream's end, can charge less than the reservation.
+    A stream that does not get there in time is closed, and charged its reservation.
+    """
+    server = request.app[SETTINGS].server
+    left = server.abandoned_read_bytes
+    scratch = bytearray()  # what the client would have got: nobody reads it
+    try:
+        async with asyncio.timeout(server.abandoned_read_s):
+            async for data in response.content.iter_any():
+                left -= len(data)
+                if left < 0:
+                    return
+                for event in parser.feed(data):
+                    if not observer.feed(event, scratch):
+                        return  # past the limit that was reserved
+                scratch.clear()
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return
+    if observer.complete is None:
+        owner.read_to_end()
 
 
 def _is_event_stream(response: aiohttp.ClientResponse) -> bool:
@@ -191,6 +229,15 @@ async def _pump(
                 owner.broke(f"stream from {permit.provider} ended {missing}")
     except _CLIENT_GONE:
         owner.client_left()
+        await _read_abandoned(request, response, parser, observer, owner)
+    except asyncio.CancelledError:
+        # A server with handler cancellation cancels the handler of a client that left:
+        # read on all the same (shielded), then let the cancellation go on.
+        owner.client_left()
+        reading = asyncio.ensure_future(_read_abandoned(request, response, parser, observer, owner))
+        with suppress(asyncio.CancelledError):
+            await asyncio.shield(reading)
+        raise
     except (aiohttp.ClientError, TimeoutError) as exc:
         owner.broke(f"stream broke: {type(exc).__name__}")
     if owner.ending == "cancelled":

@@ -17,6 +17,7 @@ from aegis.adapters.gemini import (
     ResponsesStreamFromChat,
     ResponseTranslationError,
     StreamUsage,
+    UnboundedRequest,
     chat_completion_to_response,
     estimate_generate_content,
     gemini_embeddings_to_openai,
@@ -31,10 +32,9 @@ from aegis.adapters.gemini import (
 )
 from aegis.core import Gate, Permit, Policy, SseEvent, Usage, UsageSource
 from aegis.proxy.apis import GOOGLE, OPENAI
-from aegis.proxy.attempt import Failure
-from aegis.proxy.exchange import Answer, ErrorReader, Exchange
-from aegis.proxy.openai_wire import json_object, passthrough_error
-from aegis.proxy.routing import is_retryable_status
+from aegis.proxy.errors import BadRequest
+from aegis.proxy.exchange import Answer, Exchange
+from aegis.proxy.openai_wire import json_object, openai_failure, passthrough_error
 
 __all__ = [
     "embed_exchange",
@@ -51,18 +51,22 @@ def estimate_for(
     gate: Gate, body: Mapping[str, Any], model: str, policy: Policy | None = None
 ) -> GenerateEstimate:
     """The worst case of a generate body for ``model``, from the model's catalogue limits and
-    the policy's default output bound (which the limited body then carries)."""
+    the policy's default output bound (which the limited body then carries); a count that
+    cannot be read as Gemini reads it is a 400 naming it."""
     price = gate.pricing.get(model)
     model_max = price.max_output_tokens if price else 0
     default = None if policy is None else policy.default_output_tokens(model)
     if default is not None:
         model_max = default if model_max <= 0 else min(default, model_max)
-    return estimate_generate_content(
-        body,
-        model=model,
-        model_max_output_tokens=model_max,
-        context_window=price.input_limit if price else 0,
-    )
+    try:
+        return estimate_generate_content(
+            body,
+            model=model,
+            model_max_output_tokens=model_max,
+            context_window=price.input_limit if price else 0,
+        )
+    except UnboundedRequest as exc:
+        raise BadRequest(exc.message, param=exc.param) from None
 
 
 def gemini_path(model: str, action: str, version: str = "v1beta") -> str:
@@ -284,7 +288,7 @@ def translated_responses_exchange(
         payload=_limited_body(translated.body, estimate, permit),
         client=OPENAI,
         read_answer=read_answer,
-        client_error=_openai_failure(permit.provider),
+        client_error=openai_failure(permit.provider, _to_openai),
         observer=observer if stream else None,
     )
 
@@ -314,23 +318,12 @@ def translated_embeddings_exchange(translated: GeminiEmbeddingsRequest, permit: 
         payload=json.dumps(translated.body, separators=(",", ":"), ensure_ascii=False).encode(),
         client=OPENAI,
         read_answer=read_answer,
-        client_error=_openai_failure(permit.provider),
+        client_error=openai_failure(permit.provider, _to_openai),
     )
 
 
-def _openai_failure(provider: str) -> ErrorReader:
-    def failure(status: int, body: bytes, headers: Mapping[str, str]) -> Failure:
-        code, data = openai_error_body(parse_error_body(status, body))
-        retry = {k: v for k, v in headers.items() if k.lower() == "retry-after"}
-        return Failure(
-            code,
-            f"{provider} answered {status}",
-            json.dumps(data).encode(),
-            {"Content-Type": "application/json", **retry},
-            retryable=is_retryable_status(status),
-        )
-
-    return failure
+def _to_openai(status: int, body: bytes, headers: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
+    return openai_error_body(parse_error_body(status, body))
 
 
 def translated_exchange(
@@ -371,6 +364,6 @@ def translated_exchange(
         payload=_limited_body(translated.body, estimate, permit),
         client=OPENAI,
         read_answer=read_answer,
-        client_error=_openai_failure(permit.provider),
+        client_error=openai_failure(permit.provider, _to_openai),
         observer=observer if stream else None,
     )

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Final
 
 from aegis.core import (
+    AdmissionLog,
+    CheckpointCopy,
     FileReceiptSink,
     HmacSha256Signer,
     Ledger,
@@ -22,6 +24,7 @@ from aegis.core import (
     SqliteLedger,
     SqliteReceiptSink,
     TrailLocked,
+    UnpostedJournal,
     default_pricing_table,
 )
 from aegis.core.files import create_once
@@ -30,11 +33,14 @@ from aegis.proxy.config import Settings
 __all__ = [
     "MAX_TRAIL_SLOTS",
     "build_pricing",
+    "open_admission_log",
+    "open_journal",
     "open_ledger",
     "open_sink",
     "open_trail",
     "receipt_signer",
     "trail_path",
+    "webhook_signer",
 ]
 
 logger = logging.getLogger(__name__)
@@ -60,7 +66,23 @@ def open_ledger(settings: Settings, *, create_epoch: bool = True) -> Ledger:
             epoch_file=cfg.epoch_path,
             create_epoch=create_epoch,
         )
-    return SqliteLedger(cfg.path, synchronous=cfg.synchronous)
+    return SqliteLedger(cfg.path, synchronous=cfg.synchronous, busy_timeout_ms=cfg.busy_timeout_ms)
+
+
+def open_admission_log(settings: Settings, trail: Path) -> AdmissionLog:
+    """Where this replica records calls admitted and not yet settled: beside its own trail
+    (which one process writes), so a replica restarted on that trail recovers them; nowhere
+    for the memory ledger, whose holds die with the process anyway."""
+    if settings.ledger.backend == "memory":
+        return AdmissionLog(None)
+    return AdmissionLog(trail.with_name(trail.name + ".admissions.jsonl"))
+
+
+def open_journal(settings: Settings, trail: Path) -> UnpostedJournal:
+    """Where this replica keeps the charges its ledger failed to take (beside its trail)."""
+    if settings.ledger.backend == "memory":
+        return UnpostedJournal(None)
+    return UnpostedJournal(trail.with_name(trail.name + ".unposted.jsonl"))
 
 
 def receipt_signer(settings: Settings) -> HmacSha256Signer:
@@ -71,9 +93,23 @@ def receipt_signer(settings: Settings) -> HmacSha256Signer:
     started together from one folder agree on one secret: the first to create the file wins.
     """
     cfg = settings.receipts
-    secret = os.environ.get(cfg.secret_env)
+    return _hmac_signer(cfg.key_id, cfg.secret_env, cfg.path.parent, "receipt signing")
+
+
+def webhook_signer(settings: Settings) -> HmacSha256Signer:
+    """The signer of alert webhooks: a key of its own, never the receipt secret (every webhook
+    receiver holds the key that checks its deliveries; with the receipt secret it could forge
+    receipts). Its secret is found or generated like the receipt secret's."""
+    cfg = settings.alerts
+    return _hmac_signer(
+        cfg.webhook_key_id, cfg.webhook_secret_env, settings.receipts.path.parent, "webhook"
+    )
+
+
+def _hmac_signer(key_id: str, secret_env: str, folder: Path, purpose: str) -> HmacSha256Signer:
+    secret = os.environ.get(secret_env)
     if not secret:
-        key_file = cfg.path.parent / f"{cfg.key_id}.secret"
+        key_file = folder / f"{key_id}.secret"
         if key_file.exists():
             secret = key_file.read_text().strip()
         else:
@@ -81,9 +117,9 @@ def receipt_signer(settings: Settings) -> HmacSha256Signer:
             secret = secret.strip()
             if created:
                 logger.warning(
-                    "no %s set: generated a receipt signing secret in %s", cfg.secret_env, key_file
+                    "no %s set: generated a %s secret in %s", secret_env, purpose, key_file
                 )
-    return HmacSha256Signer(key_id=cfg.key_id, secret=secret)
+    return HmacSha256Signer(key_id=key_id, secret=secret)
 
 
 MAX_TRAIL_SLOTS: Final = 64
@@ -106,13 +142,32 @@ def open_sink(
     if cfg.sink == "memory":
         return MemoryReceiptSink()
     interval = cfg.group_commit_ms / 1000
+    copy = None if cfg.checkpoint_copy is None else CheckpointCopy(_copy_path(settings, path))
     if cfg.sink == "sqlite":
         return SqliteReceiptSink(
-            path, durability=cfg.durability, sync_interval_s=interval, checkpoint_signer=signer
+            path,
+            durability=cfg.durability,
+            sync_interval_s=interval,
+            checkpoint_signer=signer,
+            on_checkpoint=copy,
         )
     return FileReceiptSink(
-        path, durability=cfg.durability, sync_interval_s=interval, checkpoint_signer=signer
+        path,
+        durability=cfg.durability,
+        sync_interval_s=interval,
+        checkpoint_signer=signer,
+        on_checkpoint=copy,
     )
+
+
+def _copy_path(settings: Settings, trail: Path) -> Path:
+    """The checkpoint copy of one trail slot: the configured file for the first, a name of
+    its own beside it for each other (one writer per file)."""
+    copy = settings.receipts.checkpoint_copy
+    assert copy is not None
+    if trail == settings.receipts.path:
+        return copy
+    return copy.with_name(f"{copy.stem}.{trail.name}{copy.suffix}")
 
 
 async def open_trail(settings: Settings, signer: HmacSha256Signer) -> tuple[ReceiptSink, Path]:

@@ -14,6 +14,12 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from aegis.adapters.anthropic import (
+    InvalidRequestBody as AnthropicInvalidBody,
+    TranslationError as AnthropicTranslationError,
+    chat_request_to_anthropic,
+    estimate_messages_request,
+)
 from aegis.adapters.gemini import (
     TranslationError,
     billing_terms as gemini_billing_terms,
@@ -42,6 +48,10 @@ from aegis.adapters.openai import (
     usage_from_responses_object,
 )
 from aegis.core import Permit, SseEvent, Usage, UsageSource
+from aegis.proxy.anthropic_wire import (
+    admit as anthropic_admit,
+    translated_exchange as anthropic_translated_exchange,
+)
 from aegis.proxy.calls import IncomingCall, read_call
 from aegis.proxy.errors import BadRequest
 from aegis.proxy.exchange import Answer, Exchange, StreamObserver
@@ -60,6 +70,9 @@ from aegis.proxy.state import GATE, IDEMPOTENCY, KEYS, RESPONSE_OWNERS, ROUTER, 
 from aegis.proxy.stored_responses import ResponseOwner, ResponseOwners
 
 __all__ = ["routes"]
+
+_ANTHROPIC_DEFAULT_MAX_TOKENS: Final = 4096
+"""``max_tokens`` for a Claude model the price list gives no output limit."""
 
 CHAT: Final = Endpoint(
     path="/chat/completions",
@@ -161,6 +174,8 @@ async def _governed(
                 param="model",
                 code="unsupported_model",
             )
+        if attempt.provider_type == "anthropic":
+            return await _prepare_anthropic(scope, attempt, request_id)
         price = gate.pricing.get(attempt.model)
         model_max = price.max_output_tokens if price is not None else 0
         # A request without an output limit gets the policy's default for the model (the
@@ -315,6 +330,31 @@ async def _prepare_gemini_embeddings(
         attempt, request_id, input_tokens=input_tokens, max_output_tokens=None
     )
     return permit, translated_embeddings_exchange(translated, permit)
+
+
+async def _prepare_anthropic(
+    scope: CallScope, attempt: Attempt, request_id: str
+) -> tuple[Permit, Exchange]:
+    """An OpenAI chat attempt served by Claude, translated both ways."""
+    price = scope.gate.pricing.get(attempt.model)
+    # Anthropic requires max_tokens: without one, the policy's default for the model, else the
+    # model's own output limit, is sent (and is the bound reserved for).
+    model_max = price.max_output_tokens if price is not None and price.max_output_tokens else 0
+    default = scope.policy.default_output_tokens(attempt.model)
+    if default is not None and model_max > 0:
+        default = min(default, model_max)
+    try:
+        translated = chat_request_to_anthropic(
+            scope.call.body,
+            default_max_tokens=default or model_max or _ANTHROPIC_DEFAULT_MAX_TOKENS,
+        )
+        estimate = estimate_messages_request({**translated.body, "model": attempt.model})
+    except (AnthropicTranslationError, AnthropicInvalidBody) as exc:
+        code = getattr(exc, "code", None)
+        raise BadRequest(exc.message, param=exc.param, code=code) from None
+    capability = "llm:stream" if translated.stream else "llm:invoke"
+    permit = await anthropic_admit(scope, attempt, request_id, estimate, capability=capability)
+    return permit, anthropic_translated_exchange(translated, estimate, permit)
 
 
 def _dumps(body: dict[str, Any]) -> bytes:

@@ -21,7 +21,7 @@ from aegis.proxy.exchange import Answer, ErrorReader, Exchange
 from aegis.proxy.forward import passthrough_headers
 from aegis.proxy.routing import is_retryable_status
 
-__all__ = ["Endpoint", "StreamMeter", "openai_exchange", "passthrough_error"]
+__all__ = ["Endpoint", "StreamMeter", "openai_exchange", "openai_failure", "passthrough_error"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +51,28 @@ def passthrough_error(provider: str) -> ErrorReader:
             f"{provider} answered {status}",
             body,
             passthrough_headers(headers),
+            retryable=is_retryable_status(status),
+        )
+
+    return failure
+
+
+ToOpenAI = Callable[[int, bytes, Mapping[str, str]], tuple[int, dict[str, Any]]]
+"""Another provider's error answer (status, body, headers) as an OpenAI status and body."""
+
+
+def openai_failure(provider: str, to_openai: ToOpenAI) -> ErrorReader:
+    """A provider error for an OpenAI client served by another API: translated, with the
+    provider's ``retry-after``."""
+
+    def failure(status: int, body: bytes, headers: Mapping[str, str]) -> Failure:
+        code, data = to_openai(status, body, headers)
+        retry = {k: v for k, v in headers.items() if k.lower() == "retry-after"}
+        return Failure(
+            code,
+            f"{provider} answered {status}",
+            json.dumps(data).encode(),
+            {"Content-Type": "application/json", **retry},
             retryable=is_retryable_status(status),
         )
 

@@ -72,8 +72,23 @@ class Router:
             provider = self.providers.get(name)
             if provider is None or name == owner:
                 continue
-            mapped = policy.routing.fallback_models.get(model, model)
             if provider.type != plan[0].provider_type and not cross_type:
                 continue
-            plan.append(Attempt(name, provider.type, mapped))
+            plan.append(Attempt(name, provider.type, self._fallback_model(model, provider, policy)))
         return plan
+
+    def _fallback_model(self, model: str, provider: ProviderSettings, policy: Policy) -> str:
+        """The model to ask a fallback provider for: ``fallback_models[model]``, followed on
+        (``a -> b -> c``) while the name it gives is priced for another kind of provider, so
+        one table can map a call across OpenAI, Anthropic and Gemini."""
+        mapping = policy.routing.fallback_models
+        current = mapping.get(model, model)
+        seen = {model}
+        while current not in seen:
+            price = self.pricing.get(current)
+            following = mapping.get(current)
+            if price is None or price.provider == provider.type or following is None:
+                return current
+            seen.add(current)
+            current = following
+        return current

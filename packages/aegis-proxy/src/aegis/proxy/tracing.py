@@ -24,7 +24,7 @@ from aegis.proxy.config import ObservabilitySettings
 
 __all__ = ["RequestSpan", "Tracing", "build_tracer_provider"]
 
-_SYSTEMS: Final = {"openai": "openai", "gemini": "gcp.gemini"}
+_SYSTEMS: Final = {"openai": "openai", "gemini": "gcp.gemini", "anthropic": "anthropic"}
 _OPERATIONS: Final = {
     "llm:invoke": "chat",
     "llm:stream": "chat",

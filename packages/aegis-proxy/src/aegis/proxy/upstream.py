@@ -11,9 +11,11 @@ from yarl import URL
 
 from aegis.proxy.config import ProviderSettings, ServerSettings
 
-__all__ = ["Upstream", "open_upstream"]
+__all__ = ["ANTHROPIC_VERSION", "Upstream", "open_upstream"]
 
 _URL_CACHE_SIZE: Final = 256
+ANTHROPIC_VERSION: Final = "2023-06-01"
+"""The ``anthropic-version`` sent to Anthropic when the client named none."""
 
 
 @dataclass(slots=True)
@@ -52,6 +54,10 @@ def open_upstream(provider: ProviderSettings, server: ServerSettings) -> Upstrea
     key = os.environ.get(provider.api_key_env, "")
     if provider.type == "openai":
         headers = {"Authorization": f"Bearer {key}"} if key else {}
+    elif provider.type == "anthropic":
+        headers = {"anthropic-version": ANTHROPIC_VERSION}
+        if key:
+            headers["x-api-key"] = key
     else:
         headers = {"x-goog-api-key": key} if key else {}
     timeout = aiohttp.ClientTimeout(

@@ -7,8 +7,10 @@ Two layers:
   :func:`estimate_count_tokens_request`), the rewrite that carries the permit's output limit
   (:func:`rewrite_messages_request`), usage (:func:`usage_from_message`,
   :func:`usage_from_wire`), the stream meter and reader (:class:`StreamMeter`,
-  :class:`MessagesStreamReader`) and Anthropic's error shape (:func:`error_body`,
-  :func:`parse_error_body`, :func:`error_for`);
+  :class:`MessagesStreamReader`), Anthropic's error shape (:func:`error_body`,
+  :func:`parse_error_body`, :func:`error_for`), and the OpenAI chat-completions translation
+  (:func:`chat_request_to_anthropic`, :func:`anthropic_message_to_chat`,
+  :class:`ChatStreamTranslator`, :func:`openai_error_from_anthropic`);
 * governed calls through ``anthropic.AsyncAnthropic``: :func:`messages_via_gate`,
   :func:`messages_stream_via_gate`, :func:`count_tokens_via_gate`.
 """
@@ -17,6 +19,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .chat_request import AnthropicChatRequest, chat_request_to_anthropic
+from .chat_response import (
+    anthropic_message_to_chat,
+    openai_error_from_anthropic,
+    stop_reason_to_openai,
+)
+from .chat_stream import ChatStreamTranslator
 from .errors import (
     ERROR_STATUS,
     MAX_MESSAGE_CHARS,
@@ -24,6 +33,7 @@ from .errors import (
     AnthropicAdapterError,
     AnthropicErrorInfo,
     InvalidRequestBody,
+    TranslationError,
     WireError,
     WireErrorResponse,
     error_body,
@@ -44,6 +54,7 @@ from .estimate import (
 )
 from .rewrite import MessagesRewrite, rewrite_messages_request
 from .stream import EventKind, MessagesStreamReader, StreamEvent, StreamMeter
+from .terms import WEB_SEARCHES_RESERVED, billing_terms
 from .usage import AnthropicUsage, usage_from_message, usage_from_wire
 
 if TYPE_CHECKING:
@@ -63,6 +74,9 @@ _SDK_BACKED = frozenset(
         "PROVIDER",
         "GovernedMessageStream",
         "GovernedResponse",
+        "anthropic_message_to_chat",
+        "billing_terms",
+        "chat_request_to_anthropic",
         "count_tokens_via_gate",
         "messages_stream_via_gate",
         "messages_via_gate",
@@ -88,9 +102,12 @@ __all__ = [
     "NEAR_RESET_S",
     "PROVIDER",
     "TOOL_SYSTEM_PROMPT_TOKENS_UPPER_BOUND",
+    "WEB_SEARCHES_RESERVED",
     "AnthropicAdapterError",
+    "AnthropicChatRequest",
     "AnthropicErrorInfo",
     "AnthropicUsage",
+    "ChatStreamTranslator",
     "CountTokensEstimate",
     "EventKind",
     "GovernedMessageStream",
@@ -101,8 +118,12 @@ __all__ = [
     "MessagesStreamReader",
     "StreamEvent",
     "StreamMeter",
+    "TranslationError",
     "WireError",
     "WireErrorResponse",
+    "anthropic_message_to_chat",
+    "billing_terms",
+    "chat_request_to_anthropic",
     "count_tokens_via_gate",
     "error_body",
     "error_for",
@@ -111,8 +132,10 @@ __all__ = [
     "estimate_messages_request",
     "messages_stream_via_gate",
     "messages_via_gate",
+    "openai_error_from_anthropic",
     "parse_error_body",
     "rewrite_messages_request",
+    "stop_reason_to_openai",
     "usage_from_message",
     "usage_from_wire",
 ]

@@ -7,6 +7,8 @@ picks its exception class by status. ::
     AegisError(Exception)                                  (aegis.core)
     └── AnthropicAdapterError(AegisError)
         ├── InvalidRequestBody(AnthropicAdapterError, ValueError)   400; .param names the field
+        ├── TranslationError(AnthropicAdapterError, ValueError)     400: an OpenAI chat request
+        │                                                           Claude cannot serve as sent
         └── WireError(AnthropicAdapterError, ValueError)            malformed Anthropic JSON/SSE
 
 Errors raised by the ``anthropic`` SDK are re-raised unchanged by the SDK-backed functions.
@@ -38,6 +40,7 @@ __all__ = [
     "AnthropicAdapterError",
     "AnthropicErrorInfo",
     "InvalidRequestBody",
+    "TranslationError",
     "WireError",
     "WireErrorResponse",
     "error_body",
@@ -77,6 +80,19 @@ class InvalidRequestBody(AnthropicAdapterError, ValueError):
         super().__init__(message)
         self.param = param
         """The offending field, as a path: ``messages.2.content.1.source``."""
+
+
+class TranslationError(AnthropicAdapterError, ValueError):
+    """An OpenAI chat request cannot be expressed as a Messages request (an HTTP 400 to the
+    client)."""
+
+    def __init__(self, message: str, *, param: str, code: str = "unsupported_parameter") -> None:
+        super().__init__(f"{param}: {message}")
+        self.param = param
+        """The offending OpenAI field, as a path: ``messages[2].content[1].type``."""
+        self.code = code
+        """``unsupported_parameter`` (valid OpenAI, no Anthropic equivalent) or
+        ``invalid_value``."""
 
 
 class WireError(AnthropicAdapterError, ValueError):

@@ -18,11 +18,19 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from types import TracebackType
 from typing import Any, Final
 
 import anthropic
-from aegis.core import Gate, GovernedCall, GovernedResponse, Permit, Receipt, Usage, sdk_kwargs
+from aegis.core import (
+    Gate,
+    GovernedCall,
+    GovernedResponse,
+    GovernedStream,
+    Permit,
+    StreamState,
+    Usage,
+    sdk_kwargs,
+)
 from anthropic.types import Message, MessageTokensCount, RawMessageStreamEvent
 
 from .errors import WireError
@@ -156,15 +164,15 @@ async def count_tokens_via_gate(
     return GovernedResponse(result, call.receipt)
 
 
-class _StreamState:
-    __slots__ = ("call", "meter")
+class _StreamState(StreamState):
+    __slots__ = ("meter",)
 
     def __init__(self) -> None:
-        self.call: GovernedCall | None = None
+        super().__init__()
         self.meter: StreamMeter | None = None
 
 
-class GovernedMessageStream:
+class GovernedMessageStream(GovernedStream[RawMessageStreamEvent, _StreamState]):
     """The raw events of a governed Messages stream, as they arrive; settles once, however it
     ends: finished (the reported usage), failed upstream (what was counted, the SDK's error
     propagates), overrun (ended at the last event within the limit), or stopped by the
@@ -174,55 +182,12 @@ class GovernedMessageStream:
     reservation settles at once; an abandoned stream settles when it is collected.
     """
 
-    __slots__ = ("_agen", "_state")
-
-    def __init__(
-        self, agen: AsyncGenerator[RawMessageStreamEvent | None, None], state: _StreamState
-    ) -> None:
-        self._agen = agen
-        self._state = state
-
-    @property
-    def permit(self) -> Permit:
-        """What the Gate admitted (the output limit the request was sent with)."""
-        assert self._state.call is not None
-        return self._state.call.permit
-
-    @property
-    def receipt(self) -> Receipt | None:
-        """The receipt, once the stream has ended or been closed."""
-        assert self._state.call is not None
-        return self._state.call.receipt
+    __slots__ = ()
 
     @property
     def meter(self) -> StreamMeter | None:
         """What the stream reported and showed so far (``None`` before it was read)."""
         return self._state.meter
-
-    def __aiter__(self) -> GovernedMessageStream:
-        return self
-
-    async def __anext__(self) -> RawMessageStreamEvent:
-        event = await self._agen.__anext__()
-        assert event is not None  # only the admission step yields None
-        return event
-
-    async def aclose(self) -> Receipt:
-        """Stop reading: close the upstream response, settle, and return the receipt."""
-        await self._agen.aclose()
-        assert self.receipt is not None
-        return self.receipt
-
-    async def __aenter__(self) -> GovernedMessageStream:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 async def _renew(gate: Gate, permit: Permit) -> None:

@@ -28,7 +28,13 @@ from .embeddings import (
     embeddings_request_to_gemini,
     gemini_embeddings_to_openai,
 )
-from .errors import GeminiAdapterError, ResponseTranslationError, TranslationError, WireError
+from .errors import (
+    GeminiAdapterError,
+    ResponseTranslationError,
+    TranslationError,
+    UnboundedRequest,
+    WireError,
+)
 from .estimate import (
     MEDIA_PART_MIN_TOKENS,
     GenerateEstimate,
@@ -108,6 +114,7 @@ __all__ = [
     "SseParser",
     "StreamUsage",
     "TranslationError",
+    "UnboundedRequest",
     "WireError",
     "billing_terms",
     "chat_completion_to_response",

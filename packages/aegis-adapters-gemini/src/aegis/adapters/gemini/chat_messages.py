@@ -5,12 +5,13 @@ See :mod:`.chat_request` for the decisions where the two APIs differ.
 
 from __future__ import annotations
 
-import json
 import mimetypes
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from ._checks import array, fail, mapping, only_keys, string, unsupported
+from aegis.core import merge_turn, read_function_call, split_data_url
+
+from ._checks import CHECKS, array, fail, mapping, only_keys, string, unsupported
 
 __all__ = ["translate_messages"]
 
@@ -21,19 +22,16 @@ _AUDIO_MIME: Final = {"wav": "audio/wav", "mp3": "audio/mp3"}
 
 
 def _data_url(url: str, param: str) -> dict[str, Any]:
-    if not url.startswith("data:"):
-        if url.startswith(("http://", "https://")):
-            unsupported(
-                param,
-                "Gemini cannot fetch URLs; send the content inline as a data: URL "
-                "(data:<mime type>;base64,<data>)",
-            )
-        fail(param, "must be a data: URL (data:<mime type>;base64,<data>)")
-    header, sep, data = url[5:].partition(",")
-    mime, _, encoding = header.partition(";")
-    if not sep or encoding != "base64" or not mime or not data:
+    if not url.startswith("data:") and url.startswith(("http://", "https://")):
+        unsupported(
+            param,
+            "Gemini cannot fetch URLs; send the content inline as a data: URL "
+            "(data:<mime type>;base64,<data>)",
+        )
+    inline = split_data_url(url)
+    if inline is None:
         fail(param, "must be a base64 data: URL (data:<mime type>;base64,<data>)")
-    return {"inlineData": {"mimeType": mime, "data": data}}
+    return {"inlineData": {"mimeType": inline[0], "data": inline[1]}}
 
 
 def _text_part(part: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -126,25 +124,10 @@ def _tool_calls(calls: Any, where: str, names: dict[str, str]) -> list[dict[str,
     parts = []
     for k, raw in enumerate(array(calls, where)):
         param = f"{where}[{k}]"
-        call = mapping(raw, param)
-        only_keys(call, frozenset({"id", "type", "function", "extra_content"}), param)
-        if call.get("type", "function") != "function":
-            unsupported(f"{param}.type", "only function tool calls are supported")
-        call_id = string(call.get("id"), f"{param}.id")
-        function = mapping(call.get("function"), f"{param}.function")
-        only_keys(function, frozenset({"name", "arguments"}), f"{param}.function")
-        name = string(function.get("name"), f"{param}.function.name")
-        arguments = string(function.get("arguments"), f"{param}.function.arguments")
-        try:
-            args = json.loads(arguments) if arguments.strip() else {}
-        except json.JSONDecodeError:
-            args = None
-        if not isinstance(args, dict):
-            fail(f"{param}.function.arguments", "must be a JSON object")
-        names[call_id] = name
-        part: dict[str, Any] = {"functionCall": {"name": name, "args": args}}
-        extra = call.get("extra_content")
-        google = None if extra is None else mapping(extra, f"{param}.extra_content").get("google")
+        call = read_function_call(CHECKS, raw, param)
+        names[call.id] = call.name
+        part: dict[str, Any] = {"functionCall": {"name": call.name, "args": call.arguments}}
+        google = None if call.extra is None else call.extra.get("google")
         if google is not None:
             google = mapping(google, f"{param}.extra_content.google")
             signature = google.get("thought_signature")
@@ -165,12 +148,7 @@ def translate_messages(
     names: dict[str, str] = {}
 
     def add(role: str, parts: list[dict[str, Any]]) -> None:
-        if not parts:
-            return
-        if contents and contents[-1]["role"] == role:
-            contents[-1]["parts"].extend(parts)
-        else:
-            contents.append({"role": role, "parts": parts})
+        merge_turn(contents, role, parts, "parts")
 
     for i, raw in enumerate(messages):
         where = f"messages[{i}]"

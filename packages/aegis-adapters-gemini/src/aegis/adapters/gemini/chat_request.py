@@ -34,49 +34,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ._checks import array, fail, is_int, mapping, number, only_keys, string, unsupported
+from aegis.core import check_chat_fields, read_chat_options
+
+from ._checks import CHECKS, array, fail, is_int, mapping, number, only_keys, string, unsupported
 from .chat_messages import translate_messages
 from .chat_tools import translate_tool_choice, translate_tools
 
 __all__ = ["GeminiChatRequest", "chat_request_to_gemini"]
 
-_ADVISORY: Final = frozenset(
-    {
-        "user",
-        "safety_identifier",
-        "metadata",
-        "store",
-        "prompt_cache_key",
-        "prompt_cache_retention",
-        "service_tier",
-    }
-)
-_HANDLED: Final = frozenset(
-    {
-        "model",
-        "messages",
-        "stream",
-        "stream_options",
-        "temperature",
-        "top_p",
-        "max_tokens",
-        "max_completion_tokens",
-        "stop",
-        "n",
-        "seed",
-        "response_format",
-        "tools",
-        "tool_choice",
-        "parallel_tool_calls",
-        "presence_penalty",
-        "frequency_penalty",
-        "reasoning_effort",
-        "logprobs",
-        "top_logprobs",
-        "logit_bias",
-        "modalities",
-    }
-)
 _THINKING_BUDGETS: Final = {
     "none": 0,
     "minimal": 1024,
@@ -145,22 +110,11 @@ def _generation_config(request: Mapping[str, Any]) -> dict[str, Any]:
     ):
         if request.get(field) is not None:
             config[key] = number(request[field], field, -2, 2)
-    limits = []
-    for field in ("max_tokens", "max_completion_tokens"):
-        value = request.get(field)
-        if value is not None:
-            if not is_int(value) or value < 1:
-                fail(field, "must be a positive integer")
-            limits.append(value)
-    if limits:
-        config["maxOutputTokens"] = min(limits)
-    stop = request.get("stop")
-    if stop is not None:
-        stops = [stop] if isinstance(stop, str) else list(array(stop, "stop"))
-        for k, s in enumerate(stops):
-            string(s, f"stop[{k}]")
-        if stops:
-            config["stopSequences"] = stops
+    options = read_chat_options(CHECKS, request)
+    if options.max_output_tokens is not None:
+        config["maxOutputTokens"] = options.max_output_tokens
+    if options.stop:
+        config["stopSequences"] = list(options.stop)
     n = request.get("n")
     if n is not None:
         if not is_int(n) or not 1 <= n <= MAX_CANDIDATES:
@@ -183,18 +137,7 @@ def _generation_config(request: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _checkunsupported(request: Mapping[str, Any]) -> None:
-    for key in request:
-        if key not in _HANDLED and key not in _ADVISORY:
-            unsupported(str(key), "is not supported by the Gemini translation")
-    if request.get("logprobs"):
-        unsupported("logprobs", "log probabilities are not translated")
-    if request.get("top_logprobs") is not None:
-        unsupported("top_logprobs", "log probabilities are not translated")
-    if request.get("logit_bias"):
-        unsupported("logit_bias", "Gemini has no logit bias")
-    modalities = request.get("modalities")
-    if modalities is not None and list(array(modalities, "modalities")) != ["text"]:
-        unsupported("modalities", "only text output is supported")
+    check_chat_fields(CHECKS, request, "Gemini")
 
 
 def chat_request_to_gemini(request: Mapping[str, Any]) -> GeminiChatRequest:
@@ -202,14 +145,7 @@ def chat_request_to_gemini(request: Mapping[str, Any]) -> GeminiChatRequest:
     request = mapping(request, "body")
     _checkunsupported(request)
     model = string(request.get("model"), "model")
-    stream = request.get("stream")
-    if stream is not None and not isinstance(stream, bool):
-        fail("stream", "must be a boolean")
-    include_usage = False
-    if request.get("stream_options") is not None:
-        options = mapping(request["stream_options"], "stream_options")
-        only_keys(options, frozenset({"include_usage", "include_obfuscation"}), "stream_options")
-        include_usage = options.get("include_usage") is True
+    options = read_chat_options(CHECKS, request)
     parallel = request.get("parallel_tool_calls")
     if parallel is not None and not isinstance(parallel, bool):
         fail("parallel_tool_calls", "must be a boolean")
@@ -237,8 +173,8 @@ def chat_request_to_gemini(request: Mapping[str, Any]) -> GeminiChatRequest:
     return GeminiChatRequest(
         body=body,
         model=model,
-        stream=stream is True,
-        include_usage=include_usage,
+        stream=options.stream,
+        include_usage=options.include_usage,
         parallel_tool_calls=parallel is not False,
         n=config.get("candidateCount", 1),
     )

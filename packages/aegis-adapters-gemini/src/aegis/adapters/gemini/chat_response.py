@@ -19,12 +19,11 @@
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from aegis.core import Usage
+from aegis.core import Usage, assistant_message, new_call_id, new_completion_id, openai_usage
 
 from .errors import ResponseTranslationError
 from .usage import usage_from_response
@@ -51,15 +50,6 @@ _CONTENT_FILTER: Final = frozenset(
 )
 
 
-def new_completion_id() -> str:
-    """A fresh ``chatcmpl-...`` id."""
-    return "chatcmpl-" + secrets.token_hex(12)
-
-
-def _new_call_id() -> str:
-    return "call_" + secrets.token_hex(12)
-
-
 def finish_reason_to_openai(reason: object, *, called_tools: bool) -> str | None:
     """OpenAI's ``finish_reason`` for a Gemini ``finishReason`` (``None`` while unfinished)."""
     if reason is None:
@@ -73,17 +63,6 @@ def finish_reason_to_openai(reason: object, *, called_tools: bool) -> str | None
     return "tool_calls" if called_tools else "stop"
 
 
-def openai_usage(usage: Usage) -> dict[str, Any]:
-    """OpenAI's ``usage`` object for an Aegis :class:`~aegis.core.Usage`."""
-    return {
-        "prompt_tokens": usage.input_tokens,
-        "completion_tokens": usage.output_tokens,
-        "total_tokens": usage.input_tokens + usage.output_tokens,
-        "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
-        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-    }
-
-
 def tool_call_from_part(part: Mapping[str, Any], index: int | None = None) -> dict[str, Any]:
     """The OpenAI tool call for a part holding ``functionCall`` (``index`` for stream deltas)."""
     call = part["functionCall"]
@@ -93,7 +72,7 @@ def tool_call_from_part(part: Mapping[str, Any], index: int | None = None) -> di
     out: dict[str, Any] = {} if index is None else {"index": index}
     out.update(
         {
-            "id": call_id if isinstance(call_id, str) and call_id else _new_call_id(),
+            "id": call_id if isinstance(call_id, str) and call_id else new_call_id(),
             "type": "function",
             "function": {
                 "name": call["name"],
@@ -162,13 +141,7 @@ def gemini_response_to_chat(
             text = part_text(part)
             if text is not None:
                 texts.append(text)
-        message: dict[str, Any] = {
-            "role": "assistant",
-            "content": "".join(texts) if texts or not calls else None,
-            "refusal": None,
-        }
-        if calls:
-            message["tool_calls"] = calls
+        message = assistant_message(texts, calls)
         index = candidate.get("index", position)
         choices.append(
             {

@@ -12,17 +12,17 @@ OpenAI SDK raises as an ``APIError``.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from aegis.core import SSE_DONE, chat_sse_event, usage_chunk
+
 from .chat_response import (
     candidate_parts,
     finish_reason_to_openai,
     new_completion_id,
-    openai_usage,
     part_text,
     tool_call_from_part,
 )
@@ -32,14 +32,8 @@ from .usage import StreamUsage
 
 __all__ = ["SSE_DONE", "ChatStreamTranslator", "sse_event", "stream_error_event"]
 
-SSE_DONE: Final = b"data: [DONE]\n\n"
-
-
-def sse_event(data: Mapping[str, Any]) -> bytes:
-    """One ``data:`` event carrying ``data`` as JSON."""
-    return (
-        b"data: " + json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
-    )
+sse_event: Final = chat_sse_event
+"""One ``data:`` event carrying its argument as JSON (:func:`aegis.core.chat_sse_event`)."""
 
 
 def stream_error_event(error: GeminiError) -> bytes:
@@ -132,16 +126,7 @@ class ChatStreamTranslator:
         """The chunks that close the stream: the usage chunk, when the client asked for it."""
         if not self.include_usage or self.usage.reported is None:
             return []
-        return [
-            {
-                "id": self.completion_id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "choices": [],
-                "usage": openai_usage(self.usage.reported),
-            }
-        ]
+        return [usage_chunk(self.completion_id, self.created, self.model, self.usage.reported)]
 
     @property
     def is_finished(self) -> bool:

@@ -5,6 +5,8 @@
     AegisError(Exception)                         (aegis.core)
     └── GeminiAdapterError(AegisError)
         ├── TranslationError(GeminiAdapterError, ValueError)   400: .param names the field
+        ├── UnboundedRequest(GeminiAdapterError, ValueError)   400: a field that multiplies
+        │                                                       cost cannot be read as Gemini does
         ├── ResponseTranslationError(GeminiAdapterError)       502: Gemini sent what OpenAI
         │                                                       chat completions cannot express
         └── WireError(GeminiAdapterError, ValueError)          malformed Gemini JSON or SSE
@@ -23,6 +25,7 @@ __all__ = [
     "GeminiAdapterError",
     "ResponseTranslationError",
     "TranslationError",
+    "UnboundedRequest",
     "WireError",
 ]
 
@@ -66,3 +69,15 @@ class ResponseTranslationError(GeminiAdapterError):
 
 class WireError(GeminiAdapterError, ValueError):
     """A Gemini response body or stream is not the JSON the REST API documents."""
+
+
+class UnboundedRequest(GeminiAdapterError, ValueError):
+    """A Gemini request with a field that multiplies its cost (``candidateCount``, output
+    limits, a thinking budget) that cannot be read the way Gemini reads it: its worst case
+    cannot be bounded, so it is refused (an HTTP 400), never defaulted."""
+
+    status_code: int = 400
+
+    def __init__(self, message: str, *, param: str) -> None:
+        super().__init__(f"{param}: {message}")
+        self.param = param

@@ -20,13 +20,19 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
-from types import TracebackType
 from typing import Final
 
 from google import genai
 from google.genai import errors as genai_errors, types
 
-from aegis.core import BillingTerms, Gate, GovernedCall, GovernedResponse, Permit, Receipt
+from aegis.core import (
+    BillingTerms,
+    Gate,
+    GovernedCall,
+    GovernedResponse,
+    GovernedStream as CoreGovernedStream,
+    StreamState,
+)
 
 from ._sdk_wire import embed_body, generate_body, to_wire
 from .estimate import (
@@ -155,68 +161,15 @@ async def generate_content_via_gate(
     return GovernedResponse(response, call.receipt)
 
 
-class _StreamState:
-    __slots__ = ("call",)
+class GovernedStream(CoreGovernedStream[types.GenerateContentResponse, StreamState]):
+    """The chunks of a governed Gemini stream, as they arrive; settles when it ends or is
+    closed (in ``async with``, by :meth:`aclose`, or when collected)."""
 
-    def __init__(self) -> None:
-        self.call: GovernedCall | None = None
-
-
-class GovernedStream:
-    """The chunks of a governed stream, as they arrive; settles when it ends or is closed.
-
-    Use it in ``async with`` (or call :meth:`aclose`) when you may stop early, so the
-    reservation is settled at once; an abandoned stream is settled when it is collected.
-    """
-
-    __slots__ = ("_agen", "_state")
-
-    def __init__(
-        self,
-        agen: AsyncGenerator[types.GenerateContentResponse | None, None],
-        state: _StreamState,
-    ) -> None:
-        self._agen = agen
-        self._state = state
-
-    @property
-    def permit(self) -> Permit:
-        """What the Gate admitted (the output limit the request was sent with)."""
-        assert self._state.call is not None
-        return self._state.call.permit
-
-    @property
-    def receipt(self) -> Receipt | None:
-        """The receipt, once the stream has ended or been closed."""
-        assert self._state.call is not None
-        return self._state.call.receipt
-
-    def __aiter__(self) -> GovernedStream:
-        return self
-
-    async def __anext__(self) -> types.GenerateContentResponse:
-        chunk = await self._agen.__anext__()
-        assert chunk is not None  # only the admission step yields None
-        return chunk
-
-    async def aclose(self) -> None:
-        """Stop reading: close the upstream response and settle what was used so far."""
-        await self._agen.aclose()
-
-    async def __aenter__(self) -> GovernedStream:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+    __slots__ = ()
 
 
 async def _stream(
-    state: _StreamState,
+    state: StreamState,
     *,
     gate: Gate,
     client: genai.Client,
@@ -282,7 +235,7 @@ async def generate_content_stream_via_gate(
     """
     cfg = _config(config)
     estimate, terms = _estimate(gate, client, model, contents, cfg)
-    state = _StreamState()
+    state = StreamState()
     agen = _stream(
         state,
         gate=gate,

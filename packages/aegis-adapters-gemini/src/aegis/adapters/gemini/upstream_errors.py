@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from aegis.core import openai_error_type
+
 __all__ = ["GOOGLE_STATUS", "GeminiError", "openai_error_body", "parse_error_body"]
 
 GOOGLE_STATUS: Final[Mapping[int, str]] = {
@@ -31,14 +33,6 @@ GOOGLE_STATUS: Final[Mapping[int, str]] = {
 }
 """The canonical google.rpc status Gemini uses with each HTTP status."""
 
-_OPENAI_TYPE: Final[Mapping[int, str]] = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    409: "conflict_error",
-    429: "rate_limit_error",
-}
 _MAX_MESSAGE_CHARS: Final = 2_000
 
 
@@ -81,7 +75,7 @@ def parse_error_body(http_status: int, body: bytes | str | Mapping[str, Any]) ->
 def openai_error_body(error: GeminiError) -> tuple[int, dict[str, Any]]:
     """The HTTP status and OpenAI error body to answer an OpenAI client with."""
     status = error.http_status if 400 <= error.http_status <= 599 else 502
-    kind = _OPENAI_TYPE.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    kind = openai_error_type(status)
     return status, {
         "error": {
             "message": error.message,

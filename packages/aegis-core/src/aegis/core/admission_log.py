@@ -1,0 +1,129 @@
+"""Calls admitted and not yet settled: the evidence a crash leaves.
+
+A call is billed by its provider from the moment it is sent. If the process dies (kill -9, a
+power cut) between admission and settlement, the call would have neither receipt nor charge.
+So the Gate writes an admission record (fsynced; concurrent admissions share one fsync)
+before it hands out the permit, and a settled record once the call's receipt is written. A
+Gate that starts over a log with admissions never settled writes their receipts (status
+``cancelled``, charged the reservation: the provider may have billed all of it) and charges
+them (:meth:`Gate.recover_admissions`).
+
+The settled record needs no fsync: if it is lost, the recovery finds the hold already
+resolved in the ledger, and writes nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+__all__ = ["AdmissionLog", "AdmissionRecord"]
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionRecord:
+    """What a receipt and a charge need, for a call admitted and sent."""
+
+    receipt_id: str
+    request_id: str
+    tenant_id: str
+    run_id: str | None
+    provider: str
+    model: str
+    capability: str
+    started_at: float
+    estimated_nanos: int
+    reserved_nanos: int
+    input_tokens: int
+    max_output_tokens: int
+    limited: bool = False
+    body_sha256: str | None = None
+
+
+class AdmissionLog:
+    """Admissions not yet settled, in a durable file (``path=None``: kept nowhere)."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self._open = 0
+        self._queue: list[tuple[bytes, asyncio.Future[None] | None]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    def unsettled(self) -> list[AdmissionRecord]:
+        """Admissions in the file with no settled record (read at startup)."""
+        if self.path is None or not self.path.exists():
+            return []
+        found: dict[str, AdmissionRecord] = {}
+        for line in self.path.read_bytes().split(b"\n"):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a torn last line: that admission was never acknowledged
+            if not isinstance(record, dict):
+                continue
+            op = record.pop("op", None)
+            if op == "admitted":
+                found[record["receipt_id"]] = AdmissionRecord(**record)
+            elif op == "settled":
+                found.pop(record.get("receipt_id", ""), None)
+        return list(found.values())
+
+    async def admitted(self, record: AdmissionRecord) -> None:
+        """Durably record ``record`` (raises ``OSError`` when it cannot be written)."""
+        if self.path is None:
+            return
+        self._open += 1
+        done = asyncio.get_running_loop().create_future()
+        self._enqueue({"op": "admitted", **asdict(record)}, done)
+        await done
+
+    def settled(self, receipt_id: str) -> None:
+        """The call's receipt is written (recorded lazily, without waiting)."""
+        if self.path is None:
+            return
+        self._open = max(0, self._open - 1)
+        self._enqueue({"op": "settled", "receipt_id": receipt_id}, None)
+
+    def _enqueue(self, record: dict[str, object], done: asyncio.Future[None] | None) -> None:
+        line = json.dumps(record, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+        self._queue.append((line, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            # Nothing open once this batch is written: the file starts afresh.
+            restart = self._open == 0 and all(done is None for _, done in batch)
+            sync = any(done is not None for _, done in batch)
+            try:
+                await asyncio.to_thread(self._write, b"".join(b for b, _ in batch), sync, restart)
+            except OSError as exc:
+                for _, done in batch:
+                    if done is not None and not done.done():
+                        done.set_exception(exc)
+                continue
+            for _, done in batch:
+                if done is not None and not done.done():
+                    done.set_result(None)
+
+    def _write(self, data: bytes, sync: bool, restart: bool) -> None:
+        assert self.path is not None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if restart else os.O_APPEND)
+        fd = os.open(self.path, flags, 0o600)
+        try:
+            if not restart:
+                os.write(fd, data)
+            if sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    async def close(self) -> None:
+        """Write what is queued."""
+        if self._flusher is not None:
+            await self._flusher
