@@ -32,11 +32,13 @@ typecheck: install ## mypy --strict only
 test: install system-deps ## install what the tests need, then run the whole suite
 	$(UV) run pytest $(PYTEST_ARGS)
 
-system-deps: ## Debian's Chromium (dashboard), PostgreSQL server (store) and jq (README script) for the tests
+system-deps: ## Debian's Chromium (dashboard), PostgreSQL (store), jq (README script), nodejs and npm (client matrix), the openai npm package
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v jq >/dev/null 2>&1 || missing="$$missing jq"; \
+	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
@@ -45,6 +47,8 @@ system-deps: ## Debian's Chromium (dashboard), PostgreSQL server (store) and jq 
 			echo "missing:$$missing: run 'sudo apt-get install$$missing' (the tests need them)"; exit 1; \
 		fi; \
 	fi
+	@# The openai Node SDK for tests/clients, at the version package-lock.json pins.
+	@cd tests/clients/node && { node installed.cjs || npm ci --no-audit --no-fund --loglevel=error; }
 
 demo: install ## the interactive terminal demo (no API key, no network)
 	$(UV) run python -m demo

@@ -41,6 +41,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _verifier(stack: Stack) -> str:
+    """The verifier as a command that works from the user's shell: ``make demo`` runs inside
+    ``uv run``, whose ``.venv/bin`` is on the demo's PATH but not on the user's afterwards,
+    so the script is named by its path."""
+    script = Path(sys.executable).parent / "aegis-receipts"
+    return stack.shown(script) if script.exists() else f"{sys.executable} -m aegis.core.cli"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     scripted = args.script or not sys.stdin.isatty()
@@ -65,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(
         f"Stopped. The config, ledger, receipts and proxy log stay in {stack.shown(stack.workdir)}"
         f"; verify the trail again with:\n  AEGIS_RECEIPT_KEYS={stack.verify_keys} "
-        f"aegis-receipts verify {stack.shown(stack.receipts_dir)}"
+        f"{_verifier(stack)} verify {stack.shown(stack.receipts_dir)}"
     )
     if args.svg is not None:
         console.save_svg(str(args.svg), title="python -m demo --script")

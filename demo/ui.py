@@ -318,9 +318,15 @@ class Demo:
         """Choose who sends the next prompts."""
         for i, t in enumerate(TENANTS, start=1):
             self.console.print(f"  {i}  {t.tenant_id:<9} {t.blurb}")
-        answer = self.ask("tenant number").strip()
+        answer = self.ask("tenant (number or name)").strip()
+        names = [t.tenant_id for t in TENANTS]
         if answer.isdigit() and 1 <= int(answer) <= len(TENANTS):
-            self.tenant = TENANTS[int(answer) - 1].tenant_id
+            self.tenant = names[int(answer) - 1]
+        elif answer.lower() in names:
+            self.tenant = answer.lower()
+        elif answer:
+            # Said, not silently ignored: the tenant stays what it was.
+            self.console.print(f"No tenant {answer!r}: pick one of {', '.join(names)}.")
         self.console.print(f"Tenant is now [bold]{self.tenant}[/].")
 
     def pick_model(self) -> None:

@@ -58,7 +58,7 @@ def test_budget_refusal_is_a_429_the_sdk_will_not_retry() -> None:
 @pytest.mark.parametrize(
     ("exc", "status", "code"),
     [
-        (PolicyDenied("no", tenant_id="a", reason="model_not_allowed"), 403, "policy_denied"),
+        (PolicyDenied("no", tenant_id="a", reason="model_not_allowed"), 403, "model_not_allowed"),
         (InvalidRequestBody("bad n", param="n"), 400, None),
         (DuplicateRequest("r1", "committed"), 409, "duplicate_request"),
         (LedgerUnavailable("down"), 503, "ledger_unavailable"),

@@ -109,6 +109,13 @@ def test_piped_stdin_runs_the_tour_too(tmp_path: Path) -> None:
     result = run_script(tmp_path, stdin="this is not a terminal\n")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Step 9/9" in result.stdout
+    # The closing hint works from a plain shell, outside `uv run` (no .venv/bin on PATH).
+    hint = result.stdout.split("verify the trail again with:\n", 1)[1].splitlines()[0].strip()
+    verify = subprocess.run(
+        hint, shell=True, cwd=ROOT, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True
+    )
+    assert verify.returncode not in (126, 127), verify.stderr
+    assert "TAMPERED" in verify.stdout + verify.stderr  # the tour ends by tampering
     assert "result:      TAMPERED" in result.stdout
 
 
@@ -173,8 +180,8 @@ def test_the_interactive_menu_in_a_terminal(screen: Screen, tmp_path: Path) -> N
 
     # Pick research, ask for a model it may not use: denied by policy.
     at = screen.choose("1", at)
-    at = screen.wait_for(r"tenant number\s*>", after=at)
-    screen.child.sendline("2")
+    at = screen.wait_for(r"tenant \(number or name\)\s*>", after=at)
+    screen.child.sendline("research")  # a typed name works as well as its number
     at = screen.wait_for(r"Tenant is now research", after=at)
     at = screen.choose("3", at)
     at = screen.wait_for(r"model for research\s*>", after=at)
@@ -187,7 +194,7 @@ def test_the_interactive_menu_in_a_terminal(screen: Screen, tmp_path: Path) -> N
 
     # Back to acme: a streamed prompt, then spend until the hard stop.
     at = screen.choose("1", at)
-    screen.wait_for(r"tenant number\s*>", after=at)
+    screen.wait_for(r"tenant \(number or name\)\s*>", after=at)
     screen.child.sendline("1")
     at = screen.wait_for(r"Tenant is now acme", after=at)
     at = screen.choose("2", at)

@@ -214,6 +214,17 @@ async def test_the_quick_start_curl_and_the_sdks(tmp_path: Path) -> None:
                 assert printed_reply.strip(), name
             assert len(openai_up.fake.requests) == 2
             assert len(gemini_up.fake.requests) == 1
+
+            # The quickstart policy serves the largest models it allows too: gemini-2.5-pro's
+            # worst case at its maximum (65,536 output + thinking tokens) is above the $0.50
+            # run budget; with the policy's default output bound it goes out, bounded.
+            pro = block("genai-sdk").replace("localhost:8787", f"127.0.0.1:{port}")
+            pro = pro.replace('model="gemini-2.5-flash"', 'model="gemini-2.5-pro"')
+            program = tmp_path / "genai-pro.py"
+            program.write_text(f"import os\nAEGIS_KEY = os.environ['AEGIS_KEY']\n{pro}")
+            assert (await run([sys.executable, str(program)], tmp_path, call_env)).strip()
+            sent_config = gemini_up.fake.requests[-1].body["generationConfig"]
+            assert 0 < sent_config["maxOutputTokens"] <= 8192
             (claude_call,) = anthropic_up.fake.requests
             assert claude_call.headers["x-api-key"] == "sk-ant-..."  # the export line's key
         finally:
@@ -221,10 +232,10 @@ async def test_the_quick_start_curl_and_the_sdks(tmp_path: Path) -> None:
             proxy.wait(timeout=30)
             log.close()
 
-    # The SDK calls and the curl call were governed: four receipts under ./.aegis/.
+    # The SDK calls (gemini-2.5-pro's too) and the curl call were governed: five receipts.
     trail = b"".join(p.read_bytes() for p in (tmp_path / ".aegis/receipts").glob("*.jsonl"))
     receipts = [json.loads(r) for r in trail.splitlines() if b'"receipt_id"' in r]
-    assert [(r["tenant_id"], r["status"]) for r in receipts] == [("my-team", "ok")] * 4
+    assert [(r["tenant_id"], r["status"]) for r in receipts] == [("my-team", "ok")] * 5
     assert {r["run_id"] for r in receipts} == {"nightly-report-42", None}
 
 

@@ -2,8 +2,11 @@
 
 It serves ``POST /v1/chat/completions`` (JSON and SSE with ``data: [DONE]`` and the usage chunk
 when ``stream_options.include_usage`` is set), ``POST /v1/responses`` (JSON and named SSE
-events ending in ``response.completed``/``response.incomplete``), ``POST /v1/embeddings``
-(``float`` and ``base64`` encodings) and ``GET /v1/models``. Errors use OpenAI's body
+events ending in ``response.completed``/``response.incomplete``; each response is stored for
+``GET /v1/responses/{id}``), ``POST /v1/responses/input_tokens``, legacy
+``POST /v1/completions`` (``max_tokens`` 16 by default), ``POST /v1/moderations`` (flags
+"kill"), ``POST /v1/embeddings`` (``float`` and ``base64`` encodings) and ``GET /v1/models``.
+Every answer carries an ``x-request-id`` of its own, as OpenAI's do. Errors use OpenAI's body
 ``{"error": {"message", "type", "param", "code"}}`` and status.
 
 Script it per request with :meth:`FakeOpenAI.enqueue`: each request takes the next action (a
@@ -198,6 +201,8 @@ class FakeOpenAI:
         self.known_models: set[str] | None = None
         """When set, other models get 404."""
         self.requests: list[RecordedRequest] = []
+        self.stored: dict[str, dict[str, Any]] = {}
+        """Responses objects by id, as ``GET /v1/responses/{id}`` returns them."""
         self.billed: list[Bill] = []
         """One bill per successful answer started (what a real provider would invoice)."""
         self._queue: deque[Action] = deque()
@@ -674,9 +679,10 @@ async def responses(request: web.Request) -> web.StreamResponse:
         request.app[FAKE].bill(plan)
     rid = request.app[FAKE].next_id("resp")
     status = "incomplete" if plan.finish_reason == "length" else "completed"
+    stored = _response_object(body, plan, rid, status, action.report_usage, action)
+    request.app[FAKE].stored[rid] = stored
     if body.get("stream") is not True:
-        out = _response_object(body, plan, rid, status, action.report_usage, action)
-        return await _answer(request, action, out)
+        return await _answer(request, action, stored)
     writer = _SseWriter(request, action)
     await writer.start()
     for event in _response_events(body, plan, rid, status, action.report_usage, action):
@@ -813,6 +819,108 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
     return web.json_response(out, status=action.status)
 
 
+async def stored_response(request: web.Request) -> web.Response:
+    fake = request.app[FAKE]
+    await _record(request)
+    auth = request.headers.get("Authorization", "")
+    if not auth.startswith("Bearer ") or (fake.api_key and auth != f"Bearer {fake.api_key}"):
+        return _error_response(Fault.unauthorized())
+    stored = fake.stored.get(request.match_info["response_id"])
+    if stored is None:
+        message = f"Response with id '{request.match_info['response_id']}' not found."
+        return _error_response(Fault(404, message, "invalid_request_error", param="response_id"))
+    return web.json_response(stored)
+
+
+async def input_tokens(request: web.Request) -> web.StreamResponse:
+    body, action = await _action(request)
+    if isinstance(action, web.StreamResponse):
+        return action
+    tokens = _count_words(body.get("input")) + _count_words(body.get("instructions")) + 3
+    return web.json_response({"object": "response.input_tokens", "input_tokens": tokens})
+
+
+async def moderations(request: web.Request) -> web.StreamResponse:
+    fake = request.app[FAKE]
+    recorded = await _record(request)
+    body = recorded.body
+    auth = request.headers.get("Authorization", "")
+    if not auth.startswith("Bearer ") or (fake.api_key and auth != f"Bearer {fake.api_key}"):
+        return _error_response(Fault.unauthorized())
+    raw = body.get("input") if isinstance(body, dict) else None
+    inputs = [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else []
+    if not inputs:
+        return _error_response(Fault.bad_request("'input' must not be empty", param="input"))
+    categories = ("harassment", "hate", "self-harm", "sexual", "violence")
+    results = [
+        {
+            "flagged": "kill" in str(text).lower(),
+            "categories": {c: c == "violence" and "kill" in str(text).lower() for c in categories},
+            "category_scores": {
+                c: 0.9 if "kill" in str(text).lower() else 0.01 for c in categories
+            },
+        }
+        for text in inputs
+    ]
+    model = body.get("model") or "omni-moderation-latest"
+    return web.json_response({"id": fake.next_id("modr"), "model": model, "results": results})
+
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    """The legacy completions API: ``choices[].text``, ``max_tokens`` 16 when absent."""
+    body, action = await _action(request)
+    if isinstance(action, web.StreamResponse):
+        return action
+    prompt = body.get("prompt", "")
+    prompts = [prompt] if isinstance(prompt, str) else prompt
+    n = body.get("n") or 1
+    limit = _limit(body, "max_tokens")
+    plan = _plan(
+        action, prompt_words=_count_words(prompts), limit=16 if limit is None else limit, n=n
+    )
+    fake = request.app[FAKE]
+    base = {
+        "id": fake.next_id("cmpl"),
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": body["model"],
+    }
+    if body.get("stream") is True:
+        writer = _SseWriter(request, action)
+        await writer.start()
+        for piece in plan.pieces:
+            for i in range(n):
+                choice = {"index": i, "text": piece, "logprobs": None, "finish_reason": None}
+                if not await writer.send({**base, "choices": [choice]}):
+                    return await writer.finish()
+        for i in range(n):
+            done = {"index": i, "text": "", "logprobs": None, "finish_reason": plan.finish_reason}
+            if not await writer.send({**base, "choices": [done]}):
+                return await writer.finish()
+        options = body.get("stream_options") or {}
+        if options.get("include_usage") is True and action.report_usage:
+            usage = plan.chat_usage()
+            if not await writer.send({**base, "choices": [], "usage": usage}):
+                return await writer.finish()
+        await writer.send("[DONE]")
+        return await writer.finish()
+    out: dict[str, Any] = {
+        **base,
+        "choices": [
+            {"index": i, "text": plan.text, "logprobs": None, "finish_reason": plan.finish_reason}
+            for i in range(n)
+        ],
+    }
+    if action.report_usage:
+        out["usage"] = plan.chat_usage()
+    return web.json_response(out, status=action.status)
+
+
+async def _request_id(request: web.Request, response: web.StreamResponse) -> None:
+    # OpenAI names every answer with its own id (the SDK shows it as `request_id`).
+    response.headers["x-request-id"] = f"req_{request.app[FAKE].next_id('up')}"
+
+
 async def models(request: web.Request) -> web.Response:
     fake = request.app[FAKE]
     names = sorted(fake.known_models or {"gpt-4o-mini", "gpt-4o", "text-embedding-3-small"})
@@ -858,6 +966,11 @@ def create_app(fake: FakeOpenAI | None = None) -> web.Application:
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/responses", responses)
     app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_post("/v1/completions", completions)
+    app.router.add_post("/v1/moderations", moderations)
+    app.router.add_post("/v1/responses/input_tokens", input_tokens)
+    app.router.add_get("/v1/responses/{response_id}", stored_response)
+    app.on_response_prepare.append(_request_id)
     app.router.add_get("/v1/models", models)
     app.router.add_post("/_fake/enqueue", control_enqueue)
     app.router.add_put("/_fake/default", control_default)

@@ -12,7 +12,7 @@ import openai
 import pytest
 from fakes.openai_upstream import FakeUpstream
 from fakes.proxy_harness import KEY, OTHER_KEY, Proxy
-from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
+from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
 
 from aegis.proxy import Settings
 
@@ -105,7 +105,9 @@ async def test_dashboard_shows_what_the_admin_api_returns(
     page.on("console", on_console)
     page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
     await _open(page, proxy.url + "/dashboard?refresh=1", admin_key)
-    await page.wait_for_function("document.getElementById('status').dataset.loaded === 'true'")
+    # Selectors and expect(), never string predicates: Playwright polls those with eval, which
+    # the dashboard's CSP forbids (the wait then fails whenever its first check is too early).
+    await page.wait_for_selector("#status[data-loaded='true']", state="attached")
     await page.wait_for_selector("[data-field=trail-state]")
 
     _, usage = await get_json(proxy, "/admin/usage", admin_key)
@@ -156,16 +158,13 @@ async def test_dashboard_shows_what_the_admin_api_returns(
         model="gpt-4o", messages=[{"role": "user", "content": "more"}], max_tokens=30
     )
     _, after = await get_json(proxy, "/admin/usage/beta", admin_key)
-    await page.wait_for_function(
-        "spend => document.querySelector(\"[data-tenant='beta'] [data-field=spend]\")"
-        ".textContent === spend",
-        arg=after["since_start"]["spend_usd"],
-    )
+    spend = page.locator("[data-tenant='beta'] [data-field=spend]")
+    await expect(spend).to_have_text(after["since_start"]["spend_usd"])
     assert await _texts(page, "[data-tenant=beta] [data-field=requests]") == ["2"]
 
     # The key lives in this tab's sessionStorage: a reload needs no login.
     await page.reload()
-    await page.wait_for_function("document.getElementById('status').dataset.loaded === 'true'")
+    await page.wait_for_selector("#status[data-loaded='true']", state="attached")
     assert await page.locator("#login").is_hidden()
 
     screenshot = tmp_path / "dashboard.png"
@@ -186,7 +185,7 @@ async def test_dashboard_refuses_a_tenant_key(
     proxy = await start_proxy(settings_for(tmp_path, openai_upstream))
     page = await browser.new_page()
     await _open(page, proxy.url + "/dashboard", KEY)
-    await page.wait_for_function("document.getElementById('login-error').textContent !== ''")
+    await expect(page.locator("#login-error")).not_to_have_text("")
     assert await page.text_content("#login-error") == "tenant keys cannot use the admin API"
     assert await page.locator("#main").is_hidden()
     assert await page.locator("[data-tenant]").count() == 0

@@ -103,9 +103,10 @@ async def test_gemini_budget_denial_reaches_the_sdk_before_any_upstream_call(
         await genai_client(proxy).aio.models.generate_content(
             model="gemini-2.5-pro", contents="write a novel"
         )
-    assert info.value.code == 429
-    assert info.value.status == "RESOURCE_EXHAUSTED"  # Google's error shape on Google's routes
-    assert "budget" in (info.value.message or "")
+    # Google's error shape on Google's routes, and a status Google's clients never retry.
+    assert info.value.code == 400
+    assert info.value.status == "FAILED_PRECONDITION"
+    assert "budget stop" in (info.value.message or "")
     assert gemini_upstream.fake.requests == []
 
 

@@ -179,15 +179,19 @@ async def test_streams_without_their_final_usage_are_charged_the_reservation(
     await books_balance(proxy)
 
 
-async def test_a_response_without_usage_is_charged_its_reservation(
+async def test_a_response_without_usage_is_charged_what_was_counted(
     tmp_path: Path, openai_upstream: FakeUpstream, start_proxy: StartProxy
 ) -> None:
+    # As a stream without its usage chunk: the input bound plus the counted output (at most
+    # the limit), never the whole reservation.
     proxy = await start_proxy(make_settings(tmp_path, openai_upstream, budgets=BUDGET))
     openai_upstream.fake.enqueue(Reply(report_usage=False))
     await proxy.client().chat.completions.create(model="gpt-4o-mini", messages=MSGS, max_tokens=50)
     (receipt,) = receipts(proxy)
-    assert receipt.usage_source == "reservation"
-    assert receipt.actual_usd == receipt.reserved_usd
+    assert receipt.usage_source == "counted"
+    assert 0 < parse_usd(receipt.actual_usd) <= parse_usd(receipt.reserved_usd)
+    assert receipt.usage is not None
+    assert receipt.usage.output_tokens <= 50
     await books_balance(proxy)
 
 

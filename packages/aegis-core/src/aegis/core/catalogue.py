@@ -137,6 +137,14 @@ _OPENAI_EMBEDDINGS: Final = (
     ("text-embedding-ada-002", "0.10", 8_191),
 )
 
+# Moderation is free at OpenAI; priced at zero so the Gate can admit (and receipt) it.
+_OPENAI_MODERATION: Final = (
+    ("omni-moderation-latest", "0", 32_768),
+    ("omni-moderation-2024-09-26", "0", 32_768),
+    ("text-moderation-latest", "0", 32_768),
+    ("text-moderation-stable", "0", 32_768),
+)
+
 _OPENAI_ALIASES: Final = {
     "gpt-5.1-2025-11-13": "gpt-5.1",
     "gpt-5.1-chat-latest": "gpt-5-chat-latest",
@@ -218,7 +226,7 @@ def _openai_prices() -> list[ModelPrice]:
             context_window=ctx,
             service_tiers=(("batch", HALF),),
         )
-        for m, i, ctx in _OPENAI_EMBEDDINGS
+        for m, i, ctx in (*_OPENAI_EMBEDDINGS, *_OPENAI_MODERATION)
     ]
     return prices
 

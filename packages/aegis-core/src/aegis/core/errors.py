@@ -63,6 +63,10 @@ __all__ = [
 class AegisError(Exception):
     """Root of every error raised by Aegis."""
 
+    receipt_id: str | None = None
+    """Set by the Gate on a refusal it receipted: the id of that ``denied`` receipt (so the
+    answer to the refused call can name it)."""
+
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message

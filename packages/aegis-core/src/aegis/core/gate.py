@@ -252,15 +252,12 @@ class Gate:
     async def _refuse(
         self, subject: CallSubject, error: AegisError, policy: Policy | None, estimated: int
     ) -> None:
-        """The one place a refusal is receipted."""
+        """The one place a refusal is receipted; the error then names its receipt."""
         reason, budget = admission.refusal(error)
-        outcome = Outcome(
-            decision=Decision(False, reason, budget),
-            status="denied",
-            estimated=estimated,
-            error=error.message,
-        )
-        await self.trail.write(self.trail.receipt(subject, outcome, policy, self.pricing))
+        denied = Decision(False, reason, budget)
+        outcome = Outcome(denied, "denied", estimated=estimated, error=error.message)
+        receipt = await self.trail.write(self.trail.receipt(subject, outcome, policy, self.pricing))
+        error.receipt_id = receipt.receipt_id  # once written: never an id that does not exist
 
     # -- settlement ----------------------------------------------------------------------
 

@@ -11,8 +11,10 @@ import os
 import sys
 from contextlib import suppress
 from pathlib import Path
+from typing import Final
 
 from aiohttp import web
+from yarl import URL
 
 from aegis.core import AegisError, compare_price_file
 from aegis.proxy import store_cli
@@ -46,6 +48,36 @@ def _settings(config: str | None) -> Settings:
     return settings_from_env()
 
 
+_LOOPBACK: Final = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
+
+
+def _shown(url: URL) -> str:
+    """The URL without any user or password in it."""
+    return str(url.with_user(None)) if url.user or url.password else str(url)
+
+
+def _upstreams_ok(settings: Settings, host: str, port: int, *, announce: bool) -> bool:
+    """Say where each provider is (an upstream taken from the environment is never a
+    surprise); ``False`` when one is this proxy itself."""
+    for provider in settings.providers.values():
+        url = URL(provider.base_url)
+        if url.port == port and url.host in {host, *_LOOPBACK}:
+            # OPENAI_BASE_URL set for a client of this proxy, then inherited by the proxy.
+            print(
+                f"aegis-proxy: provider {provider.name!r} would call this proxy itself "
+                f"({_shown(url)}); set its base_url in the config, or unset "
+                f"{provider.type.upper()}_BASE_URL for the proxy",
+                file=sys.stderr,
+            )
+            return False
+        if announce:
+            print(
+                f"aegis-proxy: provider {provider.name} ({provider.type}) -> {_shown(url)}",
+                file=sys.stderr,
+            )
+    return True
+
+
 def serve(
     config: str | None,
     host: str | None,
@@ -63,6 +95,9 @@ def serve(
     count = count or default_workers()
     host = host or settings.server.host
     port = port if port is not None else settings.server.port
+    # Workers (started with --reuse-port) check again but do not repeat the announcement.
+    if not _upstreams_ok(settings, host, port, announce=not reuse_port):
+        return 2
     if count > 1:
         if port == 0:
             print("aegis-proxy: --workers needs a fixed --port", file=sys.stderr)

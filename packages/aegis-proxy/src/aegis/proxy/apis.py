@@ -19,16 +19,25 @@ from aiohttp import web
 from aegis.adapters.anthropic import error_body as anthropic_error_body, error_type_for_status
 from aegis.adapters.gemini import GOOGLE_STATUS
 
-__all__ = ["ANTHROPIC", "API", "GOOGLE", "OPENAI", "ClientApi", "api_of"]
+__all__ = ["ANTHROPIC", "API", "GOOGLE", "OPENAI", "REQUEST_ID", "ClientApi", "api_of"]
 
 
 class ClientApi(Protocol):
     """How one API lays out an error."""
 
     name: str
+    budget_stop: tuple[int, str | None]
+    """The status (and google.rpc status name) of a budget stop: one its clients never retry."""
 
     def error_body(
-        self, status: int, message: str, *, type: str, code: str | None, param: str | None
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str,
+        code: str | None,
+        param: str | None,
+        status_name: str | None = None,
     ) -> bytes: ...
 
     def stream_error(self, status: int, message: str) -> bytes:
@@ -38,9 +47,20 @@ class ClientApi(Protocol):
 
 class _OpenAI:
     name = "openai"
+    budget_stop: tuple[int, str | None] = (
+        429,
+        None,
+    )  # with x-should-retry: false, which OpenAI's SDKs obey
 
     def error_body(
-        self, status: int, message: str, *, type: str, code: str | None, param: str | None
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str,
+        code: str | None,
+        param: str | None,
+        status_name: str | None = None,
     ) -> bytes:
         error = {"message": message, "type": type, "param": param, "code": code}
         return json.dumps({"error": error}).encode()
@@ -53,11 +73,23 @@ class _OpenAI:
 
 class _Google:
     name = "google"
+    budget_stop: tuple[int, str | None] = (
+        400,
+        "FAILED_PRECONDITION",
+    )  # Google's clients retry every 429
 
     def error_body(
-        self, status: int, message: str, *, type: str, code: str | None, param: str | None
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str,
+        code: str | None,
+        param: str | None,
+        status_name: str | None = None,
     ) -> bytes:
-        error = {"code": status, "message": message, "status": GOOGLE_STATUS.get(status, "UNKNOWN")}
+        name = status_name or GOOGLE_STATUS.get(status, "UNKNOWN")
+        error = {"code": status, "message": message, "status": name}
         return json.dumps({"error": error}).encode()
 
     def stream_error(self, status: int, message: str) -> bytes:
@@ -67,9 +99,18 @@ class _Google:
 
 class _Anthropic:
     name = "anthropic"
+    # Unused: budget stops on the Messages routes are worded by the Anthropic adapter.
+    budget_stop: tuple[int, str | None] = (429, None)
 
     def error_body(
-        self, status: int, message: str, *, type: str, code: str | None, param: str | None
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str,
+        code: str | None,
+        param: str | None,
+        status_name: str | None = None,
     ) -> bytes:
         # Anthropic's SDKs pick the exception by status; the type is the one it pairs with it.
         body = anthropic_error_body(error_type_for_status(status), message)
@@ -87,6 +128,9 @@ ANTHROPIC: Final[ClientApi] = _Anthropic()
 
 API: web.RequestKey[ClientApi] = web.RequestKey("api")
 """Set by a handler to the API it serves (OpenAI's when unset)."""
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
+"""The request's id (the client's ``x-request-id``, else one the proxy made), set before any
+handler runs: every answer carries it, errors too."""
 
 _GEMINI_PATH: Final = re.compile(r"^/(v1beta|v1alpha|v1)/models/[^/]+:")
 _ANTHROPIC_PATH: Final = re.compile(r"^/v1/messages(/|$)")

@@ -16,6 +16,7 @@ from aegis.core.recovery import post_all_owed, recover_admissions
 from aegis.proxy import (
     admin,
     anthropic_api,
+    free_api,
     gemini_api,
     health,
     metrics_api,
@@ -46,10 +47,12 @@ from aegis.proxy.state import (
     IDEMPOTENCY,
     KEYS,
     POLICIES,
+    RESPONSE_OWNERS,
     ROUTER,
     SETTINGS,
     UPSTREAMS,
 )
+from aegis.proxy.stored_responses import ResponseOwners
 from aegis.proxy.upstream import open_upstream
 
 __all__ = ["apply_settings", "create_app"]
@@ -156,6 +159,7 @@ def create_app(settings: Settings) -> web.Application:
     else:
         app[IDEMPOTENCY] = IdempotencyStore()
     app.on_cleanup.append(_close_idempotency)
+    app[RESPONSE_OWNERS] = ResponseOwners()
     operator = app[OPERATOR] = Operator(settings, pricing)
     app[CONTROL].on_tenant = operator.stats.remember_tenant
     apply_settings(app, settings)
@@ -172,6 +176,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(health.routes())
     app.add_routes(openai_api.routes())
     app.add_routes(gemini_api.routes())
+    app.add_routes(free_api.routes())
     app.add_routes(anthropic_api.routes())
     app.add_routes(usage_api.routes())
     app.add_routes(admin.routes())

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from aiohttp import web
 
-from aegis.core import KeyScope, new_id
-from aegis.proxy.errors import BadRequest, PayloadTooLarge
+from aegis.core import KeyScope
+from aegis.proxy.apis import REQUEST_ID
+from aegis.proxy.errors import MAX_ID_LENGTH, BadRequest, PayloadTooLarge
 from aegis.proxy.state import KEYS, SETTINGS
 
-__all__ = ["IncomingCall", "read_call"]
-
-_MAX_ID_LENGTH: Final = 200
+__all__ = ["IncomingCall", "read_call", "request_id_of"]
 
 
 @dataclass(slots=True)
@@ -36,9 +35,15 @@ def _header_id(request: web.Request, name: str) -> str | None:
     value = request.headers.get(name)
     if value is None:
         return None
-    if not value or len(value) > _MAX_ID_LENGTH or not value.isprintable():
-        raise BadRequest(f"{name} must be 1-{_MAX_ID_LENGTH} printable characters", param=name)
+    if not value or len(value) > MAX_ID_LENGTH or not value.isprintable():
+        raise BadRequest(f"{name} must be 1-{MAX_ID_LENGTH} printable characters", param=name)
     return value
+
+
+def request_id_of(request: web.Request) -> str:
+    """The request's id: the client's ``x-request-id`` (400 when unusable), else the one the
+    error middleware made for every answer to carry."""
+    return _header_id(request, "x-request-id") or request[REQUEST_ID]
 
 
 async def read_call(request: web.Request) -> IncomingCall:
@@ -66,7 +71,7 @@ async def read_call(request: web.Request) -> IncomingCall:
     return IncomingCall(
         tenant_id=identity.tenant_id,
         key=identity.key,
-        request_id=_header_id(request, "x-request-id") or new_id(),
+        request_id=request_id_of(request),
         run_id=_header_id(request, "x-run-id"),
         raw=raw,
         body=body,

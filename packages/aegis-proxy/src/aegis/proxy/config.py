@@ -28,6 +28,7 @@ __all__ = [
     "Settings",
     "StoreSettings",
     "TenantSettings",
+    "default_base_url",
     "load_settings",
     "settings_from_env",
 ]
@@ -330,8 +331,22 @@ def load_settings(path: str | Path) -> Settings:
     return parse_settings(data, source=path)
 
 
-def parse_settings(data: Mapping[str, Any], *, source: Path | None = None) -> Settings:
-    """Validate already-parsed config data (paths resolve against the file's folder)."""
+def default_base_url(kind: str, environ: Mapping[str, str]) -> str:
+    """Where a provider of ``kind`` is when the config does not say: ``OPENAI_BASE_URL`` /
+    ``GEMINI_BASE_URL`` (as the SDKs read them), else the public API."""
+    return environ.get(f"{kind.upper()}_BASE_URL") or DEFAULT_BASE_URLS[kind]
+
+
+def parse_settings(
+    data: Mapping[str, Any],
+    *,
+    source: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Validate already-parsed config data (paths resolve against the file's folder; a
+    provider without ``base_url`` takes ``OPENAI_BASE_URL``/``GEMINI_BASE_URL`` from
+    ``environ``, the process's environment by default)."""
+    env = os.environ if environ is None else environ
     r = _Reader(source.parent if source else Path.cwd())
     r.known(data, "(top level)", frozenset({*_SECTIONS, "providers", "tenants"}))
     for section, keys in _SECTIONS.items():
@@ -407,7 +422,7 @@ def parse_settings(data: Mapping[str, Any], *, source: Path | None = None) -> Se
         kind = r.choice(body, "type", where, PROVIDER_TYPES, "openai")
         if "type" not in body:
             r.problem(f"{where}.type", 'is required ("openai", "gemini" or "anthropic")')
-        base_url = r.typed(body, "base_url", where, str, DEFAULT_BASE_URLS[kind])
+        base_url = r.typed(body, "base_url", where, str, default_base_url(kind, env))
         if not base_url.startswith(("http://", "https://")):
             r.problem(f"{where}.base_url", f"must be an http(s) URL, got {base_url!r}")
         models = r.typed(body, "models", where, list, [])
@@ -614,7 +629,7 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
         kind: ProviderSettings(
             name=kind,
             type=kind,
-            base_url=(env.get(f"{kind.upper()}_BASE_URL") or DEFAULT_BASE_URLS[kind]).rstrip("/"),
+            base_url=default_base_url(kind, env).rstrip("/"),
             api_key_env=DEFAULT_KEY_ENVS[kind],
         )
         for kind in PROVIDER_TYPES

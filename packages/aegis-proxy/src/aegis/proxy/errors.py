@@ -15,10 +15,12 @@
         └── UpstreamUnavailable  502/503/504 when every provider failed
 
 Errors of aegis-core map as :func:`aegis.adapters.openai.error_for` classifies them
-(``BudgetExceeded`` → 429 with ``x-should-retry: false``, ``Denied`` → 403,
-``DuplicateRequest`` → 409, ledger or receipt trouble → 503). The body is laid out in the
-caller's API (:mod:`aegis.proxy.apis`): OpenAI's ``{"error": {message, type, param, code}}``,
-Google's on the Gemini routes, Anthropic's on the Messages routes (where refusals map as
+(``BudgetExceeded`` → 429 with ``x-should-retry: false``, on the Gemini routes 400
+``FAILED_PRECONDITION``, which Google's clients do not retry (see :mod:`aegis.proxy.apis`);
+``Denied`` → 403, ``DuplicateRequest`` → 409, ledger or receipt trouble → 503). The body is
+laid out in the caller's API (:mod:`aegis.proxy.apis`): OpenAI's
+``{"error": {message, type, param, code}}``, Google's on the Gemini routes, Anthropic's on
+the Messages routes (where refusals map as
 :func:`aegis.adapters.anthropic.error_for` classifies them: a budget stop is ``429
 rate_limit_error`` naming the budget, ``x-should-retry: false``, ``retry-after`` only when the
 budget resets within the hour). The control-plane store's errors map as ``NotInStore`` →
@@ -29,6 +31,7 @@ policy (``PolicyError``) → 400 naming the field (``policy.<field>``).
 from __future__ import annotations
 
 import logging
+from typing import Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -38,15 +41,18 @@ from aegis.adapters.openai import error_for
 from aegis.core import (
     AegisError,
     AlreadyInStore,
+    BudgetExceeded,
     InvalidRequest,
     NotInStore,
     PolicyError,
     StoreUnavailable,
     VersionConflict,
+    new_id,
 )
-from aegis.proxy.apis import ANTHROPIC, OPENAI, ClientApi, api_of
+from aegis.proxy.apis import ANTHROPIC, OPENAI, REQUEST_ID, ClientApi, api_of
 
 __all__ = [
+    "MAX_ID_LENGTH",
     "BadRequest",
     "ConfigProblems",
     "Conflict",
@@ -63,6 +69,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+MAX_ID_LENGTH: Final = 200
+"""The longest ``x-request-id`` / ``x-run-id`` taken from a client."""
 
 
 class ProxyError(AegisError):
@@ -132,9 +141,11 @@ class UpstreamUnavailable(HttpError):
 
     type = "upstream_error"
 
-    def __init__(self, message: str, *, status: int = 502) -> None:
+    def __init__(self, message: str, *, status: int = 502, receipt_id: str | None = None) -> None:
         super().__init__(message, code="upstream_unavailable")
         self.status = status
+        self.receipt_id = receipt_id
+        """The last attempt's receipt."""
 
 
 def error_response(
@@ -146,9 +157,12 @@ def error_response(
     code: str | None = None,
     headers: dict[str, str] | None = None,
     api: ClientApi | None = None,
+    status_name: str | None = None,
 ) -> web.Response:
     """An error answer laid out in ``api`` (OpenAI's by default)."""
-    body = (api or OPENAI).error_body(status, message, type=type, code=code, param=param)
+    body = (api or OPENAI).error_body(
+        status, message, type=type, code=code, param=param, status_name=status_name
+    )
     return web.Response(status=status, body=body, content_type="application/json", headers=headers)
 
 
@@ -198,28 +212,49 @@ def response_for(exc: AegisError, api: ClientApi) -> web.Response:
             headers=dict(wire.headers),
         )
     reply = error_for(exc)
+    status, status_name = reply.status, None
+    if isinstance(exc, BudgetExceeded):
+        # Each API's clients have their own retry rules: the answer none of them retries.
+        status, status_name = api.budget_stop
     return error_response(
-        reply.status,
+        status,
         reply.message,
         type=reply.type,
         code=reply.code,
         param=reply.param,
         headers=dict(reply.headers),
         api=api,
+        status_name=status_name,
     )
 
 
 _HTTP_TYPES = {404: "not_found_error", 405: "invalid_request_error", 413: "invalid_request_error"}
 
 
+def _request_id(request: web.Request) -> str:
+    """The client's ``x-request-id`` when it is usable, else a new one (a bad one is refused
+    with 400 by the handler, and that answer still needs an id)."""
+    value = request.headers.get("x-request-id")
+    if value and len(value) <= MAX_ID_LENGTH and value.isprintable():
+        return value
+    return new_id()
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn every error into the caller's API's error shape. The client's ``x-request-id`` is
-    echoed on errors too."""
+    """Turn every error into the caller's API's error shape. Every answer made here carries
+    the request's ``x-request-id`` and, when the refusal was receipted, ``x-aegis-receipt-id``
+    (the Gate writes a receipt for every refusal it makes)."""
+    request_id = request[REQUEST_ID] = _request_id(request)
+    receipt_id: str | None = None
     try:
-        return await handler(request)
+        answer = await handler(request)
+        if not answer.prepared and "x-request-id" not in answer.headers:
+            answer.headers["x-request-id"] = request_id  # the proxy's own answers too
+        return answer
     except AegisError as exc:
         response = response_for(exc, api_of(request))
+        receipt_id = exc.receipt_id
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -234,7 +269,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         logger.exception("unhandled error on %s", request.path)
         response = error_response(500, "internal error", type="server_error", api=api_of(request))
-    request_id = request.headers.get("x-request-id")
-    if request_id and len(request_id) <= 200 and request_id.isprintable():
-        response.headers["x-request-id"] = request_id
+    response.headers["x-request-id"] = request_id
+    if receipt_id is not None:
+        response.headers["x-aegis-receipt-id"] = receipt_id
     return response

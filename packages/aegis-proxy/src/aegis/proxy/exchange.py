@@ -71,6 +71,10 @@ class Exchange:
     client_error: ErrorReader
     observer: Callable[[], StreamObserver] | None = None
     """Set for a streamed call."""
+    method: str = "POST"
+    """``GET`` to read what the provider keeps (a stored response), with no body."""
+    stream_content_type: str = "text/event-stream"
+    """What the client's stream is (Gemini's without ``alt=sse``: one JSON array)."""
     headers: Mapping[str, str] | None = None
     """Request headers of this call on top of the upstream's own (Anthropic's
     ``anthropic-version`` and ``anthropic-beta`` as the client sent them)."""

@@ -25,7 +25,13 @@ from aegis.proxy.state import SETTINGS
 from aegis.proxy.timing import first_chunk, upstream_sent
 from aegis.proxy.upstream import Upstream
 
-__all__ = ["Streamed", "forward", "passthrough_headers", "success_headers"]
+__all__ = [
+    "UPSTREAM_REQUEST_ID",
+    "Streamed",
+    "forward",
+    "passthrough_headers",
+    "success_headers",
+]
 
 # Hop-by-hop and length headers are the proxy's own business, not the upstream's.
 _DROP_HEADERS: Final = frozenset(
@@ -39,6 +45,8 @@ _DROP_HEADERS: Final = frozenset(
         "server",
     }
 )
+UPSTREAM_REQUEST_ID: Final = "x-upstream-request-id"
+"""Where the provider's own request id goes (what its support asks for)."""
 _CLIENT_GONE: Final = (ConnectionResetError, aiohttp.ClientConnectionResetError)
 
 
@@ -63,7 +71,16 @@ class Streamed:
 
 
 def passthrough_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in headers.items() if k.lower() not in _DROP_HEADERS}
+    """The provider's headers a client may see. Its ``x-request-id`` moves to
+    ``x-upstream-request-id``: the client gets one ``x-request-id``, the proxy's."""
+    kept: dict[str, str] = {}
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower == "x-request-id":
+            kept[UPSTREAM_REQUEST_ID] = value
+        elif lower not in _DROP_HEADERS:
+            kept[name] = value
+    return kept
 
 
 def success_headers(call: IncomingCall, receipt_id: str, cost_usd: str | None) -> dict[str, str]:
@@ -89,8 +106,11 @@ async def forward(
         headers = upstream.json_headers
         if exchange.headers:
             headers = {**headers, **exchange.headers}
-        response = await upstream.session.post(
-            upstream.url(exchange.path), data=exchange.payload, headers=headers
+        response = await upstream.session.request(
+            exchange.method,
+            upstream.url(exchange.path),
+            data=exchange.payload or None,
+            headers=headers,
         )
     except aiohttp.ClientConnectorError as exc:
         owner.unreachable(f"{type(exc).__name__} from {name}")
@@ -177,8 +197,11 @@ async def _pump(
     permit = owner.permit
     owner.streaming(lambda completed: observer.usage(permit.input_tokens, completed))
     out = web.StreamResponse(status=200, headers=success_headers(call, permit.receipt_id, None))
-    out.content_type = "text/event-stream"
+    out.content_type = exchange.stream_content_type
     out.headers["Cache-Control"] = "no-cache"
+    upstream_id = response.headers.get("x-request-id")
+    if upstream_id is not None:
+        out.headers[UPSTREAM_REQUEST_ID] = upstream_id  # as on answers that are not streams
     parser = SseParser()
     try:
         await out.prepare(request)

@@ -1,6 +1,7 @@
 """Gemini's REST API on the proxy, so a google-genai client works with only ``base_url``
-changed: ``POST /v1beta/models/{model}:generateContent``, ``:streamGenerateContent`` and
-``:embedContent`` / ``:batchEmbedContents``."""
+changed: ``POST /v1beta/models/{model}:generateContent``, ``:streamGenerateContent`` (SSE
+with ``alt=sse``, else one JSON array as Google answers), ``:embedContent`` /
+``:batchEmbedContents`` and ``:countTokens`` (free, see :mod:`aegis.proxy.free_api`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from aegis.proxy.apis import API, GOOGLE
 from aegis.proxy.calls import read_call
 from aegis.proxy.errors import BadRequest, NotFound
 from aegis.proxy.exchange import Exchange
+from aegis.proxy.free_api import count_tokens
 from aegis.proxy.gemini_wire import embed_exchange, estimate_for, native_exchange
 from aegis.proxy.routing import Attempt
 from aegis.proxy.serve import CallScope, serve
@@ -34,9 +36,11 @@ async def model_action(request: web.Request) -> web.StreamResponse:
         # The name becomes part of the upstream URL: nothing that could walk its path.
         raise BadRequest(f"invalid model name {model[:100]!r}", param="model")
     version = request.match_info["version"]
-    if action not in _GENERATE | _EMBED:
+    if action not in _GENERATE | _EMBED | {"countTokens"}:
         raise NotFound(f"unknown action {action!r}", code="not_found")
     call = await read_call(request)
+    if action == "countTokens":
+        return await count_tokens(request, call, model)
     gate = request.app[GATE]
     if action in _EMBED:
         capability = "embeddings:create"
@@ -74,7 +78,14 @@ async def model_action(request: web.Request) -> web.StreamResponse:
         )
         if action in _EMBED:
             return permit, embed_exchange(call.raw, permit, version=version, action=action)
-        exchange = native_exchange(call.body, estimate, permit, version=version, action=action)
+        exchange = native_exchange(
+            call.body,
+            estimate,
+            permit,
+            version=version,
+            action=action,
+            sse=request.query.get("alt") == "sse",
+        )
         return permit, exchange
 
     upstreams = request.app[UPSTREAMS]

@@ -12,15 +12,20 @@ from aegis.adapters.gemini import (
     SSE_DONE,
     ChatStreamTranslator,
     GeminiChatRequest,
+    GeminiEmbeddingsRequest,
     GenerateEstimate,
+    ResponsesStreamFromChat,
     ResponseTranslationError,
     StreamUsage,
     UnboundedRequest,
+    chat_completion_to_response,
     estimate_generate_content,
+    gemini_embeddings_to_openai,
     gemini_response_to_chat,
     openai_error_body,
     output_limits,
     parse_error_body,
+    responses_sse_event,
     sse_event,
     usage_from_response,
     with_output_limits,
@@ -36,7 +41,9 @@ __all__ = [
     "estimate_for",
     "gemini_path",
     "native_exchange",
+    "translated_embeddings_exchange",
     "translated_exchange",
+    "translated_responses_exchange",
 ]
 
 
@@ -76,17 +83,22 @@ def _limited_body(body: Mapping[str, Any], estimate: GenerateEstimate, permit: P
 
 
 class _StreamReader:
-    """Reads a Gemini stream's usage; passes events through, or translates them to OpenAI
-    chunks when a translator is given."""
+    """Reads a Gemini stream's usage; passes events through (as SSE, or as the elements of
+    one JSON array for a client that did not ask for ``alt=sse``), or translates them to
+    OpenAI chunks when a translator is given."""
 
-    __slots__ = ("_translator", "_usage")
+    __slots__ = ("_array", "_sent", "_translator", "_usage")
 
-    def __init__(self, translator: ChatStreamTranslator | None, permit: Permit) -> None:
+    def __init__(
+        self, translator: ChatStreamTranslator | None, permit: Permit, *, array: bool = False
+    ) -> None:
         self._translator = translator
         self._usage = StreamUsage() if translator is None else translator.usage
         # The answer names its tier in a header this reader does not see; the tier asked for
         # is charged (a downgraded priority call is over-charged, never under).
         self._usage.service_tier = permit.terms.service_tier
+        self._array = array
+        self._sent = 0
 
     def feed(self, event: SseEvent, out: bytearray) -> bool:
         if event.data is None:
@@ -96,7 +108,12 @@ class _StreamReader:
             if not isinstance(parsed, dict):
                 raise ValueError("stream event is not a JSON object")
             self._usage.observe(parsed)
-            out += event.raw
+            if self._array:
+                # Google's layout of a stream without alt=sse: "[" obj ",\r\n" obj ... "]".
+                out += (b",\r\n" if self._sent else b"[") + event.data
+            else:
+                out += event.raw
+            self._sent += 1
         else:
             for piece in self._translator.feed(parsed):
                 out += sse_event(piece)
@@ -116,9 +133,29 @@ class _StreamReader:
         return self._usage.upper_bound(input_bound), "counted"
 
     def tail(self, error: str | None) -> bytes:
+        if self._array:
+            # The array is always closed; a failure is its last element, as Google sends it.
+            head = b",\r\n" if self._sent else b"["
+            if error is None:
+                return b"]" if self._sent else b"[]"
+            body = GOOGLE.error_body(502, error, type="", code=None, param=None)
+            return head + body + b"]"
         if error is not None or self._translator is None:
             return b""
         return b"".join(sse_event(c) for c in self._translator.finish()) + SSE_DONE
+
+
+def _answer_usage(data: Mapping[str, Any], permit: Permit) -> tuple[Usage, UsageSource]:
+    """An answer's reported usage; without ``usageMetadata``, the input bound and the
+    counted output (as a stream that ended early is billed), never the whole reservation."""
+    tier = permit.terms.service_tier
+    usage = usage_from_response(data, tier)
+    if usage is not None:
+        return usage, "reported"
+    meter = StreamUsage()
+    meter.service_tier = tier
+    meter.observe(data)
+    return meter.upper_bound(permit.input_tokens), "counted"
 
 
 def native_exchange(
@@ -128,11 +165,14 @@ def native_exchange(
     *,
     version: str,
     action: str,
+    sse: bool = True,
 ) -> Exchange:
-    """A Gemini-native generate call from a Gemini client."""
+    """A Gemini-native generate call from a Gemini client (``sse=False``: a stream the client
+    reads as one JSON array; upstream it is SSE all the same, so usage is read as it comes)."""
 
     def read_answer(raw: bytes) -> Answer:
-        return Answer(raw, usage_from_response(json_object(raw), permit.terms.service_tier))
+        usage, source = _answer_usage(json_object(raw), permit)
+        return Answer(raw, usage, source)
 
     return Exchange(
         path=gemini_path(permit.model, action, version),
@@ -140,9 +180,10 @@ def native_exchange(
         client=GOOGLE,
         read_answer=read_answer,
         client_error=passthrough_error(permit.provider),
-        observer=(lambda: _StreamReader(None, permit))
+        observer=(lambda: _StreamReader(None, permit, array=not sse))
         if action == "streamGenerateContent"
         else None,
+        stream_content_type="text/event-stream" if sse else "application/json",
     )
 
 
@@ -164,6 +205,120 @@ def embed_exchange(raw: bytes, permit: Permit, *, version: str, action: str) -> 
         client=GOOGLE,
         read_answer=read_answer,
         client_error=passthrough_error(permit.provider),
+    )
+
+
+class _ResponsesStreamReader:
+    """A Gemini stream read as chat chunks (the chat translation), sent to the client as a
+    Responses event stream."""
+
+    __slots__ = ("_chat", "_responses")
+
+    def __init__(self, chat: ChatStreamTranslator, responses: ResponsesStreamFromChat) -> None:
+        self._chat = chat
+        self._responses = responses
+
+    def feed(self, event: SseEvent, out: bytearray) -> bool:
+        if event.data is None:
+            return True
+        for chunk in self._chat.feed(json.loads(event.data)):
+            for piece in self._responses.feed(chunk):
+                out += responses_sse_event(piece)
+        return True
+
+    @property
+    def complete(self) -> str | None:
+        return None if self._chat.is_finished else "before the response finished"
+
+    def usage(self, input_bound: int, completed: bool) -> tuple[Usage, UsageSource]:
+        reported = self._chat.usage.reported
+        if completed and reported is not None:
+            return reported, "reported"
+        return self._chat.usage.upper_bound(input_bound), "counted"
+
+    def tail(self, error: str | None) -> bytes:
+        if error is not None:
+            return b""  # the pump sends the error event the SDK raises
+        out = bytearray()
+        for chunk in self._chat.finish():
+            for piece in self._responses.feed(chunk):
+                out += responses_sse_event(piece)
+        for piece in self._responses.finish():
+            out += responses_sse_event(piece)
+        return bytes(out)
+
+
+def translated_responses_exchange(
+    translated: GeminiChatRequest,
+    estimate: GenerateEstimate,
+    permit: Permit,
+    request: Mapping[str, Any],
+) -> Exchange:
+    """An OpenAI Responses call served by Gemini, through the chat translation both ways."""
+
+    def read_answer(raw: bytes) -> Answer:
+        data = json_object(raw)
+        try:
+            completion = gemini_response_to_chat(
+                data,
+                model=translated.model,
+                n=1,
+                parallel_tool_calls=translated.parallel_tool_calls,
+            )
+        except ResponseTranslationError as exc:
+            raise ValueError(exc.message) from exc
+        response = chat_completion_to_response(completion, request)
+        body = json.dumps(response, separators=(",", ":"), ensure_ascii=False).encode()
+        usage, source = _answer_usage(data, permit)
+        return Answer(body, usage, source, passthrough=False)
+
+    def observer() -> _ResponsesStreamReader:
+        chat = ChatStreamTranslator(
+            model=translated.model,
+            include_usage=True,
+            parallel_tool_calls=translated.parallel_tool_calls,
+        )
+        chat.usage.service_tier = permit.terms.service_tier  # as the chat stream reader does
+        return _ResponsesStreamReader(chat, ResponsesStreamFromChat(request))
+
+    stream = translated.stream
+    action = "streamGenerateContent" if stream else "generateContent"
+    return Exchange(
+        path=gemini_path(permit.model, action),
+        payload=_limited_body(translated.body, estimate, permit),
+        client=OPENAI,
+        read_answer=read_answer,
+        client_error=openai_failure(permit.provider, _to_openai),
+        observer=observer if stream else None,
+    )
+
+
+def translated_embeddings_exchange(translated: GeminiEmbeddingsRequest, permit: Permit) -> Exchange:
+    """An OpenAI embeddings call served by Gemini's ``batchEmbedContents``."""
+
+    def read_answer(raw: bytes) -> Answer:
+        data = json_object(raw)
+        try:
+            out = gemini_embeddings_to_openai(
+                data, model=translated.model, encoding_format=translated.encoding_format
+            )
+        except ResponseTranslationError as exc:
+            raise ValueError(exc.message) from exc
+        # As the native embedding call: the reported prompt count, else the input's bound.
+        usage = usage_from_response(data)
+        source: UsageSource = "reported"
+        if usage is None:
+            usage, source = Usage(input_tokens=permit.input_tokens), "counted"
+            out["usage"] = {"prompt_tokens": usage.input_tokens, "total_tokens": usage.input_tokens}
+        body = json.dumps(out, separators=(",", ":")).encode()
+        return Answer(body, usage, source, passthrough=False)
+
+    return Exchange(
+        path=gemini_path(permit.model, "batchEmbedContents"),
+        payload=json.dumps(translated.body, separators=(",", ":"), ensure_ascii=False).encode(),
+        client=OPENAI,
+        read_answer=read_answer,
+        client_error=openai_failure(permit.provider, _to_openai),
     )
 
 
@@ -189,7 +344,8 @@ def translated_exchange(
         except ResponseTranslationError as exc:
             raise ValueError(exc.message) from exc
         body = json.dumps(completion, separators=(",", ":"), ensure_ascii=False).encode()
-        return Answer(body, usage_from_response(data, permit.terms.service_tier), passthrough=False)
+        usage, source = _answer_usage(data, permit)
+        return Answer(body, usage, source, passthrough=False)
 
     def observer() -> _StreamReader:
         return _StreamReader(

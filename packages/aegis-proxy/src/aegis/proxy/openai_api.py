@@ -1,10 +1,14 @@
-"""OpenAI's API on the proxy: ``/v1/chat/completions``, ``/v1/responses``, ``/v1/embeddings``,
-``/v1/models``."""
+"""OpenAI's API on the proxy: ``/v1/chat/completions``, ``/v1/responses``, ``/v1/completions``
+(legacy), ``/v1/embeddings``, ``/v1/models`` (the free calls are in
+:mod:`aegis.proxy.free_api`)."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -20,14 +24,22 @@ from aegis.adapters.gemini import (
     TranslationError,
     billing_terms as gemini_billing_terms,
     chat_request_to_gemini,
+    embeddings_request_to_gemini,
+    estimate_embed_content,
+    responses_request_to_chat,
 )
 from aegis.adapters.openai import (
     InvalidRequestBody,
     billing_terms,
+    count_chat_completion,
+    count_completion,
+    count_responses_object,
     estimate_chat_request,
+    estimate_completions_request,
     estimate_embeddings_request,
     estimate_responses_request,
     observe_chat_chunk,
+    observe_completion_chunk,
     observe_responses_event,
     rewrite_chat_request,
     rewrite_responses_request,
@@ -35,20 +47,27 @@ from aegis.adapters.openai import (
     usage_from_embeddings,
     usage_from_responses_object,
 )
-from aegis.core import Permit
+from aegis.core import Permit, SseEvent, Usage, UsageSource
 from aegis.proxy.anthropic_wire import (
     admit as anthropic_admit,
     translated_exchange as anthropic_translated_exchange,
 )
 from aegis.proxy.calls import IncomingCall, read_call
 from aegis.proxy.errors import BadRequest
-from aegis.proxy.exchange import Exchange
-from aegis.proxy.gemini_wire import estimate_for, translated_exchange
+from aegis.proxy.exchange import Answer, Exchange, StreamObserver
+from aegis.proxy.free_api import gemini_model_list
+from aegis.proxy.gemini_wire import (
+    estimate_for,
+    translated_embeddings_exchange,
+    translated_exchange,
+    translated_responses_exchange,
+)
 from aegis.proxy.idempotency import StoredResponse
 from aegis.proxy.openai_wire import Endpoint, openai_exchange
 from aegis.proxy.routing import Attempt
 from aegis.proxy.serve import CallScope, serve
-from aegis.proxy.state import GATE, IDEMPOTENCY, KEYS, ROUTER, UPSTREAMS
+from aegis.proxy.state import GATE, IDEMPOTENCY, KEYS, RESPONSE_OWNERS, ROUTER, UPSTREAMS
+from aegis.proxy.stored_responses import ResponseOwner, ResponseOwners
 
 __all__ = ["routes"]
 
@@ -62,6 +81,7 @@ CHAT: Final = Endpoint(
     rewrite=lambda body, limit: rewrite_chat_request(body, max_output_tokens=limit),
     usage_from_response=usage_from_chat_completion,
     observe=observe_chat_chunk,
+    count=count_chat_completion,
     ends_with_done=True,
 )
 RESPONSES: Final = Endpoint(
@@ -71,6 +91,20 @@ RESPONSES: Final = Endpoint(
     rewrite=lambda body, limit: rewrite_responses_request(body, max_output_tokens=limit),
     usage_from_response=usage_from_responses_object,
     observe=observe_responses_event,
+    count=count_responses_object,
+)
+COMPLETIONS: Final = Endpoint(
+    path="/completions",
+    capability="llm:invoke",
+    estimate=estimate_completions_request,
+    # The legacy API knows max_tokens only (and defaults it to 16, which the estimate keeps).
+    rewrite=lambda body, limit: rewrite_chat_request(
+        body, max_output_tokens=limit, limit_field="max_tokens"
+    ),
+    usage_from_response=usage_from_chat_completion,
+    observe=observe_completion_chunk,
+    count=count_completion,
+    ends_with_done=True,
 )
 EMBEDDINGS: Final = Endpoint(
     path="/embeddings",
@@ -127,7 +161,19 @@ async def _governed(
 
     async def prepare(attempt: Attempt, request_id: str) -> tuple[Permit, Exchange]:
         if attempt.provider_type == "gemini":
-            return await _prepare_gemini(scope, attempt, request_id)
+            if endpoint is CHAT:
+                return await _prepare_gemini(scope, attempt, request_id)
+            if endpoint is EMBEDDINGS:
+                return await _prepare_gemini_embeddings(scope, attempt, request_id)
+            if endpoint is RESPONSES:
+                return await _prepare_gemini_responses(scope, attempt, request_id)
+            # Refused before anything is reserved; Gemini would answer a misleading 400.
+            raise BadRequest(
+                f"/v1{endpoint.path} is served by OpenAI-compatible providers only; "
+                f"{attempt.model!r} is a Gemini model: use /v1/chat/completions",
+                param="model",
+                code="unsupported_model",
+            )
         if attempt.provider_type == "anthropic":
             return await _prepare_anthropic(scope, attempt, request_id)
         price = gate.pricing.get(attempt.model)
@@ -166,11 +212,64 @@ async def _governed(
             per_choice_limit=per_choice,
             n=n,
             withhold_usage=withhold_usage,
+            input_bound=permit.input_tokens,
         )
+        if endpoint is RESPONSES:
+            owner = ResponseOwner(call.tenant_id, attempt.provider, attempt.model)
+            exchange = _recording(exchange, request.app[RESPONSE_OWNERS], owner)
         return permit, exchange
 
     upstreams = request.app[UPSTREAMS]
     return await serve(request, scope, upstreams, plan, prepare)
+
+
+class _RecordingObserver:
+    """Notes the id of a streamed response (its ``response.created`` event), then reads the
+    stream as the wrapped observer does."""
+
+    __slots__ = ("_inner", "_record")
+
+    def __init__(self, inner: StreamObserver, record: Callable[[Any], None]) -> None:
+        self._inner = inner
+        self._record: Callable[[Any], None] | None = record
+
+    def feed(self, event: SseEvent, out: bytearray) -> bool:
+        if self._record is not None and event.data is not None and event.data != b"[DONE]":
+            with suppress(ValueError):
+                data = json.loads(event.data)
+                if isinstance(data, dict) and data.get("type") == "response.created":
+                    self._record(data.get("response"))
+                    self._record = None
+        return self._inner.feed(event, out)
+
+    @property
+    def complete(self) -> str | None:
+        return self._inner.complete
+
+    def usage(self, input_bound: int, completed: bool) -> tuple[Usage, UsageSource]:
+        return self._inner.usage(input_bound, completed)
+
+    def tail(self, error: str | None) -> bytes:
+        return self._inner.tail(error)
+
+
+def _recording(exchange: Exchange, owners: ResponseOwners, owner: ResponseOwner) -> Exchange:
+    """The exchange, noting who made each response it relays (``GET /v1/responses/{id}``
+    serves only the tenant that made it)."""
+
+    def record(response: Any) -> None:
+        response_id = response.get("id") if isinstance(response, dict) else None
+        if isinstance(response_id, str) and response_id:
+            owners.record(response_id, owner)
+
+    def read_answer(raw: bytes) -> Answer:
+        answer = exchange.read_answer(raw)
+        record(json.loads(raw))
+        return answer
+
+    inner = exchange.observer
+    observer = None if inner is None else (lambda: _RecordingObserver(inner(), record))
+    return replace(exchange, read_answer=read_answer, observer=observer)
 
 
 async def _prepare_gemini(
@@ -192,6 +291,45 @@ async def _prepare_gemini(
         input_is_bounded=estimate.input_is_bounded,
     )
     return permit, translated_exchange(translated, estimate, permit)
+
+
+async def _prepare_gemini_responses(
+    scope: CallScope, attempt: Attempt, request_id: str
+) -> tuple[Permit, Exchange]:
+    """An OpenAI Responses attempt served by Gemini: Responses → chat → Gemini, and back."""
+    try:
+        translated = chat_request_to_gemini(responses_request_to_chat(scope.call.body))
+    except TranslationError as exc:
+        raise BadRequest(exc.message, param=exc.param, code=exc.code) from None
+    estimate = estimate_for(scope.gate, translated.body, attempt.model, scope.policy)
+    permit = await scope.admit(
+        attempt,
+        request_id,
+        input_tokens=estimate.input_tokens,
+        max_output_tokens=estimate.output_tokens,
+        terms=gemini_billing_terms(translated.body),
+        input_is_bounded=estimate.input_is_bounded,
+    )
+    exchange = translated_responses_exchange(translated, estimate, permit, scope.call.body)
+    return permit, exchange
+
+
+async def _prepare_gemini_embeddings(
+    scope: CallScope, attempt: Attempt, request_id: str
+) -> tuple[Permit, Exchange]:
+    """An OpenAI embeddings attempt served by Gemini (``batchEmbedContents``)."""
+    try:
+        translated = embeddings_request_to_gemini(scope.call.body, gemini_model=attempt.model)
+    except TranslationError as exc:
+        raise BadRequest(exc.message, param=exc.param, code=exc.code) from None
+    price = scope.gate.pricing.get(attempt.model)
+    input_tokens = estimate_embed_content(
+        translated.body, context_window=price.context_window if price else 0
+    )
+    permit = await scope.admit(
+        attempt, request_id, input_tokens=input_tokens, max_output_tokens=None
+    )
+    return permit, translated_embeddings_exchange(translated, permit)
 
 
 async def _prepare_anthropic(
@@ -231,12 +369,19 @@ async def responses(request: web.Request) -> web.StreamResponse:
     return await governed(request, RESPONSES)
 
 
+async def completions(request: web.Request) -> web.StreamResponse:
+    return await governed(request, COMPLETIONS)
+
+
 async def embeddings(request: web.Request) -> web.StreamResponse:
     return await governed(request, EMBEDDINGS)
 
 
 async def models(request: web.Request) -> web.Response:
-    """The models the calling tenant may use (priced, allowed, and served by a provider)."""
+    """The models the calling tenant may use (priced, allowed, and served by a provider);
+    google-genai 3.x lists models here too, and gets Google's layout."""
+    if "x-goog-api-key" in request.headers and "authorization" not in request.headers:
+        return await gemini_model_list(request)
     tenant_id = (await request.app[KEYS].authenticate(request)).tenant_id
     gate = request.app[GATE]
     policy = await gate.policy_provider.get_policy(tenant_id=tenant_id)
@@ -264,6 +409,7 @@ def routes() -> list[web.RouteDef]:
     return [
         web.post("/v1/chat/completions", chat_completions),
         web.post("/v1/responses", responses),
+        web.post("/v1/completions", completions),
         web.post("/v1/embeddings", embeddings),
         web.get("/v1/models", models),
     ]

@@ -34,6 +34,10 @@ class Endpoint:
     rewrite: Callable[[Mapping[str, Any], int], RequestRewrite] | None
     usage_from_response: Callable[[Any], Usage | None]
     observe: Callable[[OutputMeter, Any], bool] | None = None
+    count: Callable[[OutputMeter, Any], None] | None = None
+    """Counts a whole answer's output, to bill one that came without ``usage`` (many
+    OpenAI-compatible servers omit it) as its stream would be billed; ``None``: the answer
+    has no output (embeddings), its input bound is the bill."""
     ends_with_done: bool = False
     """Its streams end with ``data: [DONE]`` (chat; Responses ends with a terminal event)."""
 
@@ -146,11 +150,20 @@ def openai_exchange(
     per_choice_limit: int,
     n: int,
     withhold_usage: bool,
+    input_bound: int,
 ) -> Exchange:
     """An attempt at an OpenAI-compatible upstream for an OpenAI client."""
 
     def read_answer(raw: bytes) -> Answer:
-        return Answer(raw, endpoint.usage_from_response(json_object(raw)))
+        data = json_object(raw)
+        usage = endpoint.usage_from_response(data)
+        if usage is not None:
+            return Answer(raw, usage)
+        # No usage: bill the input bound and the counted output, never the whole reservation.
+        meter = OutputMeter(max_output_tokens=per_choice_limit, n=n)
+        if endpoint.count is not None:
+            endpoint.count(meter, data)
+        return Answer(raw, meter.counted_usage(input_bound), "counted")
 
     def observer() -> StreamMeter:
         meter = OutputMeter(max_output_tokens=per_choice_limit, n=n)

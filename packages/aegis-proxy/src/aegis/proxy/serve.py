@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from aegis.core import STANDARD_TERMS, BillingTerms, Gate, Permit, Policy
+from aegis.core import STANDARD_TERMS, BillingTerms, Gate, Permit, Policy, Receipt
 from aegis.proxy.attempt import Failure, UpstreamAttempt
 from aegis.proxy.calls import IncomingCall
 from aegis.proxy.errors import UpstreamUnavailable
@@ -99,6 +99,7 @@ async def serve(
     """Serve the call with the first provider of ``plan`` that answers."""
     call, gate = scope.call, scope.gate
     last: Failure | None = None
+    receipt: Receipt | None = None
     for number, attempt in enumerate(plan):
         # Each attempt is reserved and receipted on its own; the first keeps the client's id.
         request_id = call.request_id if number == 0 else f"{call.request_id}~{number}"
@@ -125,11 +126,14 @@ async def serve(
         if not last.retryable:
             break
     assert last is not None
+    assert receipt is not None
     if last.body:
         # The provider's own answer, with its headers (retry-after for a 429 included).
-        return web.Response(
-            status=last.status,
-            body=last.body,
-            headers={**last.headers, "x-request-id": call.request_id},
-        )
-    raise UpstreamUnavailable(f"every provider failed; last: {last.reason}", status=last.status)
+        headers = {**last.headers, "x-request-id": call.request_id}
+        headers["x-aegis-receipt-id"] = receipt.receipt_id
+        return web.Response(status=last.status, body=last.body, headers=headers)
+    raise UpstreamUnavailable(
+        f"every provider failed; last: {last.reason}",
+        status=last.status,
+        receipt_id=receipt.receipt_id,
+    )

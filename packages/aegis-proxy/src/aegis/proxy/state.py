@@ -12,6 +12,7 @@ from aegis.proxy.config import Settings
 from aegis.proxy.control_plane import ControlPlane
 from aegis.proxy.idempotency import IdempotencyBackend
 from aegis.proxy.routing import Router
+from aegis.proxy.stored_responses import ResponseOwners
 from aegis.proxy.upstream import Upstream
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ __all__ = [
     "IDEMPOTENCY",
     "KEYS",
     "POLICIES",
+    "RESPONSE_OWNERS",
     "ROUTER",
     "SETTINGS",
     "TRACER_PROVIDER",
@@ -38,6 +40,7 @@ CONTROL = web.AppKey("control", ControlPlane)
 ROUTER = web.AppKey("router", Router)
 IDEMPOTENCY: web.AppKey[IdempotencyBackend] = web.AppKey("idempotency")
 UPSTREAMS = web.AppKey("upstreams", dict[str, Upstream])
+RESPONSE_OWNERS = web.AppKey("response_owners", ResponseOwners)
 # Typed lazily, so OpenTelemetry is imported only when tracing is configured.
 TRACER_PROVIDER: web.AppKey[TracerProvider] = web.AppKey("tracer_provider")
 """Set before startup to trace into this provider (with ``tracing`` not ``off``)."""

@@ -45,6 +45,12 @@ from .estimate import (
     output_limits,
     with_output_limits,
 )
+from .responses import (
+    ResponsesStreamFromChat,
+    chat_completion_to_response,
+    responses_request_to_chat,
+    responses_sse_event,
+)
 from .sse import SseParser
 from .terms import SEARCH_QUERIES_RESERVED, billing_terms
 from .upstream_errors import GOOGLE_STATUS, GeminiError, openai_error_body, parse_error_body
@@ -104,12 +110,14 @@ __all__ = [
     "GovernedStream",
     "OutputLimits",
     "ResponseTranslationError",
+    "ResponsesStreamFromChat",
     "SseParser",
     "StreamUsage",
     "TranslationError",
     "UnboundedRequest",
     "WireError",
     "billing_terms",
+    "chat_completion_to_response",
     "chat_request_to_gemini",
     "embed_content_via_gate",
     "embeddings_request_to_gemini",
@@ -127,6 +135,8 @@ __all__ = [
     "openai_usage",
     "output_limits",
     "parse_error_body",
+    "responses_request_to_chat",
+    "responses_sse_event",
     "service_tier_from_header",
     "sse_event",
     "stream_error_event",

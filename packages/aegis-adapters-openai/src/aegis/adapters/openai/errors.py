@@ -123,11 +123,15 @@ def error_for(exc: AegisError, *, now: float | None = None) -> ErrorReply:
     ``x-aegis-resets-at`` (ISO 8601) and, when that is within :data:`NEAR_RESET_S`,
     ``retry-after`` in seconds (for clients that schedule their own retry).
 
+    A policy refusal (403 ``permission_error``) has the Gate's reason as ``code``
+    (``model_not_allowed``, ``capability_not_allowed``, ``unknown_model``, ``unknown_tenant``).
+
     A rate limit is the one refusal worth retrying: ``type: "rate_limit_exceeded"``, the
     limit's name as ``code``, ``retry-after`` (and ``retry-after-ms``, which the SDK reads
     first) and no ``x-should-retry: false``, so the SDK retries after the wait it names.
     """
     headers = {"x-should-retry": "false"}
+    message = exc.message
     if isinstance(exc, RateLimited):
         seconds = exc.retry_after_s
         headers = {"retry-after": str(seconds), "retry-after-ms": str(seconds * 1000)}
@@ -140,6 +144,8 @@ def error_for(exc: AegisError, *, now: float | None = None) -> ErrorReply:
         status, kind, code = 429, "rate_limit_exceeded", exc.limit
     elif isinstance(exc, BudgetExceeded):
         status, kind, code = 429, "budget_exceeded", exc.budget
+        # Said in words too: a client that ignores x-should-retry still shows a person why.
+        message = f"{exc.message}; this is a budget stop: retrying will not help before it resets"
         headers["x-aegis-budget"] = exc.budget
         if exc.resets_at is not None:
             headers["x-aegis-resets-at"] = exc.resets_at.isoformat()
@@ -147,7 +153,9 @@ def error_for(exc: AegisError, *, now: float | None = None) -> ErrorReply:
             if 0 < wait <= NEAR_RESET_S:
                 headers["retry-after"] = str(math.ceil(wait))
     elif isinstance(exc, Denied):
-        status, kind, code = 403, "permission_error", exc.code
+        # The reason (model_not_allowed, capability_not_allowed, unknown_model, ...) is what a
+        # client can act on; the class name (policy_denied) is not.
+        status, kind, code = 403, "permission_error", exc.reason
     elif isinstance(exc, InvalidRequestBody):
         return ErrorReply(400, exc.message, "invalid_request_error", None, headers, exc.param)
     elif isinstance(exc, DuplicateRequest):
@@ -156,7 +164,7 @@ def error_for(exc: AegisError, *, now: float | None = None) -> ErrorReply:
         status, kind, code = 503, "server_error", "ledger_unavailable"
     else:
         status, kind, code = 503, "server_error", "governance_unavailable"
-    return ErrorReply(status, exc.message, kind, code, headers)
+    return ErrorReply(status, message, kind, code, headers)
 
 
 def retry_after_s(headers: Mapping[str, str], *, now: float | None = None) -> float | None:

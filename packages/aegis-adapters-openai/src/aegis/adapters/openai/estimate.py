@@ -31,11 +31,13 @@ from aegis.core import MESSAGE_OVERHEAD_TOKENS, REPLY_OVERHEAD_TOKENS, text_toke
 __all__ = [
     "AUDIO_BASE64_CHARS_PER_TOKEN",
     "IMAGE_TOKENS_UPPER_BOUND",
+    "LEGACY_DEFAULT_MAX_TOKENS",
     "LOW_DETAIL_IMAGE_TOKENS_UPPER_BOUND",
     "MAX_CHOICES",
     "SCHEMA_OVERHEAD_TOKENS",
     "RequestEstimate",
     "estimate_chat_request",
+    "estimate_completions_request",
     "estimate_embeddings_request",
     "estimate_responses_request",
 ]
@@ -304,3 +306,49 @@ def estimate_embeddings_request(body: Mapping[str, Any]) -> RequestEstimate:
             "'input' must be a string or a non-empty array of strings or tokens", param="input"
         )
     return RequestEstimate(model=model, input_tokens=tokens, max_output_tokens=0)
+
+
+LEGACY_DEFAULT_MAX_TOKENS: Final = 16
+"""The legacy completions API's ``max_tokens`` when the body sets none."""
+
+
+def estimate_completions_request(body: Mapping[str, Any]) -> RequestEstimate:
+    """Worst case of a legacy ``POST /v1/completions`` body: its prompt (text, texts, or
+    token arrays) and suffix; ``max_tokens`` (16 when absent, as the API defaults) for each of
+    ``max(n, best_of)`` generated completions (``best_of`` are generated and billed, ``n``
+    returned)."""
+    model = _model(body)
+    prompt = body.get("prompt", "")
+    prompts = [prompt] if isinstance(prompt, str) else prompt
+    if not isinstance(prompts, list):
+        raise InvalidRequestBody("'prompt' must be a string or an array", param="prompt")
+    if prompts and all(isinstance(p, int) and not isinstance(p, bool) for p in prompts):
+        prompts = [prompts]  # one prompt as token ids
+    tokens = REPLY_OVERHEAD_TOKENS
+    for item in prompts:
+        if isinstance(item, str):
+            tokens += text_tokens_upper_bound(item)
+        elif isinstance(item, list) and all(
+            isinstance(t, int) and not isinstance(t, bool) for t in item
+        ):
+            tokens += len(item)
+        else:
+            raise InvalidRequestBody(
+                "each prompt must be a string or an array of token ids", param="prompt"
+            )
+    tokens += _bound(body.get("suffix"))
+    limit = _count(body, "max_tokens", minimum=0)
+    n = _count(body, "n", minimum=1) or 1
+    best_of = _count(body, "best_of", minimum=1) or 1
+    generated = max(n, best_of) * max(len(prompts), 1)
+    if generated > MAX_CHOICES:
+        raise InvalidRequestBody(
+            f"prompts x max(n, best_of) must be at most {MAX_CHOICES}", param="n"
+        )
+    return RequestEstimate(
+        model=model,
+        input_tokens=tokens,
+        max_output_tokens=LEGACY_DEFAULT_MAX_TOKENS if limit is None else limit,
+        n=generated,
+        stream=body.get("stream") is True,
+    )

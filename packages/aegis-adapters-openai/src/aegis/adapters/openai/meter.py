@@ -24,8 +24,12 @@ from aegis.core import Usage, text_tokens_upper_bound, wire_field
 __all__ = [
     "RESPONSES_TERMINAL_EVENTS",
     "OutputMeter",
+    "count_chat_completion",
+    "count_completion",
+    "count_responses_object",
     "delta_bytes",
     "observe_chat_chunk",
+    "observe_completion_chunk",
     "observe_responses_event",
 ]
 
@@ -193,3 +197,65 @@ def observe_responses_event(meter: OutputMeter, event: Any) -> bool:
         if usage is not None:
             meter.report(usage)
     return True
+
+
+def count_chat_completion(meter: OutputMeter, completion: Any) -> None:
+    """Count the output of a whole (non-streamed) chat completion, as its stream would be
+    counted: for a server that answers without ``usage``."""
+    choices = wire_field(completion, "choices")
+    for choice in choices or ():
+        index = wire_field(choice, "index")
+        nbytes = delta_bytes(wire_field(choice, "message"))
+        if nbytes:
+            # One "delta" per choice: the whole message, never beyond the limit on its own.
+            meter.add(index if isinstance(index, int) else 0, nbytes)
+
+
+_RESPONSES_ITEM_TEXT: Final = ("text", "refusal", "arguments", "name", "input")
+
+
+def count_responses_object(meter: OutputMeter, response: Any) -> None:
+    """Count the output of a whole (non-streamed) Responses object: its messages' text and
+    refusals, tool call names and arguments, reasoning text and summaries."""
+
+    def visit(item: Any) -> None:
+        nbytes = _text_bytes(item, _RESPONSES_ITEM_TEXT)
+        if nbytes:
+            meter.add(0, nbytes)
+        for key in ("content", "summary"):
+            parts = wire_field(item, key)
+            if isinstance(parts, list):
+                for part in parts:
+                    visit(part)
+
+    output = wire_field(response, "output")
+    for item in output or ():
+        visit(item)
+
+
+def observe_completion_chunk(meter: OutputMeter, chunk: Any) -> bool:
+    """Meter one legacy completions chunk (``choices[].text``, the final usage chunk);
+    ``False`` when it goes beyond the output limit and must not be delivered."""
+    within = True
+    choices = wire_field(chunk, "choices")
+    for choice in choices or ():
+        text = wire_field(choice, "text")
+        if isinstance(text, str) and text:
+            index = wire_field(choice, "index")
+            if not meter.add(index if isinstance(index, int) else 0, text_tokens_upper_bound(text)):
+                within = False
+    raw_usage = wire_field(chunk, "usage")
+    if raw_usage is not None:
+        usage = usage_from_chat(raw_usage)
+        if usage is not None and not meter.report(usage) and choices:
+            within = False
+    return within
+
+
+def count_completion(meter: OutputMeter, completion: Any) -> None:
+    """Count the output of a whole legacy completion (``choices[].text``)."""
+    for choice in wire_field(completion, "choices") or ():
+        text = wire_field(choice, "text")
+        if isinstance(text, str) and text:
+            index = wire_field(choice, "index")
+            meter.add(index if isinstance(index, int) else 0, text_tokens_upper_bound(text))
