@@ -220,22 +220,30 @@ def write_config(
     tenants: int,
     keyed: int,
     redis_url: str | None = None,
+    defaults: bool = False,
 ) -> list[str]:
-    """A config with governance fully on (SQLite ledger, or Redis with ``redis_url``; file
+    """``defaults``: the proxy's own durability (SQLite ``synchronous = "full"``, receipts
+    fsynced per write) instead of normal + group commit.
+
+    A config with governance fully on (SQLite ledger, or Redis with ``redis_url``; file
     receipts with group commit; metrics and access log on, as by default) and ``tenants``
     tenants; returns the plain keys of the first ``keyed`` tenants (the others get keys nobody
     holds)."""
     keys: list[str] = []
     if redis_url is None:
-        ledger = f'backend = "sqlite"\npath = "{path.stem}-ledger.db"\nsynchronous = "normal"\n'
+        sync = "full" if defaults else "normal"
+        ledger = f'backend = "sqlite"\npath = "{path.stem}-ledger.db"\nsynchronous = "{sync}"\n'
     else:
         ledger = f'backend = "redis"\nurl = "{redis_url}"\nepoch_path = "{path.stem}-epoch"\n'
+    durability = (
+        'durability = "fsync"\n' if defaults else 'durability = "group"\ngroup_commit_ms = 50\n'
+    )
     parts = [
         f"[server]\nport = {port}\ndrain_timeout_s = 5\n"
         f'event_loop = "{os.environ.get("BENCH_EVENT_LOOP", "auto")}"\n'
         f"[ledger]\n{ledger}"
         f'[receipts]\nsink = "file"\npath = "{path.stem}-receipts"\nkey_id = "bench"\n'
-        f'durability = "group"\ngroup_commit_ms = 50\n'
+        f"{durability}"
         f'[providers.up]\ntype = "openai"\nbase_url = "http://127.0.0.1:{upstream_port}/v1"\n'
         f'api_key_env = "BENCH_UPSTREAM_KEY"\n'
         f'[routing]\ndefault_provider = "up"\n'

@@ -56,7 +56,17 @@ from bench._report import report
 PATH = "/v1/chat/completions"
 PROXY_CORE = {0}
 LOAD_CORE = {1}
-PHASES = ("calls", "streams", "memory", "tenants", "redis", "workers", "accesslog", "profile")
+PHASES = (
+    "calls",
+    "streams",
+    "memory",
+    "tenants",
+    "redis",
+    "durability",
+    "workers",
+    "accesslog",
+    "profile",
+)
 OPTIONAL_PHASES = frozenset({"accesslog", "profile"})
 
 CHAT = json.dumps(
@@ -374,6 +384,7 @@ async def fresh_proxy(
     redis_url: str | None = None,
     log_level: str = "INFO",
     workers: int = 1,
+    defaults: bool = False,
 ) -> Target:
     config = workdir / f"{name}.toml"
     port = free_port()
@@ -384,6 +395,7 @@ async def fresh_proxy(
         tenants=tenants,
         keyed=min(tenants, 1000),
         redis_url=redis_url,
+        defaults=defaults,
     )
     cores = PROXY_CORE if workers == 1 else PROXY_CORE | LOAD_CORE
     extra = () if workers == 1 else ("--workers", str(workers))
@@ -596,6 +608,15 @@ async def main(args: argparse.Namespace) -> None:
         if "redis" in phases:
             print("starting proxies on the SQLite and the Redis ledger", flush=True)
             rows += await redis_rows(workdir, upstream, direct, side_reps, duration_s, procs)
+        if "durability" in phases:
+            print(
+                "starting proxies with normal + group commit and the default durability", flush=True
+            )
+            fast = await fresh_proxy(workdir, "normal-group", upstream, procs)
+            safe = await fresh_proxy(workdir, "defaults", upstream, procs, defaults=True)
+            rows += await compare(
+                direct, fast, safe, "normal+group vs defaults", side_reps, duration_s
+            )
         if "workers" in phases:
             print("starting proxies with 1 and 2 workers", flush=True)
             rows += await workers_rows(workdir, upstream, side_reps, duration_s, procs)

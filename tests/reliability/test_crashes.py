@@ -156,15 +156,20 @@ async def crash_and_retry(
     assert parse_usd(dead["actual_usd"]) == charged
 
 
+@pytest.mark.parametrize("durability", ["fsync", "group"])
 async def test_kill_9_with_calls_in_flight_leaves_each_receipted_and_charged(
-    tmp_path: Path, openai_upstream: FakeUpstream
+    tmp_path: Path, openai_upstream: FakeUpstream, durability: str
 ) -> None:
     """Issue 21, item 9: four calls in flight when the proxy is killed before its first
     receipt. The trail it leaves is empty, not tampered; the restart finds their admission
     records, receipts each and charges its reservation, so the provider's bill is covered."""
     port = free_port()
     path = config(tmp_path / "aegis.toml", openai_upstream, port)
-    path.write_text(path.read_text().replace('limit_usd = "10"', 'limit_usd = "0.20"'))
+    # "group" writes the admission records without an fsync: kill -9 must still find them.
+    text = path.read_text().replace('limit_usd = "10"', 'limit_usd = "0.20"')
+    path.write_text(
+        text.replace('key_id = "crash"\n', f'key_id = "crash"\ndurability = "{durability}"\n')
+    )
     env = {"FAKE_KEY": "sk-up", "AEGIS_RECEIPT_SECRET": SECRET}
     proxy = ProxyProcess(path, port, env, tmp_path / "proxy.log")
     keys = {**os.environ, "AEGIS_RECEIPT_KEYS": "crash:env:SECRET", "SECRET": SECRET}

@@ -75,7 +75,12 @@ def open_admission_log(settings: Settings, trail: Path) -> AdmissionLog:
     for the memory ledger, whose holds die with the process anyway."""
     if settings.ledger.backend == "memory":
         return AdmissionLog(None)
-    return AdmissionLog(trail.with_name(trail.name + ".admissions.jsonl"))
+    # As durable as the receipts: fsynced with "fsync", written at once (kill -9 safe) with
+    # "group", which already accepts losing a power cut's last moments.
+    return AdmissionLog(
+        trail.with_name(trail.name + ".admissions.jsonl"),
+        durable=settings.receipts.durability == "fsync",
+    )
 
 
 def open_journal(settings: Settings, trail: Path) -> UnpostedJournal:
