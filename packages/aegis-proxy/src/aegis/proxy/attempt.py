@@ -79,6 +79,7 @@ class UpstreamAttempt:
     __slots__ = (
         "_read_to_end",
         "_renewer",
+        "_renewing",
         "_sent",
         "_usage_reader",
         "ending",
@@ -109,7 +110,8 @@ class UpstreamAttempt:
         self._usage_reader: UsageReader | None = None
         self._sent = False
         self._read_to_end = False
-        self._renewer: asyncio.Task[None] | None = None
+        self._renewer: asyncio.TimerHandle | None = None
+        self._renewing: asyncio.Task[None] | None = None
 
     # -- what the forwarding code records -------------------------------------------------
 
@@ -171,24 +173,33 @@ class UpstreamAttempt:
     # -- settlement -----------------------------------------------------------------------
 
     async def __aenter__(self) -> UpstreamAttempt:
-        self._renewer = asyncio.create_task(self._keep_hold())
+        # A timer, not a task: most calls end long before their first renewal is due, and a
+        # cancelled timer costs nothing on the hot path.
+        self._schedule_renewal()
         return self
 
-    async def _keep_hold(self) -> None:
+    def _schedule_renewal(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._renewer = loop.call_later(self.permit.policy.reservation_ttl_s / 3, self._renew)
+
+    def _renew(self) -> None:
         """Renew the hold every third of its TTL while the call lives (a renewal that fails
         is tried again a third of a TTL later, before the hold can lapse)."""
+        self._renewing = asyncio.get_running_loop().create_task(self._renew_once())
+        self._schedule_renewal()
+
+    async def _renew_once(self) -> None:
         permit = self.permit
-        ttl_s = permit.policy.reservation_ttl_s
-        while True:
-            await asyncio.sleep(ttl_s / 3)
-            try:
-                await self.gate.ledger.renew(
-                    tenant_id=permit.tenant_id, hold_id=permit.request_id, ttl_s=ttl_s
-                )
-            except Exception as exc:
-                logger.warning(
-                    "renewing the hold of %s failed: %s", permit.request_id, type(exc).__name__
-                )
+        try:
+            await self.gate.ledger.renew(
+                tenant_id=permit.tenant_id,
+                hold_id=permit.request_id,
+                ttl_s=permit.policy.reservation_ttl_s,
+            )
+        except Exception as exc:
+            logger.warning(
+                "renewing the hold of %s failed: %s", permit.request_id, type(exc).__name__
+            )
 
     async def __aexit__(
         self,
@@ -206,6 +217,8 @@ class UpstreamAttempt:
         if self._renewer is not None:
             # The call is over; a renewal still in flight finds the hold resolved (harmless).
             self._renewer.cancel()
+        if self._renewing is not None:
+            self._renewing.cancel()
         upstream_answered()  # operator metrics: every attempt ends in exactly one settle
         usage, source = self._settlement()
         # Settling must finish even while the handler is cancelled (client gone, shutdown).
