@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 __all__ = ["AdmissionLog", "AdmissionRecord"]
@@ -47,6 +47,17 @@ class AdmissionRecord:
     max_output_tokens: int
     limited: bool = False
     body_sha256: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        """Its log line's fields (every one a plain value: no recursive ``asdict`` copy on
+        the hot path)."""
+        out: dict[str, object] = {"op": "admitted"}
+        for name in _FIELDS:
+            out[name] = getattr(self, name)
+        return out
+
+
+_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(AdmissionRecord))
 
 
 class AdmissionLog:
@@ -85,10 +96,10 @@ class AdmissionLog:
             return
         self._open += 1
         if not self.durable:
-            self._append({"op": "admitted", **asdict(record)})
+            self._append(record.to_dict())
             return
         done = asyncio.get_running_loop().create_future()
-        self._enqueue({"op": "admitted", **asdict(record)}, done)
+        self._enqueue(record.to_dict(), done)
         await done
 
     def settled(self, receipt_id: str) -> None:
