@@ -27,19 +27,18 @@ and is scripted over HTTP (``POST /_fake/enqueue``, ``PUT /_fake/default``,
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
 import itertools
 import json
-import signal
-import sys
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from aiohttp import web
+
+from fakes.serving import LocalServer, run_cli
 
 __all__ = [
     "DEFAULT_TEXT",
@@ -547,67 +546,24 @@ def create_app(fake: FakeAnthropic | None = None) -> web.Application:
     return app
 
 
-class FakeAnthropicServer:
-    """The fake served on a local port in this process (``port=0``: a free one)."""
+class FakeAnthropicServer(LocalServer):
+    """The fake served on a local port in this process (``port=0``: a free one); the SDK
+    takes :attr:`url` as ``base_url``."""
 
     def __init__(
         self, fake: FakeAnthropic | None = None, *, host: str = "127.0.0.1", port: int = 0
     ) -> None:
+        super().__init__(host=host, port=port)
         self.fake = fake or FakeAnthropic()
-        self.host = host
-        self.port = port
-        self._runner: web.AppRunner | None = None
 
-    @property
-    def url(self) -> str:
-        """What the SDK takes as ``base_url``: ``http://host:port``."""
-        return f"http://{self.host}:{self.port}"
-
-    async def start(self) -> str:
-        """Start serving; returns :attr:`url`."""
-        self._runner = web.AppRunner(create_app(self.fake), access_log=None, shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = int(self._runner.addresses[0][1])
-        return self.url
-
-    async def close(self) -> None:
-        """Stop serving and close open connections."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeAnthropicServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-
-async def _serve(host: str, port: int) -> None:
-    server = FakeAnthropicServer(host=host, port=port)
-    await server.start()
-    sys.stdout.write(f"listening on {server.url}\n")
-    sys.stdout.flush()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await server.close()
+    def make_app(self) -> web.Application:
+        return create_app(self.fake)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m fakes.anthropic_upstream [--host H] [--port N]``."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    args = parser.parse_args(argv)
-    asyncio.run(_serve(args.host, args.port))
+    description = __doc__.split("\n", 1)[0] if __doc__ else ""
+    run_cli(description, lambda host, port: FakeAnthropicServer(host=host, port=port), argv)
 
 
 if __name__ == "__main__":

@@ -27,16 +27,13 @@ Three ways to run it:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import dataclasses
 import itertools
 import json
 import re
-import signal
 import struct
-import sys
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
@@ -44,6 +41,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from aiohttp import web
+
+from fakes.serving import LocalServer, run_cli
 
 __all__ = [
     "DEFAULT_TEXT",
@@ -979,75 +978,27 @@ def create_app(fake: FakeOpenAI | None = None) -> web.Application:
     return app
 
 
-class FakeUpstream:
+class FakeUpstream(LocalServer):
     """The fake served on a local port in this process (``port=0``: a free one)."""
 
     def __init__(
         self, fake: FakeOpenAI | None = None, *, host: str = "127.0.0.1", port: int = 0
     ) -> None:
+        super().__init__(host=host, port=port)
         self.fake = fake or FakeOpenAI()
-        self.host = host
-        self.port = port
-        self._runner: web.AppRunner | None = None
 
-    @property
-    def url(self) -> str:
-        """``http://host:port``."""
-        return f"http://{self.host}:{self.port}"
+    def make_app(self) -> web.Application:
+        return create_app(self.fake)
 
     @property
     def base_url(self) -> str:
         """What the SDK takes as ``base_url``: ``http://host:port/v1``."""
         return self.url + "/v1"
 
-    async def start(self) -> str:
-        """Start serving; returns :attr:`base_url`."""
-        # In-flight requests (a scripted delay) must not hold up a test's teardown.
-        self._runner = web.AppRunner(create_app(self.fake), access_log=None, shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        address = self._runner.addresses[0]
-        self.port = int(address[1])
-        return self.base_url
-
-    async def close(self) -> None:
-        """Stop serving and close open connections."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeUpstream:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-
-async def _serve(host: str, port: int) -> None:
-    upstream = FakeUpstream(host=host, port=port)
-    await upstream.start()
-    # The parent process reads this line to learn the port.
-    sys.stdout.write(f"listening on {upstream.base_url}\n")
-    sys.stdout.flush()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await upstream.close()
-
 
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m fakes.openai_upstream [--host H] [--port N]``."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    args = parser.parse_args(argv)
-    asyncio.run(_serve(args.host, args.port))
+    run_cli(__doc__.split("\n", 1)[0], lambda host, port: FakeUpstream(host=host, port=port), argv)
 
 
 if __name__ == "__main__":
