@@ -59,6 +59,10 @@ async def _traffic(proxy: Proxy) -> None:
     )
 
 
+_PAGE_FETCH = """key => fetch("/admin/usage?limit=50", {headers: {Authorization: "Bearer " + key}})
+    .then(r => r.json()).then(j => j.tenants.map(t => [t.tenant_id, t.since_start.spend_usd]))"""
+
+
 async def _texts(page: Page, selector: str) -> list[str]:
     texts: list[str] = await page.eval_on_selector_all(
         selector, "nodes => nodes.map(n => n.textContent)"
@@ -159,7 +163,14 @@ async def test_dashboard_shows_what_the_admin_api_returns(
     )
     _, after = await get_json(proxy, "/admin/usage/beta", admin_key)
     spend = page.locator("[data-tenant='beta'] [data-field=spend]")
-    await expect(spend).to_have_text(after["since_start"]["spend_usd"])
+    try:
+        await expect(spend).to_have_text(after["since_start"]["spend_usd"], timeout=10_000)
+    except AssertionError as error:
+        # What the page last painted, and what it would be answered now, to tell a page that
+        # stopped refreshing from one that was answered stale.
+        status = await page.text_content("#status")
+        seen = await page.evaluate(_PAGE_FETCH, admin_key)
+        raise AssertionError(f"{error}\nstatus: {status!r}; the page's own fetch: {seen}") from None
     assert await _texts(page, "[data-tenant=beta] [data-field=requests]") == ["2"]
 
     # The key lives in this tab's sessionStorage: a reload needs no login.

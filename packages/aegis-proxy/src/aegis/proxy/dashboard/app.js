@@ -8,6 +8,7 @@ const params = new URLSearchParams(location.search);
 const REFRESH_MS = Math.max(1, Number(params.get("refresh")) || 5) * 1000;
 
 let timer = null;
+let generation = 0; // bumped on logout and login: a refresh of an older session schedules none
 
 function $(id) { return document.getElementById(id); }
 
@@ -52,8 +53,8 @@ async function api(path, options) {
 
 function showLogin(message) {
   sessionStorage.removeItem(KEY_ITEM);
-  if (timer !== null) clearInterval(timer);
-  timer = null;
+  generation++;
+  clearTimeout(timer);
   $("main").hidden = true;
   $("verify").hidden = true;
   $("forget").hidden = true;
@@ -199,6 +200,13 @@ async function refresh() {
   }
 }
 
+// The next refresh is due a period after the last one ended, never while one is in flight:
+// on a slow link or a busy proxy, overlapping refreshes would queue up and paint old figures.
+async function tick(mine) {
+  await refresh();
+  if (mine === generation) timer = setTimeout(tick, REFRESH_MS, mine);
+}
+
 async function verify() {
   $("trail").textContent = "verifying...";
   try {
@@ -341,7 +349,8 @@ async function start() {
   if (sessionStorage.getItem(KEY_ITEM)) {
     await act(() => loadManagedTenants(), true);
     await verify();
-    timer = setInterval(refresh, REFRESH_MS);
+    clearTimeout(timer);
+    timer = setTimeout(tick, REFRESH_MS, ++generation);
   }
 }
 
