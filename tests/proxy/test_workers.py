@@ -154,3 +154,17 @@ def test_the_proxy_serves_on_uvloop_unless_told_otherwise() -> None:
     plain = event_loop("asyncio")
     assert not isinstance(plain, uvloop.Loop)
     plain.close()
+
+
+def test_workers_refuse_a_ledger_they_would_not_share(tmp_path: Path) -> None:
+    config = tmp_path / "aegis.toml"
+    config.write_text('[ledger]\nbackend = "memory"\n')
+    done = subprocess.run(
+        [*PROXY, "serve", "--config", str(config), "--port", str(free_port()), "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    assert 'not "memory"' in done.stderr

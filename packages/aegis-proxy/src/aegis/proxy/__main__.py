@@ -102,6 +102,14 @@ def serve(
         if port == 0:
             print("aegis-proxy: --workers needs a fixed --port", file=sys.stderr)
             return 2
+        if settings.ledger.backend == "memory":
+            # Each worker would hold budgets of its own: N times the limit.
+            print(
+                "aegis-proxy: --workers needs a ledger the workers share "
+                '([ledger] backend = "sqlite" or "redis"), not "memory"',
+                file=sys.stderr,
+            )
+            return 2
         args = ["--host", host, "--port", str(port), "--workers", "1", "--reuse-port"]
         if config:
             args = ["--config", config, *args]
