@@ -535,7 +535,9 @@ async def profile(
         proc.stop()
         print(f"cProfile, {len(run.latencies_ns)} calls:")
         print_profile(out, len(run.latencies_ns), top)
-        shutil.copy(out, Path(__file__).parent / "results" / out.name)
+        results = Path(__file__).parent / "results"
+        results.mkdir(exist_ok=True)
+        shutil.copy(out, results / out.name)
 
 
 def busy_warning() -> float:
