@@ -128,7 +128,7 @@ def serve(
         )
     app = create_app(settings)
     if settings.source is not None:
-        app.cleanup_ctx.append(watch_config(settings.source))  # type: ignore[arg-type]
+        app.cleanup_ctx.append(watch_config(settings.source))
     loop = event_loop(settings.server.event_loop)
     asyncio.set_event_loop(loop)
     main = loop.create_task(_serve(app, settings, host, port, reuse_port))

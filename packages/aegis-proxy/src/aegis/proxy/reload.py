@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
 from pathlib import Path
 
@@ -60,7 +60,7 @@ def _reload(app: web.Application, path: Path) -> Settings | None:
     return settings
 
 
-def watch_config(path: Path) -> object:
+def watch_config(path: Path) -> Callable[[web.Application], AsyncIterator[None]]:
     """A cleanup context that reloads on SIGHUP and on file change."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
