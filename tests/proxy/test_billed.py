@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
@@ -230,3 +231,29 @@ async def test_retired_models_are_not_offered(
     assert "gemini-2.5-flash" in ids
     assert "gemini-2.0-flash" not in ids
     assert "chatgpt-4o-latest" not in ids
+
+
+async def test_the_policys_default_output_bound_is_sent_and_reserved(
+    tmp_path: Path, openai_upstream: FakeUpstream, start_proxy: StartProxy
+) -> None:
+    model = {"default_max_output_tokens": {"gpt-4o-mini": 256, "gpt-4o*": 512}}
+    proxy = await start_proxy(make_settings(tmp_path, openai_upstream, model=model))
+    hi: list[Any] = [{"role": "user", "content": "hi"}]
+    client = proxy.client()
+    await client.chat.completions.create(model="gpt-4o-mini", messages=hi)  # first pattern
+    await client.chat.completions.create(model="gpt-4o", messages=hi)  # the second
+    await client.chat.completions.create(model="gpt-4o", messages=hi, max_tokens=100)
+
+    sent = [
+        body.get("max_completion_tokens", body.get("max_tokens"))
+        for body in openai_upstream.fake.bodies
+    ]
+    assert sent == [256, 512, 100]  # a request's own bound wins
+    bounds = [r.bound for r in receipts(proxy).receipts]
+    assert [b.output_tokens for b in bounds if b is not None] == [256, 512, 100]
+    # gpt-4o-mini: $0.15 input, $0.60 output per million tokens.
+    first = receipts(proxy).receipts[0]
+    assert first.bound is not None
+    assert parse_usd(first.reserved_usd) == nanos(
+        (D(first.bound.input_tokens) * D("0.15") + D(256) * D("0.6")) / M
+    )
