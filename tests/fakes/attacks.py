@@ -1,10 +1,12 @@
 """What the attack tests share: a reasoning model's answer, the calls an attacker makes with
-the real SDK, and the provider's own bill priced from the usage it reports."""
+the real SDK (and raw Gemini calls), and the provider's own bill priced from the usage it
+reports."""
 
 from __future__ import annotations
 
 from typing import Any, Final
 
+import aiohttp
 import openai
 from openai import AsyncOpenAI
 
@@ -17,6 +19,8 @@ __all__ = [
     "O3",
     "REASONING",
     "ask_cut",
+    "gemini_billed",
+    "generate",
     "leave_chat_after_first_token",
     "leave_responses_after_first_token",
     "provider_billed",
@@ -101,3 +105,33 @@ async def ask_cut(sdk: AsyncOpenAI, responses: bool) -> int:
     except openai.APIStatusError as exc:
         return exc.status_code
     return 200
+
+
+def gemini_billed(bills: list[dict[str, Any]], model: str = "gemini-2.5-flash") -> int:
+    """What Google invoices, in nano-USD, from the ``usageMetadata`` it reported."""
+    price = default_pricing_table().get(model)
+    assert price is not None
+    return sum(
+        price.cost_nanos(
+            Usage(
+                input_tokens=b["promptTokenCount"],
+                output_tokens=b["candidatesTokenCount"] + b.get("thoughtsTokenCount", 0),
+            )
+        )
+        for b in bills
+    )
+
+
+async def generate(http: aiohttp.ClientSession, url: str, config: dict[str, Any], key: str) -> int:
+    """A raw Gemini generateContent call to the proxy at ``url`` (google-genai would coerce
+    the counts first)."""
+    async with http.post(
+        f"{url}/v1beta/models/gemini-2.5-flash:generateContent",
+        json={
+            "contents": [{"role": "user", "parts": [{"text": "eight ways"}]}],
+            "generationConfig": config,
+        },
+        headers={"x-goog-api-key": key},
+    ) as response:
+        await response.read()
+        return response.status

@@ -12,14 +12,18 @@ import asyncio
 import dataclasses
 from pathlib import Path
 
+import aiohttp
 from fakes.attacks import (
     REASONING,
     ask_cut,
+    gemini_billed,
+    generate,
     leave_chat_after_first_token,
     leave_responses_after_first_token,
     provider_billed,
     stream_to_the_end,
 )
+from fakes.gemini_upstream import FakeGeminiServer, Reply as GeminiReply
 from fakes.openai_upstream import FakeUpstream
 from fakes.redis_replicas import KEY, Replica, StartReplicas
 from fakes.redis_server import RedisServer
@@ -195,3 +199,48 @@ async def test_charges_unposted_during_a_redis_outage_are_posted_before_more_is_
         await assert_limit_held(replicas, durable, openai_upstream, admitted)
     finally:
         durable.stop()
+
+
+async def test_candidate_counts_spelled_as_strings_or_floats_hold_on_three_replicas(
+    start_replicas: StartReplicas, redis_server: RedisServer, gemini_upstream: FakeGeminiServer
+) -> None:
+    """Item 2: ``candidateCount`` "8", 8.0, "8.0", "8e0" reserve eight candidates on every
+    replica; 40 raw Gemini calls, eight at a time, round-robin."""
+    gemini_upstream.fake.default = GeminiReply(candidates_tokens=1_000)
+    gemini = (
+        f'[providers.gemini]\ntype = "gemini"\nbase_url = "{gemini_upstream.url}"\n'
+        'api_key_env = "FAKE_KEY"\n'
+    )
+    replicas = await start_replicas(3, BUDGET + gemini)
+    spellings: list[object] = ["8", 8.0, "8.0", "8e0"]
+    statuses: list[int] = []
+    async with aiohttp.ClientSession() as http:
+        for batch in range(5):
+            calls = [
+                generate(
+                    http,
+                    replicas[(batch * 8 + i) % 3].url,
+                    {
+                        "candidateCount": spellings[(batch + i) % 4],
+                        "maxOutputTokens": 1_000,
+                        "thinkingConfig": {"thinkingBudget": 0},
+                    },
+                    KEY,
+                )
+                for i in range(8)
+            ]
+            statuses += await asyncio.gather(*calls)
+    # A budget stop on the Gemini routes is 400 FAILED_PRECONDITION.
+    assert set(statuses) == {200, 400}
+    admitted = statuses.count(200)
+    found = await allowed_receipts(replicas, admitted)
+    committed, pending = await books(redis_server)
+    billed = gemini_billed(gemini_upstream.fake.billed)
+    assert len(gemini_upstream.fake.billed) == admitted
+    assert pending == 0
+    assert committed <= LIMIT_NANOS
+    assert billed <= LIMIT_NANOS
+    assert billed <= committed
+    assert committed == sum(parse_usd(str(r["actual_usd"])) for r in found)
+    sent = [r.body["generationConfig"]["candidateCount"] for r in gemini_upstream.fake.requests]
+    assert set(sent) == {8}  # each replica sends the integer it reserved for

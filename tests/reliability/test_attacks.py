@@ -30,6 +30,8 @@ from fakes.attacks import (
     MSGS,
     REASONING,
     ask_cut,
+    gemini_billed,
+    generate,
     leave_chat_after_first_token,
     leave_responses_after_first_token,
     provider_billed,
@@ -187,35 +189,6 @@ async def test_a_call_outliving_its_hold_ttl_keeps_its_hold(
     assert not any(r.late for r in receipts(proxy))
 
 
-def gemini_billed(bills: list[dict[str, Any]], model: str = "gemini-2.5-flash") -> int:
-    """What Google invoices, in nano-USD, from the ``usageMetadata`` it reported."""
-    price = default_pricing_table().get(model)
-    assert price is not None
-    return sum(
-        price.cost_nanos(
-            Usage(
-                input_tokens=b["promptTokenCount"],
-                output_tokens=b["candidatesTokenCount"] + b.get("thoughtsTokenCount", 0),
-            )
-        )
-        for b in bills
-    )
-
-
-async def generate(http: aiohttp.ClientSession, proxy: Proxy, config: dict[str, Any]) -> int:
-    """A raw Gemini generateContent call (google-genai would coerce the counts first)."""
-    async with http.post(
-        f"{proxy.url}/v1beta/models/gemini-2.5-flash:generateContent",
-        json={
-            "contents": [{"role": "user", "parts": [{"text": "eight ways"}]}],
-            "generationConfig": config,
-        },
-        headers={"x-goog-api-key": KEY},
-    ) as response:
-        await response.read()
-        return response.status
-
-
 async def test_candidate_counts_spelled_as_strings_or_floats_are_reserved_as_gemini_reads_them(
     tmp_path: Path,
     openai_upstream: FakeUpstream,
@@ -239,7 +212,7 @@ async def test_candidate_counts_spelled_as_strings_or_floats_are_reserved_as_gem
                 }
                 for i in range(8)
             ]
-            statuses += await asyncio.gather(*(generate(http, proxy, c) for c in configs))
+            statuses += await asyncio.gather(*(generate(http, proxy.url, c, KEY) for c in configs))
     # A budget stop on the Gemini routes is 400 FAILED_PRECONDITION (Google's clients retry 429).
     assert set(statuses) == {200, 400}
     spent, pending = await committed(proxy)
@@ -301,7 +274,7 @@ async def test_thinking_budgets_spelled_as_strings_are_reserved(
     async with aiohttp.ClientSession() as http:
         for budget in ("20000", "0"):
             config = {"maxOutputTokens": 100, "thinkingConfig": {"thinkingBudget": budget}}
-            assert await generate(http, proxy, config) == 200
+            assert await generate(http, proxy.url, config, KEY) == 200
     price = default_pricing_table().get("gemini-2.5-flash")
     assert price is not None
     thinking, plain = receipts(proxy)
