@@ -29,14 +29,11 @@ a free port; the first stdout line is ``listening on <url>``), scripted over HTT
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import hashlib
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 from collections import deque
@@ -47,6 +44,8 @@ from types import TracebackType
 from typing import Any, Final
 
 from aiohttp import web
+
+from fakes.serving import LocalServer, run_cli
 
 __all__ = [
     "FAKE",
@@ -580,45 +579,18 @@ def create_app(fake: FakeGemini | None = None) -> web.Application:
     return app
 
 
-class FakeGeminiServer:
-    """The fake, listening on a free local port for the duration of an ``async with``."""
+class FakeGeminiServer(LocalServer):
+    """The fake served on a local port in this process (``port=0``: a free one), for the
+    duration of an ``async with``; the SDK takes :attr:`url` as ``http_options.base_url``."""
 
-    def __init__(self, fake: FakeGemini | None = None, *, port: int = 0) -> None:
-        self.fake = fake if fake is not None else FakeGemini()
-        self._port = port
-        self._runner: web.AppRunner | None = None
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        """Base URL to give the SDK (``http_options.base_url``)."""
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        """Start listening."""
-        self._runner = web.AppRunner(create_app(self.fake), handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self._port)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-
-    async def stop(self) -> None:
-        """Stop listening and close open connections."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeGeminiServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
+    def __init__(
+        self, fake: FakeGemini | None = None, *, host: str = "127.0.0.1", port: int = 0
     ) -> None:
-        await self.stop()
+        super().__init__(host=host, port=port)
+        self.fake = fake if fake is not None else FakeGemini()
+
+    def make_app(self) -> web.Application:
+        return create_app(self.fake)
 
 
 class FakeGeminiProcess:
@@ -685,26 +657,13 @@ class FakeGeminiProcess:
             return data
 
 
-async def _serve(port: int) -> None:
-    server = FakeGeminiServer(port=port)
-    await server.start()
-    sys.stdout.write(f"listening on {server.url}\n")
-    sys.stdout.flush()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await server.stop()
-
-
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m fakes.gemini_upstream --port N``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    args = parser.parse_args(argv)
-    asyncio.run(_serve(args.port))
+    """``python -m fakes.gemini_upstream [--host H] [--port N]``."""
+    run_cli(
+        __doc__.splitlines()[0] if __doc__ else "fake Gemini",
+        lambda host, port: FakeGeminiServer(host=host, port=port),
+        argv,
+    )
 
 
 if __name__ == "__main__":
