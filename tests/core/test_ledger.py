@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -10,6 +11,7 @@ from aegis.core import (
     BudgetExceeded,
     DuplicateRequest,
     HoldAlreadyResolved,
+    HoldNote,
     HoldNotFound,
     Ledger,
     ManualClock,
@@ -217,3 +219,45 @@ async def test_a_statement_lists_live_accounts_and_pending_holds(
     ]
     clock.advance(30)
     assert [h.hold_id for h in (await ledger.statement(tenant_id="t")).holds] == ["b"]
+
+
+@pytest.mark.parametrize("synchronous", ["full", "normal"])
+async def test_sqlite_notes_live_exactly_as_long_as_their_holds(
+    tmp_path: Path, clock: ManualClock, synchronous: Literal["full", "normal"]
+) -> None:
+    """A note is written with its hold and dropped with its commit or release; one whose
+    hold merely expired (its holder died) is still there for the restart to read back."""
+    path = tmp_path / "l.db"
+    first = SqliteLedger(path, clock=clock, synchronous=synchronous)
+
+    async def noted(hold_id: str, owner: str = "trail-a", amount: int = 100) -> None:
+        await first.reserve_noted(
+            tenant_id="t",
+            hold_id=hold_id,
+            amount_nanos=amount,
+            accounts=[DAY],
+            ttl_s=60,
+            note=HoldNote(owner, f"call {hold_id}"),
+        )
+
+    for hold_id in ("committed", "released", "expired", "in flight"):
+        await noted(hold_id)
+    await noted("other's", owner="trail-b")
+    with pytest.raises(BudgetExceeded):
+        await noted("refused", amount=1000)  # rolled back: neither hold nor note
+    await first.commit(tenant_id="t", hold_id="committed", amount_nanos=40)
+    await first.release(tenant_id="t", hold_id="released")
+    assert sorted(await first.notes(owner="trail-a")) == ["call expired", "call in flight"]
+    assert await first.notes(owner="trail-b") == ["call other's"]
+    await first.close()
+
+    second = SqliteLedger(path, clock=clock, synchronous=synchronous)  # the restart
+    clock.advance(61)  # every hold lapses; the notes of the unresolved ones stay
+    assert sorted(await second.notes(owner="trail-a")) == ["call expired", "call in flight"]
+    await second.release(tenant_id="t", hold_id="expired")  # a no-op on the hold, not the note
+    settlement = await second.commit(tenant_id="t", hold_id="in flight", amount_nanos=100)
+    assert settlement.late
+    assert await second.notes(owner="trail-a") == []
+    assert await second.notes(owner="trail-b") == ["call other's"]
+    assert await spent(second, DAY.key) == (140, 0)
+    await second.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,16 +15,19 @@ from aegis.core import (
     HmacSha256Signer,
     Hold,
     InMemoryPolicyProvider,
+    LedgerAdmissions,
     LedgerUnavailable,
     ManualClock,
     MemoryReceiptSink,
     Settlement,
     SqliteLedger,
     Statement,
+    UnpostedCharge,
     UnpostedJournal,
     Usage,
     default_pricing_table,
 )
+from aegis.core.recovery import post_all_owed, recover_admissions
 
 
 class FlakyLedger:
@@ -132,4 +136,60 @@ async def test_an_unposted_charge_survives_a_restart_and_is_posted_before_the_ne
     assert balance.committed_nanos == 2 * (1_000 * 150 + 1_000 * 600)
     assert not restarted.unposted
     assert journal_path.read_bytes() == b""
+    await ledger.close()
+
+
+async def test_a_release_the_ledger_failed_to_take_is_owed_and_never_charged_after_a_crash(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    """A call that failed upstream settles while another process holds the SQLite file
+    locked: its release is journaled like a charge. A crash then leaves its admission note in
+    the ledger, but the restart knows the call was receipted: it releases the hold instead of
+    charging the reservation, and writes no second receipt."""
+    db = tmp_path / "ledger.db"
+
+    def gate_over(ledger: SqliteLedger, sink: MemoryReceiptSink) -> Gate:
+        return Gate(
+            policy_provider=InMemoryPolicyProvider(
+                {"acme": {"budgets": {"per_run_usd": "1"}, "reservation_ttl_s": 1}}
+            ),
+            ledger=ledger,
+            pricing=default_pricing_table(),
+            signer=HmacSha256Signer(key_id="k1", secret=b"s" * 32),
+            sink=sink,
+            clock=clock,
+            journal=UnpostedJournal(tmp_path / "unposted.jsonl"),
+            admissions=LedgerAdmissions(ledger, owner="trail"),
+        )
+
+    first_sink = MemoryReceiptSink()
+    first = gate_over(SqliteLedger(db, clock=clock, busy_timeout_ms=50), first_sink)
+    permit = await first.admit(
+        tenant_id="acme",
+        request_id="r1",
+        provider="openai",
+        model="gpt-4o-mini",
+        input_tokens=1_000,
+        max_output_tokens=1_000,
+    )
+    locker = sqlite3.connect(db, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    failed = await first.settle(permit, status="upstream_error", error="upstream 500")
+    locker.execute("COMMIT")
+    assert "ledger_unsettled" in (failed.error or "")
+    assert failed.actual_usd == "0"
+    assert first.unposted.owed() == [UnpostedCharge("acme", "r1", 0, None, release=True)]
+    assert len(await first.admissions.unsettled()) == 1  # the note is still in the ledger
+
+    # The process dies here; a restart over the same files.
+    second_sink = MemoryReceiptSink()
+    ledger = SqliteLedger(db, clock=clock)
+    second = gate_over(ledger, second_sink)
+    assert await recover_admissions(second) == 0
+    assert await post_all_owed(second) == 0
+    statement = await ledger.statement(tenant_id="acme")
+    assert statement.balances == {"run:r1": Balance(0, 0)}  # released, not charged
+    assert statement.holds == ()
+    assert await second.admissions.unsettled() == []
+    assert second_sink.receipts == []
     await ledger.close()

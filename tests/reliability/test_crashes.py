@@ -156,36 +156,75 @@ async def crash_and_retry(
     assert parse_usd(dead["actual_usd"]) == charged
 
 
-@pytest.mark.parametrize("durability", ["fsync", "group"])
+# Where a configuration keeps its admissions: notes in the SQLite ledger whenever the ledger is
+# as durable as the receipts; a file beside the trail when it is less durable ("normal" under
+# "fsync" receipts, which a power cut would separate).
+JOURNALS = {
+    "notes-fsync": ("full", "fsync", "notes"),
+    "notes-group": ("full", "group", "notes"),
+    "notes-normal-group": ("normal", "group", "notes"),
+    "file-normal-fsync": ("normal", "fsync", "file"),
+}
+
+
+def durability_config(
+    tmp_path: Path, upstream: FakeUpstream, port: int, synchronous: str, durability: str
+) -> Path:
+    path = config(tmp_path / "aegis.toml", upstream, port)
+    text = path.read_text().replace('limit_usd = "10"', 'limit_usd = "0.20"')
+    text = text.replace(
+        'path = "ledger.db"\n', f'path = "ledger.db"\nsynchronous = "{synchronous}"\n'
+    )
+    path.write_text(
+        text.replace('key_id = "crash"\n', f'key_id = "crash"\ndurability = "{durability}"\n')
+    )
+    return path
+
+
+def journals_left(tmp_path: Path) -> tuple[int, int]:
+    """Admissions left unsettled (notes in the ledger, admitted lines in the file)."""
+    with sqlite3.connect(tmp_path / "ledger.db") as conn:
+        notes = conn.execute("SELECT count(*) FROM aegis_notes").fetchone()[0]
+    log = tmp_path / "receipts.admissions.jsonl"
+    lines = log.read_bytes().splitlines() if log.exists() else []
+    admitted = {json.loads(line)["receipt_id"] for line in lines if b'"admitted"' in line}
+    settled = {json.loads(line)["receipt_id"] for line in lines if b'"settled"' in line}
+    return notes, len(admitted - settled)
+
+
+async def kill_with_four_in_flight(proxy: ProxyProcess, openai_upstream: FakeUpstream) -> None:
+    openai_upstream.fake.default = dataclasses.replace(REASONING, chunk_delay_s=0.5)
+    await proxy.start()
+    async with AsyncOpenAI(base_url=proxy.url + "/v1", api_key=KEY, max_retries=0) as sdk:
+        calls = [asyncio.create_task(stream_to_the_end(sdk)) for _ in range(4)]
+        await asyncio.wait_for(openai_upstream.fake.wait_for_requests(4), 30)
+        proxy.signal(signal.SIGKILL)
+        assert proxy.wait() == -signal.SIGKILL
+        await asyncio.gather(*calls, return_exceptions=True)
+
+
+@pytest.mark.parametrize("journal", list(JOURNALS))
 async def test_kill_9_with_calls_in_flight_leaves_each_receipted_and_charged(
-    tmp_path: Path, openai_upstream: FakeUpstream, durability: str
+    tmp_path: Path, openai_upstream: FakeUpstream, journal: str
 ) -> None:
     """Issue 21, item 9: four calls in flight when the proxy is killed before its first
     receipt. The trail it leaves is empty, not tampered; the restart finds their admission
     records, receipts each and charges its reservation, so the provider's bill is covered."""
+    synchronous, durability, kept = JOURNALS[journal]
     port = free_port()
-    path = config(tmp_path / "aegis.toml", openai_upstream, port)
-    # "group" writes the admission records without an fsync: kill -9 must still find them.
-    text = path.read_text().replace('limit_usd = "10"', 'limit_usd = "0.20"')
-    path.write_text(
-        text.replace('key_id = "crash"\n', f'key_id = "crash"\ndurability = "{durability}"\n')
-    )
+    # "group" writes the admissions without an fsync: kill -9 must still find them.
+    path = durability_config(tmp_path, openai_upstream, port, synchronous, durability)
     env = {"FAKE_KEY": "sk-up", "AEGIS_RECEIPT_SECRET": SECRET}
     proxy = ProxyProcess(path, port, env, tmp_path / "proxy.log")
     keys = {**os.environ, "AEGIS_RECEIPT_KEYS": "crash:env:SECRET", "SECRET": SECRET}
     verify = [sys.executable, "-m", "aegis.core.cli", "verify", str(tmp_path / "receipts")]
-    openai_upstream.fake.default = dataclasses.replace(REASONING, chunk_delay_s=0.5)
     try:
-        await proxy.start()
-        async with AsyncOpenAI(base_url=proxy.url + "/v1", api_key=KEY, max_retries=0) as sdk:
-            calls = [asyncio.create_task(stream_to_the_end(sdk)) for _ in range(4)]
-            await asyncio.wait_for(openai_upstream.fake.wait_for_requests(4), 30)
-            proxy.signal(signal.SIGKILL)
-            assert proxy.wait() == -signal.SIGKILL
-            await asyncio.gather(*calls, return_exceptions=True)
+        await kill_with_four_in_flight(proxy, openai_upstream)
         empty = subprocess.run(verify, env=keys, capture_output=True, text=True)
         assert empty.returncode == 0, empty.stdout + empty.stderr  # empty, not TAMPERED
         assert "holds no receipts" in empty.stdout
+        # Each admission is where the configuration keeps it, and only there.
+        assert journals_left(tmp_path) == ((4, 0) if kept == "notes" else (0, 4))
 
         await proxy.start()
         committed, pending = await month_balance(tmp_path / "ledger.db")
@@ -193,6 +232,7 @@ async def test_kill_9_with_calls_in_flight_leaves_each_receipted_and_charged(
         assert len(openai_upstream.fake.billed) == 4
         assert pending == 0
         assert billed <= committed <= 200_000_000
+        assert journals_left(tmp_path) == (0, 0)
         proxy.signal(signal.SIGTERM)
         assert proxy.wait() == 0
     finally:
@@ -207,4 +247,41 @@ async def test_kill_9_with_calls_in_flight_leaves_each_receipted_and_charged(
     )
     found = [json.loads(line) for line in shown.stdout.splitlines()]
     assert [r["usage_source"] for r in found] == ["reservation"] * 4
+    assert sum(parse_usd(r["actual_usd"]) for r in found) == committed
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [("file-normal-fsync", "notes-fsync"), ("notes-fsync", "file-normal-fsync")],
+)
+async def test_a_restart_under_another_durability_recovers_the_other_journals_calls(
+    tmp_path: Path, openai_upstream: FakeUpstream, before: str, after: str
+) -> None:
+    """Calls a crash left in one journal are recovered by a restart whose configuration keeps
+    admissions in the other (an upgrade, or a changed ``synchronous``): never left behind."""
+    port = free_port()
+    env = {"FAKE_KEY": "sk-up", "AEGIS_RECEIPT_SECRET": SECRET}
+    path = durability_config(tmp_path, openai_upstream, port, *JOURNALS[before][:2])
+    proxy = ProxyProcess(path, port, env, tmp_path / "proxy.log")
+    try:
+        await kill_with_four_in_flight(proxy, openai_upstream)
+        assert journals_left(tmp_path) == ((4, 0) if before.startswith("notes") else (0, 4))
+        durability_config(tmp_path, openai_upstream, port, *JOURNALS[after][:2])
+        await proxy.start()
+        committed, pending = await month_balance(tmp_path / "ledger.db")
+        assert pending == 0
+        assert provider_billed(openai_upstream.fake.billed) <= committed <= 200_000_000
+        assert journals_left(tmp_path) == (0, 0)
+        assert not (tmp_path / "receipts.admissions.jsonl").exists() or after.startswith("file")
+        proxy.signal(signal.SIGTERM)
+        assert proxy.wait() == 0
+    finally:
+        proxy.stop()
+    shown = subprocess.run(
+        [sys.executable, "-m", "aegis.core.cli", "show", str(tmp_path / "receipts"), "--json"],
+        capture_output=True,
+        text=True,
+    )
+    found = [json.loads(line) for line in shown.stdout.splitlines()]
+    assert [(r["status"], r["usage_source"]) for r in found] == [("cancelled", "reservation")] * 4
     assert sum(parse_usd(r["actual_usd"]) for r in found) == committed

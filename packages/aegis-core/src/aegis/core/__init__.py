@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from aegis.core.admission_log import AdmissionLog, AdmissionRecord
+from aegis.core.admission_log import (
+    AdmissionJournal,
+    AdmissionLog,
+    AdmissionRecord,
+    LedgerAdmissions,
+)
 from aegis.core.alerts import BudgetAlert
 from aegis.core.catalogue import default_pricing_table
 from aegis.core.chat_wire import (
@@ -87,8 +92,10 @@ from aegis.core.ledger import (
     AccountUnit,
     Balance,
     Hold,
+    HoldNote,
     HoldState,
     Ledger,
+    NotingLedger,
     Settlement,
     Statement,
 )
@@ -181,6 +188,7 @@ __all__ = [
     "TOOL_KINDS",
     "Account",
     "AccountUnit",
+    "AdmissionJournal",
     "AdmissionLog",
     "AdmissionRecord",
     "AegisError",
@@ -216,6 +224,7 @@ __all__ = [
     "Hold",
     "HoldAlreadyResolved",
     "HoldNotFound",
+    "HoldNote",
     "HoldState",
     "InMemoryPolicyProvider",
     "InvalidRequest",
@@ -224,6 +233,7 @@ __all__ = [
     "KeyScope",
     "Keyring",
     "Ledger",
+    "LedgerAdmissions",
     "LedgerError",
     "LedgerUnavailable",
     "ManualClock",
@@ -233,6 +243,7 @@ __all__ = [
     "ModelPrice",
     "ModelRetiredDenied",
     "NotInStore",
+    "NotingLedger",
     "Outcome",
     "Permit",
     "Policy",

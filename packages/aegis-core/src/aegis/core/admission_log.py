@@ -2,19 +2,27 @@
 
 A call is billed by its provider from the moment it is sent. If the process dies (kill -9, a
 power cut) between admission and settlement, the call would have neither receipt nor charge.
-So the Gate writes an admission record (fsynced; concurrent admissions share one fsync)
-before it hands out the permit, and a settled record once the call's receipt is written. A
-Gate that starts over a log with admissions never settled writes their receipts (status
-``cancelled``, charged the reservation: the provider may have billed all of it) and charges
-them (:meth:`Gate.recover_admissions`).
+So an admission is recorded, as durably as the receipts, before the Gate hands out its
+permit, and marked settled once its receipt is written. A Gate that starts over admissions
+never settled writes their receipts (status ``cancelled``, charged the reservation: the
+provider may have billed all of it) and charges them (:func:`recovery.recover_admissions`).
 
-The settled record needs no fsync: if it is lost, the recovery finds the hold already
-resolved in the ledger, and writes nothing twice.
+Two journals keep them (:class:`AdmissionJournal`):
 
-``durable=False`` (receipts with ``group`` durability, which already accept losing a power
-cut's last moments) writes each record at once, on the loop, without an fsync: the bytes are in
-the kernel when the permit goes out, so a killed process (kill -9, OOM) still leaves them; only
-a power cut can lose them. That keeps a thread hand-off and an fsync off every call.
+:class:`LedgerAdmissions`
+    In a ledger that keeps notes with its holds (:class:`~aegis.core.ledger.NotingLedger`,
+    the SQLite one): the record is written in the reservation's own transaction and dropped
+    in the settlement's. One write, one fsync where the ledger fsyncs, and nothing that can
+    disagree with the ledger.
+:class:`AdmissionLog`
+    A file beside the receipt trail, for ledgers that keep no notes (Redis) or are less
+    durable than the receipts. The record is fsynced after the reservation (concurrent
+    admissions share one fsync); the settled record needs none: if it is lost, the recovery
+    finds the hold already resolved in the ledger, and writes nothing twice.
+    ``durable=False`` (receipts with ``group`` durability, which already accept losing a
+    power cut's last moments) writes each record at once, on the loop, without an fsync: the
+    bytes are in the kernel when the permit goes out, so a killed process (kill -9, OOM)
+    still leaves them; only a power cut can lose them.
 """
 
 from __future__ import annotations
@@ -23,10 +31,15 @@ import asyncio
 import contextlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any, Protocol
 
-__all__ = ["AdmissionLog", "AdmissionRecord"]
+from aegis.core.errors import HoldAlreadyResolved, HoldNotFound, LedgerUnavailable
+from aegis.core.ledger import Account, Hold, HoldNote, Ledger, NotingLedger
+
+__all__ = ["AdmissionJournal", "AdmissionLog", "AdmissionRecord", "LedgerAdmissions"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +69,94 @@ class AdmissionRecord:
             out[name] = getattr(self, name)
         return out
 
+    def line(self) -> bytes:
+        """The record's canonical JSON line (no newline)."""
+        return _dumps(self.to_dict())
+
+    @classmethod
+    def parse(cls, line: bytes | str) -> AdmissionRecord | None:
+        """The admission a :meth:`line` holds; ``None`` for any other line."""
+        record: Any = json.loads(line)
+        if not isinstance(record, dict) or record.pop("op", None) != "admitted":
+            return None
+        return cls(**record)
+
 
 _FIELDS: tuple[str, ...] = tuple(f.name for f in fields(AdmissionRecord))
+
+
+def _dumps(record: dict[str, object]) -> bytes:
+    return json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
+
+
+class AdmissionJournal(Protocol):
+    """Where the Gate records admissions (see the module docstring)."""
+
+    async def reserve(
+        self,
+        ledger: Ledger,
+        record: AdmissionRecord,
+        *,
+        accounts: Sequence[Account],
+        ttl_s: float,
+    ) -> Hold:
+        """Reserve ``record.reserved_nanos`` as hold ``record.request_id`` and record the
+        admission: both or neither. Raises what :meth:`Ledger.reserve` raises, and
+        :class:`LedgerUnavailable` when the admission cannot be recorded."""
+        ...
+
+    def settled(self, receipt_id: str) -> None:
+        """The call's receipt is written (recorded lazily, without waiting)."""
+        ...
+
+    async def unsettled(self) -> list[AdmissionRecord]:
+        """Admissions recorded and never settled (read at startup)."""
+        ...
+
+    async def close(self) -> None:
+        """Write what is queued."""
+        ...
+
+
+class LedgerAdmissions:
+    """Admissions kept as notes with their holds, in the ledger's own transactions.
+
+    ``owner`` names the receipt trail (one writer at a time), so a restart reads back its
+    own calls only, never those of another process sharing the ledger.
+    """
+
+    def __init__(self, ledger: NotingLedger, owner: str) -> None:
+        self.ledger = ledger
+        self.owner = owner
+
+    async def reserve(
+        self,
+        ledger: Ledger,
+        record: AdmissionRecord,
+        *,
+        accounts: Sequence[Account],
+        ttl_s: float,
+    ) -> Hold:
+        if ledger is not self.ledger:
+            raise ValueError("the admissions are noted in another ledger than the Gate's")
+        return await self.ledger.reserve_noted(
+            tenant_id=record.tenant_id,
+            hold_id=record.request_id,
+            amount_nanos=record.reserved_nanos,
+            accounts=accounts,
+            ttl_s=ttl_s,
+            note=HoldNote(self.owner, record.line().decode()),
+        )
+
+    def settled(self, receipt_id: str) -> None:
+        """Nothing to do: the note went with the hold's commit or release."""
+
+    async def unsettled(self) -> list[AdmissionRecord]:
+        found = (AdmissionRecord.parse(text) for text in await self.ledger.notes(owner=self.owner))
+        return [record for record in found if record is not None]
+
+    async def close(self) -> None:
+        """Nothing is queued: every note was written with its hold."""
 
 
 class AdmissionLog:
@@ -71,14 +170,37 @@ class AdmissionLog:
         self._queue: list[tuple[bytes, asyncio.Future[None] | None]] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    def unsettled(self) -> list[AdmissionRecord]:
+    async def reserve(
+        self,
+        ledger: Ledger,
+        record: AdmissionRecord,
+        *,
+        accounts: Sequence[Account],
+        ttl_s: float,
+    ) -> Hold:
+        hold = await ledger.reserve(
+            tenant_id=record.tenant_id,
+            hold_id=record.request_id,
+            amount_nanos=record.reserved_nanos,
+            accounts=accounts,
+            ttl_s=ttl_s,
+        )
+        try:
+            await self.admitted(record)
+        except OSError as exc:  # without it a crash would leave a billed call untraced
+            with contextlib.suppress(HoldNotFound, HoldAlreadyResolved):
+                await ledger.release(tenant_id=record.tenant_id, hold_id=record.request_id)
+            raise LedgerUnavailable(f"the admission log cannot be written: {exc.strerror}") from exc
+        return hold
+
+    async def unsettled(self) -> list[AdmissionRecord]:
         """Admissions in the file with no settled record (read at startup)."""
         if self.path is None or not self.path.exists():
             return []
         found: dict[str, AdmissionRecord] = {}
         for line in self.path.read_bytes().split(b"\n"):
             try:
-                record = json.loads(line)
+                record: Any = json.loads(line)
             except ValueError:
                 continue  # a torn last line: that admission was never acknowledged
             if not isinstance(record, dict):
@@ -122,13 +244,10 @@ class AdmissionLog:
         if self._open == 0 and record["op"] == "settled":
             os.ftruncate(self._fd, 0)  # nothing open: the file starts afresh
             return
-        os.write(
-            self._fd, json.dumps(record, sort_keys=True, separators=(",", ":")).encode() + b"\n"
-        )
+        os.write(self._fd, _dumps(record) + b"\n")
 
     def _enqueue(self, record: dict[str, object], done: asyncio.Future[None] | None) -> None:
-        line = json.dumps(record, sort_keys=True, separators=(",", ":")).encode() + b"\n"
-        self._queue.append((line, done))
+        self._queue.append((_dumps(record) + b"\n", done))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
 

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from aegis.core import admission, recovery
-from aegis.core.admission_log import AdmissionLog
+from aegis.core.admission_log import AdmissionJournal, AdmissionLog
 from aegis.core.alert_tracker import AlertTracker
 from aegis.core.alerts import BudgetAlert
 from aegis.core.clock import Clock, SystemClock
@@ -63,7 +63,7 @@ class Gate:
         clock: Clock | None = None,
         chain_id: str | None = None,
         journal: UnpostedJournal | None = None,
-        admissions: AdmissionLog | None = None,
+        admissions: AdmissionJournal | None = None,
     ) -> None:
         self.policy_provider = policy_provider
         self.ledger = ledger
@@ -76,7 +76,7 @@ class Gate:
         self.alerts = AlertTracker(ledger, self.trail)
         # Charges the ledger failed to take; admissions recorded before their permits go out.
         self.unposted = journal if journal is not None else UnpostedJournal()
-        self.admissions = admissions if admissions is not None else AdmissionLog()
+        self.admissions: AdmissionJournal = admissions if admissions is not None else AdmissionLog()
 
     @property
     def on_receipt(self) -> Callable[[Receipt], None] | None:
@@ -189,7 +189,7 @@ class Gate:
             )
             estimated = plan.estimated_nanos
             try:
-                hold = await self._reserve(tenant_id, request_id, plan, policy)
+                hold = await self._reserve(subject, plan, policy)
             except BudgetExceeded as exc:
                 # Another call may take the budget meanwhile; then the second reserve denies.
                 clamped = plan.clamp(policy, capability, exc.available_nanos, now)
@@ -197,7 +197,7 @@ class Gate:
                     raise
                 plan = clamped
                 estimated = plan.estimated_nanos
-                hold = await self._reserve(tenant_id, request_id, plan, policy)
+                hold = await self._reserve(subject, plan, policy)
         except AegisError as exc:
             await self._refuse(subject, exc, policy, estimated)
             raise
@@ -205,23 +205,16 @@ class Gate:
             wrapped = LedgerUnavailable(f"ledger failed: {type(exc).__name__}: {exc}")
             await self._refuse(subject, wrapped, policy, 0)
             raise wrapped from exc
-        permit = Permit.admitted(subject, plan, policy, pricing, hold)
-        try:
-            await self.admissions.admitted(recovery.admission_record(permit))
-        except OSError as exc:  # without it a crash would leave a billed call untraced
-            await self.ledger.release(tenant_id=tenant_id, hold_id=request_id)
-            error = LedgerUnavailable(f"the admission log cannot be written: {exc.strerror}")
-            await self._refuse(subject, error, policy, estimated)
-            raise error from exc
-        return permit
+        return Permit.admitted(subject, plan, policy, pricing, hold)
 
     async def _reserve(
-        self, tenant_id: str, request_id: str, plan: admission.Reservation, policy: Policy
+        self, subject: CallSubject, plan: admission.Reservation, policy: Policy
     ) -> Hold:
-        return await self.ledger.reserve(
-            tenant_id=tenant_id,
-            hold_id=request_id,
-            amount_nanos=plan.estimated_nanos,
+        # The admission is recorded with the hold, before any permit goes out: a crash from
+        # here on leaves what the restart needs to receipt and charge the call.
+        return await self.admissions.reserve(
+            self.ledger,
+            recovery.admission_record(subject, plan),
             accounts=plan.accounts,
             ttl_s=policy.reservation_ttl_s,
         )
@@ -302,8 +295,9 @@ class Gate:
             raise  # a permit settled twice is a bug in the caller, not an outage
         except Exception as exc:
             # The call has happened and cannot be refused any more; the ledger could not record
-            # it. The receipt still says what was charged (the hold lapses at its TTL), so the
-            # spend is never lost from the audit trail and can be reconciled from it.
+            # it. The charge (or release) is journaled until the ledger takes it, and the
+            # receipt still says what was charged, so the spend is never lost from the audit
+            # trail; the recovery after a crash knows the call was settled.
             logger.error(
                 "ledger failed to settle %s for tenant %s: %s",
                 permit.request_id,
@@ -312,8 +306,7 @@ class Gate:
             )
             unsettled = f"ledger_unsettled: {type(exc).__name__}"
             error = unsettled if error is None else f"{error}; {unsettled}"
-            if source != "none":
-                await recovery.journal_unposted(self, permit, charge, usage)
+            await recovery.journal_unposted(self, permit, charge, usage, release=source == "none")
         outcome = Outcome(
             decision=Decision(True),
             status=status,

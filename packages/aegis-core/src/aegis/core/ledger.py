@@ -25,8 +25,10 @@ __all__ = [
     "AccountUnit",
     "Balance",
     "Hold",
+    "HoldNote",
     "HoldState",
     "Ledger",
+    "NotingLedger",
     "Settlement",
     "Statement",
     "check_admission",
@@ -72,6 +74,15 @@ class Hold:
     spent: tuple[int, ...] = ()
     """Each account's spend (committed + pending) just before this hold, in the order the
     accounts were given (for rate-limit headers); empty when a ledger replays a hold."""
+
+
+@dataclass(frozen=True, slots=True)
+class HoldNote:
+    """What a hold is for, in words its owner can read back after a crash."""
+
+    owner: str
+    """Who may read the note back (one writer at a time: a receipt trail's slot)."""
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +183,30 @@ class Ledger(Protocol):
 
     async def close(self) -> None:
         """Release resources; the ledger is unusable afterwards."""
+        ...
+
+
+class NotingLedger(Ledger, Protocol):
+    """A ledger that keeps a note with a hold: written in the reservation's own transaction
+    (as durable as the hold, with no write of its own) and dropped in the one that commits
+    or releases the hold. What a crash left in flight can then be read back from the ledger.
+    """
+
+    async def reserve_noted(
+        self,
+        *,
+        tenant_id: str,
+        hold_id: str,
+        amount_nanos: int,
+        accounts: Sequence[Account],
+        ttl_s: float,
+        note: HoldNote,
+    ) -> Hold:
+        """:meth:`Ledger.reserve`, keeping ``note`` until the hold is committed or released."""
+        ...
+
+    async def notes(self, *, owner: str) -> list[str]:
+        """The texts of ``owner``'s notes whose holds were never committed or released."""
         ...
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from aegis.core.admission_log import AdmissionRecord
+from aegis.core.admission import Reservation
+from aegis.core.admission_log import AdmissionJournal, AdmissionRecord
 from aegis.core.errors import AegisError, HoldAlreadyResolved, HoldNotFound, LedgerUnavailable
 from aegis.core.permit import Permit
 from aegis.core.pricing import Usage
@@ -36,12 +37,15 @@ async def post_owed(gate: Gate, tenant_id: str) -> None:
     """Post the tenant's owed charges, or raise :class:`LedgerUnavailable`."""
     for charge in gate.unposted.owed(tenant_id):
         try:
-            await gate.ledger.commit(
-                tenant_id=tenant_id,
-                hold_id=charge.hold_id,
-                amount_nanos=charge.amount_nanos,
-                tokens=charge.tokens,
-            )
+            if charge.release:
+                await gate.ledger.release(tenant_id=tenant_id, hold_id=charge.hold_id)
+            else:
+                await gate.ledger.commit(
+                    tenant_id=tenant_id,
+                    hold_id=charge.hold_id,
+                    amount_nanos=charge.amount_nanos,
+                    tokens=charge.tokens,
+                )
         except HoldAlreadyResolved:
             pass  # the commit that "failed" had reached the ledger after all
         except HoldNotFound:
@@ -67,11 +71,13 @@ async def post_all_owed(gate: Gate) -> int:
     return len(gate.unposted.owed())
 
 
-async def journal_unposted(gate: Gate, permit: Permit, charge: int, usage: Usage | None) -> None:
-    """Keep a charge the ledger failed to take until it is posted."""
+async def journal_unposted(
+    gate: Gate, permit: Permit, charge: int, usage: Usage | None, *, release: bool = False
+) -> None:
+    """Keep a charge (or a release) the ledger failed to take until it is posted."""
     tokens = None if usage is None else usage.input_tokens + usage.output_tokens
     owed = UnpostedCharge(
-        permit.tenant_id, permit.request_id, charge, tokens if permit.limited else None
+        permit.tenant_id, permit.request_id, charge, tokens if permit.limited else None, release
     )
     try:
         await gate.unposted.record(owed)
@@ -79,31 +85,39 @@ async def journal_unposted(gate: Gate, permit: Permit, charge: int, usage: Usage
         logger.error("cannot journal an unposted charge: %s", exc.strerror)
 
 
-def admission_record(permit: Permit) -> AdmissionRecord:
+def admission_record(subject: CallSubject, plan: Reservation) -> AdmissionRecord:
+    """What the restart needs of a call admitted under ``plan`` (its permit's figures)."""
     return AdmissionRecord(
-        receipt_id=permit.receipt_id,
-        request_id=permit.request_id,
-        tenant_id=permit.tenant_id,
-        run_id=permit.run_id,
-        provider=permit.provider,
-        model=permit.model,
-        capability=permit.capability,
-        started_at=permit.started_at,
-        estimated_nanos=permit.estimated_nanos,
-        reserved_nanos=permit.reserved_nanos,
-        input_tokens=permit.input_tokens,
-        max_output_tokens=permit.max_output_tokens,
-        limited=permit.limited,
-        body_sha256=permit.body_sha256,
+        receipt_id=subject.receipt_id,
+        request_id=subject.request_id,
+        tenant_id=subject.tenant_id,
+        run_id=subject.run_id,
+        provider=subject.provider,
+        model=subject.model,
+        capability=subject.capability,
+        started_at=subject.started_at,
+        estimated_nanos=plan.estimated_nanos,
+        reserved_nanos=plan.estimated_nanos,
+        input_tokens=plan.input_tokens,
+        max_output_tokens=plan.output_tokens,
+        limited=bool(plan.limits),
+        body_sha256=subject.body_sha256,
     )
 
 
-async def recover_admissions(gate: Gate) -> int:
-    """Receipt and charge the calls a crash left in flight (their admission was recorded,
-    their settlement never was): each is charged its reservation, since the provider may have
-    billed all of it. Returns how many were recovered."""
+async def recover_admissions(gate: Gate, journal: AdmissionJournal | None = None) -> int:
+    """Receipt and charge the calls a crash left in flight (their admission was recorded in
+    ``journal``, the Gate's own by default, and their settlement never was): each is charged
+    its reservation, since the provider may have billed all of it. Returns how many were
+    recovered."""
+    journal = gate.admissions if journal is None else journal
+    # A call whose settlement the ledger failed to take was receipted; its charge is owed.
+    owed = {(charge.tenant_id, charge.hold_id) for charge in gate.unposted.owed()}
     recovered = 0
-    for record in gate.admissions.unsettled():
+    for record in await journal.unsettled():
+        if (record.tenant_id, record.request_id) in owed:
+            journal.settled(record.receipt_id)
+            continue
         error = "the proxy stopped with the call in flight; charged its reservation"
         late = False
         try:
@@ -115,7 +129,7 @@ async def recover_admissions(gate: Gate) -> int:
             late = settlement.late
         except HoldAlreadyResolved:
             # Settled before the crash (its settled record was not written yet).
-            gate.admissions.settled(record.receipt_id)
+            journal.settled(record.receipt_id)
             continue
         except HoldNotFound:
             error += "; the ledger holds no reservation for it"
@@ -149,6 +163,6 @@ async def recover_admissions(gate: Gate) -> int:
             late=late,
         )
         await gate.trail.write(gate.trail.receipt(subject, outcome, policy, gate.pricing))
-        gate.admissions.settled(record.receipt_id)
+        journal.settled(record.receipt_id)
         recovered += 1
     return recovered

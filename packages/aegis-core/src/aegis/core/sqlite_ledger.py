@@ -12,6 +12,10 @@ durable before any caller hears its answer. With ``synchronous="normal"`` a comm
 write to the WAL with no fsync, cheaper than handing the work to a thread (and than the GIL
 hand-offs that come with it under load), so operations run inline on the event loop — those
 queued in the same turn of the loop together, as one transaction.
+
+A hold may carry a note (:class:`~aegis.core.ledger.NotingLedger`): the Gate's admission
+record, inserted by the reservation's transaction and deleted by the one that commits or
+releases the hold, so recording an admission costs no write of its own.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from aegis.core.ledger import (
     Account,
     Balance,
     Hold,
+    HoldNote,
     Settlement,
     Statement,
     check_admission,
@@ -71,6 +76,13 @@ CREATE TABLE IF NOT EXISTS aegis_holds (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS aegis_holds_expiry ON aegis_holds (expires_at)
     WHERE state = 'pending';
+CREATE TABLE IF NOT EXISTS aegis_notes (
+    tenant TEXT NOT NULL,
+    id TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    text TEXT NOT NULL,
+    PRIMARY KEY (tenant, id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS aegis_alerts (
     tenant TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -92,6 +104,10 @@ def _parts(keys: str, amount: int) -> list[tuple[str, int, str]]:
         (k, amount, "nanos") if isinstance(k, str) else (k[0], int(k[1]), k[2])
         for k in json.loads(keys)
     ]
+
+
+def _drop_note(conn: sqlite3.Connection, tenant_id: str, hold_id: str) -> None:
+    conn.execute("DELETE FROM aegis_notes WHERE tenant = ? AND id = ?", (tenant_id, hold_id))
 
 
 @dataclass(slots=True)
@@ -283,6 +299,36 @@ class SqliteLedger:
         accounts: Sequence[Account],
         ttl_s: float,
     ) -> Hold:
+        return await self._reserve(tenant_id, hold_id, amount_nanos, accounts, ttl_s, None)
+
+    async def reserve_noted(
+        self,
+        *,
+        tenant_id: str,
+        hold_id: str,
+        amount_nanos: int,
+        accounts: Sequence[Account],
+        ttl_s: float,
+        note: HoldNote,
+    ) -> Hold:
+        return await self._reserve(tenant_id, hold_id, amount_nanos, accounts, ttl_s, note)
+
+    async def notes(self, *, owner: str) -> list[str]:
+        def op(conn: sqlite3.Connection, now: float) -> list[str]:
+            rows = conn.execute("SELECT text FROM aegis_notes WHERE owner = ?", (owner,))
+            return [str(text) for (text,) in rows]
+
+        return await self._run(op)
+
+    async def _reserve(
+        self,
+        tenant_id: str,
+        hold_id: str,
+        amount_nanos: int,
+        accounts: Sequence[Account],
+        ttl_s: float,
+        note: HoldNote | None,
+    ) -> Hold:
         def op(conn: sqlite3.Connection, now: float) -> Hold:
             row = conn.execute(
                 "SELECT state FROM aegis_holds WHERE tenant = ? AND id = ?", (tenant_id, hold_id)
@@ -321,6 +367,12 @@ class SqliteLedger:
                     expires_at,
                 ),
             )
+            if note is not None:
+                conn.execute(
+                    "INSERT OR REPLACE INTO aegis_notes (tenant, id, owner, text) "
+                    "VALUES (?, ?, ?, ?)",
+                    (tenant_id, hold_id, note.owner, note.text),
+                )
             return Hold(tenant_id, hold_id, amount_nanos, expires_at, tuple(spent))
 
         return await self._run(op)
@@ -365,6 +417,7 @@ class SqliteLedger:
                 "WHERE tenant = ? AND id = ?",
                 (amount_nanos, now, tenant_id, hold_id),
             )
+            _drop_note(conn, tenant_id, hold_id)
             return Settlement(hold_id, amount, amount_nanos, late)
 
         return await self._run(op)
@@ -373,6 +426,7 @@ class SqliteLedger:
         def op(conn: sqlite3.Connection, now: float) -> None:
             _, parts, state = self._get(conn, tenant_id, hold_id)
             if state == "expired":
+                _drop_note(conn, tenant_id, hold_id)  # resolved: nothing left to recover
                 return
             if state != "pending":
                 raise HoldAlreadyResolved(hold_id, state)
@@ -389,6 +443,7 @@ class SqliteLedger:
                 "WHERE tenant = ? AND id = ?",
                 (now, tenant_id, hold_id),
             )
+            _drop_note(conn, tenant_id, hold_id)
 
         await self._run(op)
 

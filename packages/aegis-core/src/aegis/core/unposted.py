@@ -2,10 +2,11 @@
 
 A call that ran has been billed by its provider, whatever the ledger says. When the ledger
 fails while a call is settled (a full disk, a locked SQLite file, Redis down for a second),
-the charge is written here (appended and fsynced) before the receipt, and the Gate posts it
-again before it admits any new call for that tenant, and in the background until the ledger
-takes it. Until then the call's hold still counts against the budget; once it lapses, the
-journal is what keeps the tenant from spending the same money twice.
+the charge (or, for a call that used nothing, its release) is written here (appended and
+fsynced) before the receipt, and the Gate posts it again before it admits any new call for
+that tenant, and in the background until the ledger takes it. Until then the call's hold
+still counts against the budget; once it lapses, the journal is what keeps the tenant from
+spending the same money twice.
 
 The file is JSON lines: ``{"op": "unposted", ...charge}`` when a charge could not be posted,
 ``{"op": "posted", "tenant_id", "hold_id"}`` once it was. Replaying it gives the charges still
@@ -33,6 +34,8 @@ class UnpostedCharge:
     amount_nanos: int
     tokens: int | None = None
     """The call's real token count, for rate-limit accounts (``None``: unknown or none)."""
+    release: bool = False
+    """The call used nothing: its hold is to be released, not charged."""
 
 
 class UnpostedJournal:
@@ -60,6 +63,7 @@ class UnpostedJournal:
                     hold_id=key[1],
                     amount_nanos=int(record["amount_nanos"]),
                     tokens=None if record.get("tokens") is None else int(record["tokens"]),
+                    release=record.get("release") is True,
                 )
             elif record.get("op") == "posted":
                 self._owed.pop(key, None)

@@ -11,7 +11,7 @@ from typing import Final
 
 from aiohttp import web
 
-from aegis.core import Gate, InMemoryPolicyProvider
+from aegis.core import AdmissionLog, Gate, InMemoryPolicyProvider
 from aegis.core.recovery import post_all_owed, recover_admissions
 from aegis.proxy import (
     admin,
@@ -35,6 +35,7 @@ from aegis.proxy.governance import (
     open_journal,
     open_ledger,
     open_trail,
+    other_admission_logs,
     receipt_signer,
 )
 from aegis.proxy.idempotency import IdempotencyStore, RedisIdempotencyStore
@@ -101,10 +102,15 @@ async def _governance(app: web.Application) -> AsyncIterator[None]:
         # A new chain names its trail slot, so the verifier sees two trails swapped.
         chain_id=f"{trail.name}-{os.urandom(8).hex()}",
         journal=open_journal(settings, trail),
-        admissions=open_admission_log(settings, trail),
+        admissions=open_admission_log(settings, trail, ledger),
     )
     # Calls a crash left in flight are receipted and charged before anything new is served.
     recovered = await recover_admissions(app[GATE])
+    for other in other_admission_logs(trail, ledger, app[GATE].admissions):
+        recovered += await recover_admissions(app[GATE], other)
+        await other.close()
+        if isinstance(other, AdmissionLog) and other.path is not None:
+            other.path.unlink()  # every call in it is receipted now
     if recovered:
         logger.warning("%d call(s) left in flight by a crash were receipted and charged", recovered)
     poster = asyncio.create_task(_post_owed(app[GATE]))

@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Final
 
 from aegis.core import (
+    AdmissionJournal,
     AdmissionLog,
     CheckpointCopy,
     FileReceiptSink,
     HmacSha256Signer,
     Ledger,
+    LedgerAdmissions,
     MemoryLedger,
     MemoryReceiptSink,
     PricingTable,
@@ -38,6 +40,7 @@ __all__ = [
     "open_ledger",
     "open_sink",
     "open_trail",
+    "other_admission_logs",
     "receipt_signer",
     "trail_path",
     "webhook_signer",
@@ -69,18 +72,48 @@ def open_ledger(settings: Settings, *, create_epoch: bool = True) -> Ledger:
     return SqliteLedger(cfg.path, synchronous=cfg.synchronous, busy_timeout_ms=cfg.busy_timeout_ms)
 
 
-def open_admission_log(settings: Settings, trail: Path) -> AdmissionLog:
-    """Where this replica records calls admitted and not yet settled: beside its own trail
-    (which one process writes), so a replica restarted on that trail recovers them; nowhere
-    for the memory ledger, whose holds die with the process anyway."""
+def open_admission_log(settings: Settings, trail: Path, ledger: Ledger) -> AdmissionJournal:
+    """Where this replica records calls admitted and not yet settled, under its own trail's
+    name (which one process writes), so a replica restarted on that trail recovers them;
+    nowhere for the memory ledger, whose holds die with the process anyway.
+
+    In the SQLite ledger, as notes with the holds: the reservation's own transaction records
+    the admission, so no call pays a write (and an fsync) of its own for it. A ledger less
+    durable than the receipts (``normal`` against ``fsync``) would lose the record with the
+    hold in a power cut, so then, as with Redis, a file beside the trail keeps it.
+    """
     if settings.ledger.backend == "memory":
         return AdmissionLog(None)
+    fsync = settings.receipts.durability == "fsync"
+    if isinstance(ledger, SqliteLedger) and (settings.ledger.synchronous == "full" or not fsync):
+        return _noted(ledger, trail)
     # As durable as the receipts: fsynced with "fsync", written at once (kill -9 safe) with
     # "group", which already accepts losing a power cut's last moments.
-    return AdmissionLog(
-        trail.with_name(trail.name + ".admissions.jsonl"),
-        durable=settings.receipts.durability == "fsync",
-    )
+    return AdmissionLog(_log_path(trail), durable=fsync)
+
+
+def other_admission_logs(
+    trail: Path, ledger: Ledger, journal: AdmissionJournal
+) -> list[AdmissionJournal]:
+    """Where else this trail's admissions may be: a file or notes left by another version or
+    configuration of this replica. Their calls are recovered like the journal's own."""
+    others: list[AdmissionJournal] = []
+    path = _log_path(trail)
+    if not isinstance(journal, AdmissionLog) and path.exists():
+        others.append(AdmissionLog(path))
+    if isinstance(ledger, SqliteLedger) and not isinstance(journal, LedgerAdmissions):
+        others.append(_noted(ledger, trail))
+    return others
+
+
+def _noted(ledger: SqliteLedger, trail: Path) -> LedgerAdmissions:
+    # The absolute path: two deployments sharing a ledger file may both name a trail
+    # "receipts", and must never recover each other's calls.
+    return LedgerAdmissions(ledger, owner=str(trail.resolve()))
+
+
+def _log_path(trail: Path) -> Path:
+    return trail.with_name(trail.name + ".admissions.jsonl")
 
 
 def open_journal(settings: Settings, trail: Path) -> UnpostedJournal:
