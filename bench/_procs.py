@@ -163,11 +163,16 @@ def start_proxy(
     timeout_s: float = 120,
     log_level: str = "INFO",
     extra: Sequence[str] = (),
+    source: Path | None = None,
 ) -> Proc:
     """Start ``aegis-proxy serve`` (``extra``: more arguments) and wait until ``/readyz``
-    answers 200."""
+    answers 200. ``source``: a checkout whose packages the proxy runs instead of this one's
+    (put first on its ``PYTHONPATH``; the dependencies stay this environment's)."""
     log = config.with_suffix(".log")
     env = {**os.environ, "BENCH_UPSTREAM_KEY": "sk-bench", "AEGIS_RECEIPT_SECRET": "r" * 32}
+    if source is not None:
+        roots = sorted(str(src) for src in (source / "packages").glob("*/src"))
+        env["PYTHONPATH"] = os.pathsep.join([*roots, str(Path(__file__).parent.parent)])
     # INFO: the access log (on by default) writes its line per request, as in production.
     env["AEGIS_LOG_LEVEL"] = log_level
     if profile is None:
