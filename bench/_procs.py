@@ -164,10 +164,12 @@ def start_proxy(
     log_level: str = "INFO",
     extra: Sequence[str] = (),
     source: Path | None = None,
+    wrapper: Sequence[str] = (),
 ) -> Proc:
     """Start ``aegis-proxy serve`` (``extra``: more arguments) and wait until ``/readyz``
     answers 200. ``source``: a checkout whose packages the proxy runs instead of this one's
-    (put first on its ``PYTHONPATH``; the dependencies stay this environment's)."""
+    (put first on its ``PYTHONPATH``; the dependencies stay this environment's). ``wrapper``:
+    a command the proxy runs under (``valgrind ...``)."""
     log = config.with_suffix(".log")
     env = {**os.environ, "BENCH_UPSTREAM_KEY": "sk-bench", "AEGIS_RECEIPT_SECRET": "r" * 32}
     if source is not None:
@@ -179,7 +181,7 @@ def start_proxy(
         argv = [sys.executable, "-m", "aegis.proxy"]
     else:
         argv = [sys.executable, "-m", "bench._profiled", str(profile)]
-    argv += ["serve", "--config", str(config), *extra]
+    argv = [*wrapper, *argv, "serve", "--config", str(config), *extra]
     process = _spawn(argv, log, env, cores)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
