@@ -31,6 +31,7 @@ from aegis.adapters.gemini import (
     with_output_limits,
 )
 from aegis.core import Gate, Permit, Policy, SseEvent, Usage, UsageSource
+from aegis.proxy import fast_json
 from aegis.proxy.apis import GOOGLE, OPENAI
 from aegis.proxy.errors import BadRequest
 from aegis.proxy.exchange import Answer, Exchange
@@ -103,7 +104,7 @@ class _StreamReader:
     def feed(self, event: SseEvent, out: bytearray) -> bool:
         if event.data is None:
             return True
-        parsed = json.loads(event.data)
+        parsed = fast_json.loads(event.data)
         if self._translator is None:
             if not isinstance(parsed, dict):
                 raise ValueError("stream event is not a JSON object")
@@ -221,7 +222,7 @@ class _ResponsesStreamReader:
     def feed(self, event: SseEvent, out: bytearray) -> bool:
         if event.data is None:
             return True
-        for chunk in self._chat.feed(json.loads(event.data)):
+        for chunk in self._chat.feed(fast_json.loads(event.data)):
             for piece in self._responses.feed(chunk):
                 out += responses_sse_event(piece)
         return True

@@ -48,6 +48,7 @@ from aegis.adapters.openai import (
     usage_from_responses_object,
 )
 from aegis.core import Permit, SseEvent, Usage, UsageSource
+from aegis.proxy import fast_json
 from aegis.proxy.anthropic_wire import (
     admit as anthropic_admit,
     translated_exchange as anthropic_translated_exchange,
@@ -236,7 +237,7 @@ class _RecordingObserver:
     def feed(self, event: SseEvent, out: bytearray) -> bool:
         if self._record is not None and event.data is not None and event.data != b"[DONE]":
             with suppress(ValueError):
-                data = json.loads(event.data)
+                data = fast_json.loads(event.data)
                 if isinstance(data, dict) and data.get("type") == "response.created":
                     self._record(data.get("response"))
                     self._record = None
@@ -264,7 +265,7 @@ def _recording(exchange: Exchange, owners: ResponseOwners, owner: ResponseOwner)
 
     def read_answer(raw: bytes) -> Answer:
         answer = exchange.read_answer(raw)
-        record(json.loads(raw))
+        record(fast_json.loads(raw))
         return answer
 
     inner = exchange.observer

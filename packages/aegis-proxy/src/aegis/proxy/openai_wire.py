@@ -15,6 +15,7 @@ from typing import Any
 
 from aegis.adapters.openai import OutputMeter, RequestEstimate, RequestRewrite
 from aegis.core import SseEvent, Usage, UsageSource
+from aegis.proxy import fast_json
 from aegis.proxy.apis import OPENAI
 from aegis.proxy.attempt import Failure
 from aegis.proxy.exchange import Answer, ErrorReader, Exchange
@@ -81,7 +82,7 @@ def openai_failure(provider: str, to_openai: ToOpenAI) -> ErrorReader:
 
 def json_object(raw: bytes) -> dict[str, Any]:
     """A JSON object answer, or ``ValueError`` (an empty, cut or foreign body)."""
-    data = json.loads(raw)
+    data = fast_json.loads(raw)
     if not isinstance(data, dict):
         raise ValueError("the answer is not a JSON object")
     return data
@@ -112,7 +113,7 @@ class StreamMeter:
             self._done = self._done or data == b"[DONE]"
             out += event.raw
             return True
-        parsed = json.loads(data)
+        parsed = fast_json.loads(data)
         if not self._observe(self._meter, parsed):
             # The upstream ignores the limit we reserved for: end the stream here.
             out += b"data: [DONE]\n\n"
