@@ -28,14 +28,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench._procs import boost, free_port, pin, start_proxy, start_upstream, write_config
+from bench._procs import Proc, boost, pin, start_upstream
 from bench._report import report
 from bench.proxy import (
     CHAT,
     LOAD_CORE,
-    PROXY_CORE,
     Target,
     added,
+    fresh_proxy,
     interleaved,
     med,
     raise_fd_limit,
@@ -78,7 +78,7 @@ def main(args: argparse.Namespace) -> None:
 async def measure(
     args: argparse.Namespace, workdir: Path, base: Path, commit: str
 ) -> list[dict[str, Any]]:
-    procs = []
+    procs: list[Proc] = []
     rows: list[dict[str, Any]] = []
     try:
         upstream = start_upstream(workdir, LOAD_CORE)
@@ -88,21 +88,16 @@ async def measure(
         targets = [direct]
         for config in args.configs.split(","):
             for tree, source in (("this", None), (commit, base)):
-                name = f"{config}-{tree}"
-                path = workdir / f"{name}.toml"
-                port = free_port()
-                keys = write_config(
-                    path,
-                    port=port,
-                    upstream_port=upstream.port,
-                    tenants=10,
-                    keyed=10,
-                    defaults=config == "defaults",
+                targets.append(
+                    await fresh_proxy(
+                        workdir,
+                        f"{config}-{tree}",
+                        upstream,
+                        procs,
+                        defaults=config == "defaults",
+                        source=source,
+                    )
                 )
-                proc = start_proxy(path, port, PROXY_CORE, source=source)
-                procs.append(proc)
-                targets.append(Target(name, port, proc.pid, keys))
-                await warm(targets[-1])
         for c in (int(c) for c in args.concurrency.split(",")):
             print(f"measuring c={c}", flush=True)
             s = await interleaved(targets, CHAT, c, args.reps, args.duration)

@@ -392,7 +392,9 @@ async def fresh_proxy(
     log_level: str = "INFO",
     workers: int = 1,
     defaults: bool = False,
+    source: Path | None = None,
 ) -> Target:
+    """A proxy of its own (``source``: run another checkout's packages), warmed up."""
     config = workdir / f"{name}.toml"
     port = free_port()
     keys = write_config(
@@ -406,7 +408,9 @@ async def fresh_proxy(
     )
     cores = PROXY_CORE if workers == 1 else PROXY_CORE | LOAD_CORE
     extra = () if workers == 1 else ("--workers", str(workers))
-    proc = start_proxy(config, port, cores, timeout_s=600, log_level=log_level, extra=extra)
+    proc = start_proxy(
+        config, port, cores, timeout_s=600, log_level=log_level, extra=extra, source=source
+    )
     procs.append(proc)
     target = Target(name, port, proc.pid, keys)
     await warm(target)
