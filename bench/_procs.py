@@ -246,7 +246,8 @@ def write_config(
         'durability = "fsync"\n' if defaults else 'durability = "group"\ngroup_commit_ms = 50\n'
     )
     parts = [
-        f"[server]\nport = {port}\ndrain_timeout_s = 5\n"
+        # One load generator on one address stands for many clients: no per-client bound.
+        f"[server]\nport = {port}\ndrain_timeout_s = 5\nmax_connections_per_client = 0\n"
         f'event_loop = "{os.environ.get("BENCH_EVENT_LOOP", "auto")}"\n'
         f"[ledger]\n{ledger}"
         f'[receipts]\nsink = "file"\npath = "{path.stem}-receipts"\nkey_id = "bench"\n'
