@@ -40,6 +40,7 @@ from aegis.core import (
     UsageSource,
     chat_sse_event,
 )
+from aegis.proxy import fast_json
 from aegis.proxy.apis import ANTHROPIC, OPENAI
 from aegis.proxy.exchange import Answer, Exchange
 from aegis.proxy.openai_wire import json_object, openai_failure, passthrough_error
@@ -78,7 +79,9 @@ class _Metered:
     __slots__ = ("_error", "_reader")
 
     def __init__(self, max_output_tokens: int) -> None:
-        self._reader = MessagesStreamReader(max_output_tokens=max_output_tokens)
+        self._reader = MessagesStreamReader(
+            max_output_tokens=max_output_tokens, loads=fast_json.loads
+        )
         self._error: bytes | None = None
 
     def _classify(self, event: SseEvent) -> StreamEvent:

@@ -23,6 +23,7 @@ events a caller framed itself with :class:`aegis.core.SseParser`).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Final, Literal, NamedTuple
 
@@ -164,6 +165,11 @@ class StreamEvent(NamedTuple):
 _decode: Final = json.JSONDecoder().decode
 
 
+def _loads(data: bytes) -> Any:
+    # Decoding first skips json.loads's byte-encoding detection on every event.
+    return _decode(data.decode("utf-8"))
+
+
 class MessagesStreamReader:
     """Classifies and meters the raw SSE bytes of a Messages stream.
 
@@ -171,13 +177,19 @@ class MessagesStreamReader:
     not forward it, end the stream, bill from :attr:`meter`), ``done`` (``message_stop``;
     forward it), ``error`` (an ``error`` event; forward it, the stream is failing), ``other``
     (``ping``, comments, anything unparseable; forward it).
+
+    ``loads`` decodes each event's data (a faster decoder than the standard library's, such as
+    the proxy's, must decode and fail as :func:`json.loads` does: raise ``ValueError``).
     """
 
-    __slots__ = ("_parser", "meter")
+    __slots__ = ("_loads", "_parser", "meter")
 
-    def __init__(self, *, max_output_tokens: int) -> None:
+    def __init__(
+        self, *, max_output_tokens: int, loads: Callable[[bytes], Any] | None = None
+    ) -> None:
         self._parser = SseParser()
         self.meter = StreamMeter(max_output_tokens=max_output_tokens)
+        self._loads = loads or _loads
 
     def feed(self, data: bytes) -> list[StreamEvent]:
         """The events ``data`` completes, in order."""
@@ -194,7 +206,7 @@ class MessagesStreamReader:
         if event.data is None:
             return StreamEvent(event.raw, "other")
         try:
-            data = _decode(event.data.decode("utf-8"))
+            data = self._loads(event.data)
         except ValueError:
             return StreamEvent(event.raw, "other")
         if not isinstance(data, dict):
