@@ -51,3 +51,18 @@ def test_the_proxy_has_no_import_cycle() -> None:
 def test_the_gate_module_stays_readable() -> None:
     gate = PROXY.parents[3] / "aegis-core/src/aegis/core/gate.py"
     assert len(gate.read_text().splitlines()) < 400
+
+
+def test_the_forwarder_and_the_attempt_owner_are_handed_their_collaborators() -> None:
+    """Neither reads the application's state (``request.app[...]``): what they use is passed
+    in, so a config reload cannot change a call halfway through."""
+    for name in ("forward.py", "attempt.py", "exchange.py"):
+        tree = ast.parse((PROXY / name).read_text())
+        reads = [
+            node.lineno
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Subscript)
+            and isinstance(node.value, ast.Attribute)
+            and node.value.attr == "app"
+        ]
+        assert reads == [], f"{name} reads app state at lines {reads}"

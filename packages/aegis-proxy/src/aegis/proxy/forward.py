@@ -21,7 +21,6 @@ from aegis.core import SseParser
 from aegis.proxy.attempt import UpstreamAttempt
 from aegis.proxy.calls import IncomingCall
 from aegis.proxy.exchange import Answer, Exchange, StreamObserver
-from aegis.proxy.state import SETTINGS
 from aegis.proxy.timing import first_chunk, upstream_sent
 from aegis.proxy.upstream import Upstream
 
@@ -145,11 +144,11 @@ async def forward(
         if not _is_event_stream(response):
             owner.lost(f"{name} answered a stream with {response.content_type or 'no type'}")
             return None
-        return await _pump(request, call, response, exchange, owner)
+        return await _pump(request, call, upstream, response, exchange, owner)
 
 
 async def _read_abandoned(
-    request: web.Request,
+    upstream: Upstream,
     response: aiohttp.ClientResponse,
     parser: SseParser,
     observer: StreamObserver,
@@ -161,11 +160,10 @@ async def _read_abandoned(
     saw: only its own usage figure, at the stream's end, can charge less than the reservation.
     A stream that does not get there in time is closed, and charged its reservation.
     """
-    server = request.app[SETTINGS].server
-    left = server.abandoned_read_bytes
+    left = upstream.abandoned_read_bytes
     scratch = bytearray()  # what the client would have got: nobody reads it
     try:
-        async with asyncio.timeout(server.abandoned_read_s):
+        async with asyncio.timeout(upstream.abandoned_read_s):
             async for data in response.content.iter_any():
                 left -= len(data)
                 if left < 0:
@@ -187,6 +185,7 @@ def _is_event_stream(response: aiohttp.ClientResponse) -> bool:
 async def _pump(
     request: web.Request,
     call: IncomingCall,
+    upstream: Upstream,
     response: aiohttp.ClientResponse,
     exchange: Exchange,
     owner: UpstreamAttempt,
@@ -229,12 +228,14 @@ async def _pump(
                 owner.broke(f"stream from {permit.provider} ended {missing}")
     except _CLIENT_GONE:
         owner.client_left()
-        await _read_abandoned(request, response, parser, observer, owner)
+        await _read_abandoned(upstream, response, parser, observer, owner)
     except asyncio.CancelledError:
         # A server with handler cancellation cancels the handler of a client that left:
         # read on all the same (shielded), then let the cancellation go on.
         owner.client_left()
-        reading = asyncio.ensure_future(_read_abandoned(request, response, parser, observer, owner))
+        reading = asyncio.ensure_future(
+            _read_abandoned(upstream, response, parser, observer, owner)
+        )
         with suppress(asyncio.CancelledError):
             await asyncio.shield(reading)
         raise

@@ -28,6 +28,9 @@ class Upstream:
     session: aiohttp.ClientSession
     auth_headers: dict[str, str]
     """Sent on every request; never logged, never echoed."""
+    abandoned_read_s: float = 30.0
+    abandoned_read_bytes: int = 4 * 1024 * 1024
+    """How long, and how far, a stream the client left is read on for its usage."""
     json_headers: dict[str, str] = field(init=False)
     """``auth_headers`` plus the JSON content type: what every governed call sends."""
     _urls: dict[str, URL] = field(init=False, default_factory=dict)
@@ -70,4 +73,12 @@ def open_upstream(provider: ProviderSettings, server: ServerSettings) -> Upstrea
         skip_auto_headers=("User-Agent",),
         raise_for_status=False,
     )
-    return Upstream(provider.name, provider.type, provider.base_url, session, headers)
+    return Upstream(
+        provider.name,
+        provider.type,
+        provider.base_url,
+        session,
+        headers,
+        abandoned_read_s=server.abandoned_read_s,
+        abandoned_read_bytes=server.abandoned_read_bytes,
+    )
