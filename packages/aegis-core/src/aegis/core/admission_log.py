@@ -69,13 +69,13 @@ class AdmissionRecord:
             out[name] = getattr(self, name)
         return out
 
-    def line(self) -> bytes:
-        """The record's canonical JSON line (no newline)."""
-        return _dumps(self.to_dict())
+    def text(self) -> str:
+        """The record as its log line's JSON (no newline)."""
+        return _text(self.to_dict())
 
     @classmethod
     def parse(cls, line: bytes | str) -> AdmissionRecord | None:
-        """The admission a :meth:`line` holds; ``None`` for any other line."""
+        """The admission a :meth:`text` holds; ``None`` for any other line."""
         record: Any = json.loads(line)
         if not isinstance(record, dict) or record.pop("op", None) != "admitted":
             return None
@@ -85,8 +85,12 @@ class AdmissionRecord:
 _FIELDS: tuple[str, ...] = tuple(f.name for f in fields(AdmissionRecord))
 
 
+def _text(record: dict[str, object]) -> str:
+    return json.dumps(record, sort_keys=True, separators=(",", ":"))
+
+
 def _dumps(record: dict[str, object]) -> bytes:
-    return json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
+    return _text(record).encode()
 
 
 class AdmissionJournal(Protocol):
@@ -145,7 +149,7 @@ class LedgerAdmissions:
             amount_nanos=record.reserved_nanos,
             accounts=accounts,
             ttl_s=ttl_s,
-            note=HoldNote(self.owner, record.line().decode()),
+            note=HoldNote(self.owner, record.text()),
         )
 
     def settled(self, receipt_id: str) -> None:

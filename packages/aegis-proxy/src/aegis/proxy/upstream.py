@@ -28,9 +28,10 @@ class Upstream:
     session: aiohttp.ClientSession
     auth_headers: dict[str, str]
     """Sent on every request; never logged, never echoed."""
-    abandoned_read_s: float = 30.0
-    abandoned_read_bytes: int = 4 * 1024 * 1024
-    """How long, and how far, a stream the client left is read on for its usage."""
+    abandoned_read_s: float
+    abandoned_read_bytes: int
+    """How long, and how far, a stream the client left is read on for its usage (from
+    ``[server]``, as the proxy started)."""
     json_headers: dict[str, str] = field(init=False)
     """``auth_headers`` plus the JSON content type: what every governed call sends."""
     _urls: dict[str, URL] = field(init=False, default_factory=dict)
